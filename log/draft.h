@@ -22,6 +22,7 @@ namespace cloister::log {
 // The largest encoded event the log accepts.
 inline constexpr size_t kEventBytesMax = 1 << 20;
 
+// The envelope fields a producer owns. The views must stay valid until Finish() returns.
 struct Envelope {
   int64_t time_ns = 0;
   fb::ActorKind actor_kind = fb::ActorKind::Unknown;

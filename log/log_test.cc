@@ -32,11 +32,12 @@ Draft NodeJoinedDraft(uint64_t i, size_t name_bytes = 16) {
   std::string name(name_bytes, static_cast<char>('a' + i % 26));
   auto payload = fb::CreateNodeJoinedDirect(fbb, node_id.c_str(), name.c_str(), "127.0.0.1", 8,
                                             16384, 16, 32768, 2, "count", "amd64", "sim");
+  std::string request_id = "req-" + std::to_string(i);  // Outlives the envelope's view of it.
   Envelope envelope;
   envelope.time_ns = 1'700'000'000'000'000'000 + static_cast<int64_t>(i);
   envelope.actor_kind = fb::ActorKind::Node;
   envelope.actor_id = node_id;
-  envelope.request_id = "req-" + std::to_string(i);
+  envelope.request_id = request_id;
   return builder.Finish(envelope, payload);
 }
 
