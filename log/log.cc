@@ -201,6 +201,8 @@ class Log::Impl {
   void WriterLoop();
   void CommitBatch(std::vector<Request>* batch);
   int WriteTxn(const std::vector<Request>& batch, const Head& next);
+  // True when LMDB has put the environment in its fatal state (a failed meta page write).
+  bool EnvFailed();
   Status GrowMap();
   void Complete(std::vector<Request>* batch, const Status& status);
   void Fatal(std::vector<Request>* batch, const Status& status);
@@ -715,6 +717,14 @@ void Log::Impl::CommitBatch(std::vector<Request>* batch) {
       Complete(batch, Status::NoSpace("events " + range + " not appended: " + grown.message()));
       return;
     }
+    if ((rc == ENOSPC || rc == EDQUOT) && EnvFailed()) {
+      // The failed write was LMDB's meta page: LMDB has marked the environment unusable
+      // (every later transaction gets MDB_PANIC), so only a restart can continue.
+      Fatal(batch, Status::IoError("LMDB could not write its meta page while committing events " +
+                                   range + " in " + options_.dir + " (" + mdb_strerror(rc) +
+                                   ") and is in its fatal state"));
+      return;
+    }
     if (rc == ENOSPC || rc == EDQUOT) {
       Complete(batch, Status::NoSpace("disk full while committing events " + range + " in " +
                                       options_.dir + " (" + mdb_strerror(rc) +
@@ -734,6 +744,15 @@ void Log::Impl::CommitBatch(std::vector<Request>* batch) {
     AppendResult result{request.seq_first, request.seq_first + request.drafts.size() - 1};
     request.done(result);
   }
+}
+
+bool Log::Impl::EnvFailed() {
+  MDB_txn* probe = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &probe);
+  if (rc == 0) {
+    mdb_txn_abort(probe);
+  }
+  return rc == MDB_PANIC;
 }
 
 int Log::Impl::WriteTxn(const std::vector<Request>& batch, const Head& next) {

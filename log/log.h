@@ -13,9 +13,11 @@
 //
 // Failures while committing:
 //  * MDB_MAP_FULL: the map is grown and the commit retried, up to Options::map_bytes_max.
-//  * ENOSPC / EDQUOT (disk full): the batches in that commit fail with kNoSpace, nothing is
-//    acknowledged, and the writer keeps running; appends succeed again once space is freed.
-//    LMDB is copy-on-write, so pages of a failed commit are never referenced by a durable meta.
+//  * ENOSPC / EDQUOT (disk full) writing data pages or syncing them: the batches in that commit
+//    fail with kNoSpace, nothing is acknowledged, and the writer keeps running; appends succeed
+//    again once space is freed. LMDB is copy-on-write, so pages of a failed commit are never
+//    referenced by a durable meta page. If instead the write of LMDB's meta page failed, LMDB has
+//    marked its environment unusable (MDB_PANIC from then on), and that is fatal as below.
 //  * Anything else (EIO from write or fsync, MDB_PANIC, ...): fatal. No acknowledgement; every
 //    pending and later append fails with kClosed; Options::on_fatal runs, which by default
 //    prints one line to stderr and _exit(kExitFatalIo)s. A fsync is never retried (fsyncgate):
