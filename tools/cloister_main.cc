@@ -1,0 +1,339 @@
+// cloister: the operator's command-line tool for a cloister data directory.
+//
+//   cloister audit export --data DIR [filters] [--format jsonl|csv]   events to stdout
+//   cloister audit verify --data DIR                                   check the hash chain
+//   cloister demo --data DIR [--events N]                              append a demo story
+//
+// Exit status: 0 success; 1 the log is corrupt or an operation failed; 2 bad arguments (including
+// a data directory that holds no log). Errors are one line on stderr.
+//
+// CLI11 reports parse errors and --help by throwing; those exceptions are caught here, at the
+// boundary, and nothing below main throws.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "log/hash.h"
+#include "log/log.h"
+#include "log/status.h"
+#include "tools/audit.h"
+#include "tools/demo.h"
+#include "tools/event_format.h"
+#include "tools/text_format.h"
+
+namespace cloister::tools {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;  // Corruption, or the operation failed (I/O, busy, ...).
+constexpr int kExitUsage = 2;    // Bad arguments; nothing was read or written.
+
+// Every option value, as typed; parsed after CLI11 has matched the command line.
+struct Args {
+  std::string data;
+  ExportArgs export_args;
+  std::string from;
+  std::string to;
+  std::string since;
+  std::string until;
+  std::string actor;
+  std::string events;
+};
+
+struct Commands {
+  CLI::App* audit_export = nullptr;
+  CLI::App* audit_verify = nullptr;
+  CLI::App* demo = nullptr;
+  // Options whose presence matters (an empty value is still a value).
+  CLI::Option* from = nullptr;
+  CLI::Option* to = nullptr;
+  CLI::Option* since = nullptr;
+  CLI::Option* until = nullptr;
+  CLI::Option* actor = nullptr;
+  CLI::Option* events = nullptr;
+};
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "cloister: %s\n", message.c_str());
+  return kExitFailure;
+}
+
+int Usage(const std::string& message) {
+  std::fprintf(stderr, "cloister: %s\n", message.c_str());
+  return kExitUsage;
+}
+
+// Maps an error from opening or reading the log to the exit status and message for it.
+int LogError(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kCorruption:
+      std::fprintf(stderr, "corrupt: %s\n", status.message().c_str());
+      return kExitFailure;
+    case StatusCode::kNotFound:
+    case StatusCode::kInvalidArgument:
+      return Usage(status.message());
+    default:
+      return Fail(status.ToString());
+  }
+}
+
+std::string TypeList() {
+  std::string list;
+  for (const char* name : PayloadTypeNames()) {
+    list += list.empty() ? "" : ", ";
+    list += name;
+  }
+  return list;
+}
+
+void AddExport(CLI::App* audit, Args* args, Commands* commands) {
+  CLI::App* cmd = audit->add_subcommand(
+      "export", "Write verified events to stdout as JSON lines (default) or CSV, in seq order");
+  cmd->add_option("--data", args->data, "Data directory holding the event log")
+      ->type_name("DIR")
+      ->required();
+  commands->from =
+      cmd->add_option("--from", args->from, "First seq to export (default: 1)")->type_name("SEQ");
+  commands->to =
+      cmd->add_option("--to", args->to, "Last seq to export (default: the head)")->type_name("SEQ");
+  commands->since = cmd->add_option("--since", args->since,
+                                    "Only events with time >= TIME, RFC 3339: "
+                                    "2026-11-24T12:00:00Z, 2026-11-24T13:00:00.5+01:00")
+                        ->type_name("TIME");
+  commands->until =
+      cmd->add_option("--until", args->until, "Only events with time <= TIME (RFC 3339)")
+          ->type_name("TIME");
+  cmd->add_option("--type", args->export_args.types,
+                  "Only events of this payload type: NodeJoined, nodejoined or node_joined "
+                  "(repeat the option or separate with commas for several)")
+      ->type_name("TYPE")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->delimiter(',');
+  commands->actor =
+      cmd->add_option("--actor", args->actor, "Only events whose actor id is exactly ID")
+          ->type_name("ID");
+  cmd->add_option("--format", args->export_args.format,
+                  "Output format: jsonl or csv (default: jsonl)")
+      ->type_name("FORMAT");
+  cmd->footer(
+      "The log is opened read-only and read in one consistent snapshot, so a running writer is "
+      "fine. Every event is verified (FlatBuffers and hash chain) before it is written; on "
+      "corruption the events before it are written, then 'corrupt: <message naming the seq>' "
+      "goes to stderr.\n"
+      "Each JSON line: {\"seq\",\"time\" (RFC 3339 UTC, nanoseconds),\"actor\":{\"kind\",\"id\","
+      "\"groups\"},\"request_id\",\"type\",\"payload\":{every field of the payload},\"hash\" (hex "
+      "of the chain hash at this seq)}. Digests are hex, enums are names, absent scalars are "
+      "their defaults, absent strings and tables are null. A type this build does not know is "
+      "\"Unknown(N)\" with an empty payload.\n"
+      "CSV columns: seq,time,actor_kind,actor_id,request_id,type,payload,hash; payload is the JSON "
+      "object, quoted.\n"
+      "Filters combine with AND; seq and time bounds are inclusive.\n"
+      "Payload types: " +
+      TypeList() +
+      "\n"
+      "Exit status: 0 exported; 1 corruption or a read error; 2 bad arguments or no log in DIR.");
+  commands->audit_export = cmd;
+}
+
+void AddVerify(CLI::App* audit, Args* args, Commands* commands) {
+  CLI::App* cmd = audit->add_subcommand(
+      "verify", "Verify the whole hash chain and print the head: ok: head seq N hash <64 hex>");
+  cmd->add_option("--data", args->data, "Data directory holding the event log")
+      ->type_name("DIR")
+      ->required();
+  cmd->footer(
+      "Checks that every event passes the FlatBuffers verifier, that seqs have no gaps, that each "
+      "event's prev_hash is the hash of the event before it, and that the chain ends at the "
+      "stored head. An empty log prints head seq 0 and 64 zeros. Read-only; a running writer is "
+      "fine.\n"
+      "Exit status: 0 the chain verifies; 1 corruption ('corrupt: <message naming the first bad "
+      "seq>' on stderr) or a read error; 2 bad arguments or no log in DIR.");
+  commands->audit_verify = cmd;
+}
+
+void AddDemo(CLI::App* app, Args* args, Commands* commands) {
+  CLI::App* cmd = app->add_subcommand(
+      "demo", "Append a short, realistic story of events to a log, then print the count and head");
+  cmd->add_option("--data", args->data, "Data directory of the event log")
+      ->type_name("DIR")
+      ->required();
+  commands->events = cmd->add_option("--events", args->events,
+                                     "Number of events to append (default: 12, at most " +
+                                         std::to_string(kDemoEventsMax) + ")")
+                         ->type_name("N");
+  cmd->footer(
+      "The story, appended the way producers append (one append per command, with actors and "
+      "request ids): a config change, a node group, a node joining it, an API key, a TAP "
+      "challenge and session, a VM requested, scheduled and started, a failed authentication, a "
+      "denied access. Past 12 events, VM lifecycles with node heartbeats repeat. Opens DIR for "
+      "writing (created if missing), so no other writer may have it open.\n"
+      "Then try: cloister audit export --data DIR; cloister audit verify --data DIR\n"
+      "Exit status: 0 appended; 1 an append or the open failed (e.g. another writer); 2 bad "
+      "arguments.");
+  commands->demo = cmd;
+}
+
+void Configure(CLI::App* app, Args* args, Commands* commands) {
+  app->require_subcommand(1, 1);
+  app->footer(
+      "Run 'cloister COMMAND --help' or 'cloister audit COMMAND --help' for a command's options.\n"
+      "Exit status: 0 success; 1 corruption or a failed operation; 2 bad arguments.");
+  CLI::App* audit = app->add_subcommand(
+      "audit", "Read the event log: export events (export) or verify the hash chain (verify)");
+  audit->require_subcommand(1, 1);
+  AddExport(audit, args, commands);
+  AddVerify(audit, args, commands);
+  AddDemo(app, args, commands);
+}
+
+Result<std::unique_ptr<log::Log>> OpenReadOnly(const std::string& dir) {
+  log::Options options;
+  options.dir = dir;
+  options.read_only = true;
+  return log::Log::Open(options);
+}
+
+int RunExport(Args* args, const Commands& commands) {
+  ExportArgs& export_args = args->export_args;
+  // CLI11 binds plain strings; presence, not emptiness, says whether an option was given.
+  const auto given = [](const CLI::Option* option, const std::string& value) {
+    return option->count() > 0 ? std::optional<std::string>(value) : std::nullopt;
+  };
+  export_args.from = given(commands.from, args->from);
+  export_args.to = given(commands.to, args->to);
+  export_args.since = given(commands.since, args->since);
+  export_args.until = given(commands.until, args->until);
+  export_args.actor = given(commands.actor, args->actor);
+  Result<ExportOptions> options = ParseExportArgs(export_args);
+  if (!options.ok()) {
+    return Usage(options.status().message());
+  }
+  Result<std::unique_ptr<log::Log>> log = OpenReadOnly(args->data);
+  if (!log.ok()) {
+    return LogError(log.status());
+  }
+  FdSink sink(1);
+  Status s = Export(**log, *options, &sink);
+  if (!s.ok()) {
+    return LogError(s);
+  }
+  return kExitOk;
+}
+
+int RunVerify(const Args& args) {
+  Result<std::unique_ptr<log::Log>> log = OpenReadOnly(args.data);
+  if (!log.ok()) {
+    return LogError(log.status());
+  }
+  Result<log::Head> head = Verify(**log);
+  if (!head.ok()) {
+    return LogError(head.status());
+  }
+  std::printf("%s\n", VerifyOkLine(*head).c_str());
+  return kExitOk;
+}
+
+int RunDemo(const Args& args, const Commands& commands) {
+  uint64_t events = kDemoEventsDefault;
+  if (commands.events->count() > 0) {
+    Result<uint64_t> parsed = ParseU64(args.events);
+    if (!parsed.ok()) {
+      return Usage("--events: " + parsed.status().message());
+    }
+    if (*parsed > kDemoEventsMax) {
+      return Usage("--events: " + args.events + " exceeds the limit of " +
+                   std::to_string(kDemoEventsMax));
+    }
+    events = *parsed;
+  }
+  log::Options options;
+  options.dir = args.data;
+  Result<std::unique_ptr<log::Log>> log = log::Log::Open(options);
+  if (!log.ok()) {
+    return LogError(log.status());
+  }
+  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  Result<DemoResult> result = AppendDemoStory(log->get(), events, now_ns);
+  if (!result.ok()) {
+    return Fail("demo: " + result.status().ToString());
+  }
+  const log::Head head = (*log)->head();
+  std::printf("appended %llu events (seq %llu..%llu) to %s; head seq %llu hash %s\n",
+              static_cast<unsigned long long>(result->events),
+              static_cast<unsigned long long>(result->seq_first),
+              static_cast<unsigned long long>(result->seq_last), args.data.c_str(),
+              static_cast<unsigned long long>(head.seq), log::HashHex(head.hash).c_str());
+  return kExitOk;
+}
+
+// CLI11 checks for a missing subcommand before it complains about a word it did not match, so
+// `cloister frobnicate` would read "A subcommand is required"; name the word instead.
+std::string ParseErrorMessage(const CLI::App& app, const CLI::ParseError& e) {
+  const CLI::App* deepest = &app;
+  while (!deepest->get_subcommands().empty()) {
+    deepest = deepest->get_subcommands().front();
+  }
+  const std::vector<std::string> unmatched = deepest->remaining();
+  if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && !unmatched.empty() &&
+      deepest->get_require_subcommand_min() > 0) {
+    std::string commands;
+    for (const CLI::App* sub : deepest->get_subcommands({})) {
+      commands += (commands.empty() ? "" : ", ") + sub->get_name();
+    }
+    return "unknown command '" + unmatched.front() + "'; expected one of: " + commands +
+           " (see --help)";
+  }
+  return std::string(e.what()) + " (see --help)";
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app(
+      "cloister: the operator's tool for a cloister data directory (an append-only, "
+      "hash-chained event log in LMDB).",
+      "cloister");
+  Args args;
+  Commands commands;
+  Configure(&app, &args, &commands);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);  // Prints the help of the command that was given --help, to stdout.
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return Usage(ParseErrorMessage(app, e));
+  }
+  if (commands.audit_export->parsed()) {
+    return RunExport(&args, commands);
+  }
+  if (commands.audit_verify->parsed()) {
+    return RunVerify(args);
+  }
+  if (commands.demo->parsed()) {
+    return RunDemo(args, commands);
+  }
+  return Usage("no command given (see --help)");
+}
+
+}  // namespace
+}  // namespace cloister::tools
+
+int main(int argc, char** argv) {
+  // Only CLI11 throws, and only while parsing, which Main catches; this is the last resort for a
+  // bad_alloc, so that it ends with a message rather than std::terminate.
+  try {
+    return cloister::tools::Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cloister: %s\n", e.what());
+    return 1;
+  }
+}
