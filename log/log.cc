@@ -1,11 +1,12 @@
 #include "log/log.h"
 
+#include "log/filesystem.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -57,33 +58,6 @@ std::string Errno(int err) { return std::strerror(err); }
 
 std::string Range(uint64_t first, uint64_t last) {
   return first == last ? std::to_string(first) : std::to_string(first) + ".." + std::to_string(last);
-}
-
-// Network and shared filesystems break LMDB's locking and mmap coherency ("Do not use LMDB
-// databases on remote filesystems", lmdb.h). FUSE is allowed: it is how fault-injecting test
-// filesystems are mounted, and it cannot be told apart from a remote one by its magic number.
-Status CheckLocalFilesystem(const std::string& dir) {
-  struct statfs fs;
-  if (statfs(dir.c_str(), &fs) != 0) {
-    return Status::IoError("statfs " + dir + ": " + Errno(errno));
-  }
-  struct Remote {
-    unsigned long magic;
-    const char* name;
-  };
-  static constexpr Remote kRemote[] = {
-      {0x6969, "NFS"},          {0x517B, "SMB"},         {0xFF534D42, "CIFS"},
-      {0xFE534D42, "SMB2"},     {0x73757245, "Coda"},    {0x5346414F, "AFS"},
-      {0x00C36400, "CephFS"},   {0x01021997, "9P"},      {0x47504653, "GPFS"},
-      {0x013111A8, "IBRIX"},    {0x0BD00BD0, "Lustre"},
-  };
-  for (const Remote& remote : kRemote) {
-    if (static_cast<unsigned long>(fs.f_type) == remote.magic) {
-      return Status::Unsupported(dir + " is on a network filesystem (" + remote.name +
-                                 "); the event log needs a local filesystem");
-    }
-  }
-  return Status::Ok();
 }
 
 // One writer process per data directory. LMDB serialises writers across processes itself, but

@@ -16,6 +16,7 @@
 
 #include "log/draft.h"
 #include "log/events_generated.h"
+#include "log/filesystem.h"
 #include "log/hash.h"
 #include "log/status.h"
 #include "tests/testutil.h"
@@ -535,6 +536,21 @@ TEST_CASE("a reader in another process sees the writer's durable events") {
   REQUIRE(waitpid(child, &status, 0) == child);
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("network filesystems are refused and local ones accepted") {
+  CHECK(std::string(NetworkFilesystemName(0x6969)) == "NFS");
+  CHECK(std::string(NetworkFilesystemName(0xFF534D42)) == "CIFS");
+  CHECK(std::string(NetworkFilesystemName(0xFE534D42)) == "SMB2");
+  CHECK(std::string(NetworkFilesystemName(0x01021997)) == "9P");
+  CHECK(NetworkFilesystemName(0xEF53) == nullptr);      // ext4
+  CHECK(NetworkFilesystemName(0x58465342) == nullptr);  // XFS
+  CHECK(NetworkFilesystemName(0x01021994) == nullptr);  // tmpfs
+  CHECK(NetworkFilesystemName(0x65735546) == nullptr);  // FUSE (test filesystems)
+  TempDir tmp;
+  CHECK(CheckLocalFilesystem(tmp.path()).ok());
+  Status missing = CheckLocalFilesystem(tmp.Sub("does-not-exist"));
+  CHECK(missing.code() == StatusCode::kIoError);
 }
 
 TEST_CASE("a read-only open of a directory without a log is NotFound") {
