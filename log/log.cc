@@ -166,6 +166,12 @@ class Log::Impl {
   // Begins a read transaction; the caller holds resize_mu_ shared.
   Status BeginRead(ReadTxn* txn, std::shared_lock<std::shared_mutex>* resize_lock) const;
   Status ReadHead(MDB_txn* txn, Head* head) const;
+  // BeginRead, then ReadHead in that transaction.
+  Status BeginReadAtHead(ReadTxn* txn, std::shared_lock<std::shared_mutex>* resize_lock,
+                         Head* head) const {
+    Status s = BeginRead(txn, resize_lock);
+    return s.ok() ? ReadHead(txn->get(), head) : s;
+  }
   // Verifies events seq_from..seq_last (which the caller bounds by the stored head) and passes
   // them to callback. *hash_out gets hash(last event visited).
   Status ScanInTxn(MDB_txn* txn, uint64_t seq_from, uint64_t seq_last,
@@ -486,9 +492,8 @@ Status Log::Impl::CheckNothingBeyond(MDB_txn* txn, uint64_t head_seq) const {
 Status Log::Impl::VerifyTail() {
   std::shared_lock resize_lock(resize_mu_);
   ReadTxn txn;
-  Status s = BeginRead(&txn, &resize_lock);
   Head stored;
-  if (s.ok()) s = ReadHead(txn.get(), &stored);
+  Status s = BeginReadAtHead(&txn, &resize_lock, &stored);
   if (s.ok()) s = CheckNothingBeyond(txn.get(), stored.seq);
   if (!s.ok()) {
     return s;
@@ -527,9 +532,8 @@ Head Log::Impl::head() const {
 Status Log::Impl::Scan(uint64_t seq_from, uint64_t seq_to, const ScanCallback& callback) const {
   std::shared_lock resize_lock(resize_mu_);
   ReadTxn txn;
-  Status s = BeginRead(&txn, &resize_lock);
   Head stored;
-  if (s.ok()) s = ReadHead(txn.get(), &stored);
+  Status s = BeginReadAtHead(&txn, &resize_lock, &stored);
   if (!s.ok()) {
     return s;
   }
@@ -545,9 +549,8 @@ Status Log::Impl::Scan(uint64_t seq_from, uint64_t seq_to, const ScanCallback& c
 Result<Head> Log::Impl::VerifyAll() const {
   std::shared_lock resize_lock(resize_mu_);
   ReadTxn txn;
-  Status s = BeginRead(&txn, &resize_lock);
   Head stored;
-  if (s.ok()) s = ReadHead(txn.get(), &stored);
+  Status s = BeginReadAtHead(&txn, &resize_lock, &stored);
   if (!s.ok()) {
     return s;
   }

@@ -102,6 +102,19 @@ inline char* WriteReplacement(char* p) {
   return p + 3;
 }
 
+// Copies the well-formed UTF-8 sequence at *s, or writes U+FFFD for one ill-formed byte, and
+// advances *s past what it consumed.
+char* CopyUtf8Sequence(char* p, const uint8_t** s, const uint8_t* end) {
+  const size_t n = Utf8SequenceLength(*s, end);
+  if (n == 0) {
+    (*s)++;
+    return WriteReplacement(p);
+  }
+  std::memcpy(p, *s, n);
+  *s += n;
+  return p + n;
+}
+
 // Writes the escape for an ASCII byte that JSON does not allow raw: '"', '\\' or a control byte.
 inline char* WriteJsonEscape(char* p, uint8_t c) {
   *p++ = '\\';
@@ -307,15 +320,7 @@ char* WriteJsonString(char* p, const char* bytes, size_t length) {
         p = WriteJsonEscape(p, c);
         s++;
       } else {
-        const size_t n = Utf8SequenceLength(s, end);
-        if (n == 0) {
-          p = WriteReplacement(p);
-          s++;
-        } else {
-          std::memcpy(p, s, n);
-          p += n;
-          s += n;
-        }
+        p = CopyUtf8Sequence(p, &s, end);
       }
     }
   }
@@ -346,15 +351,7 @@ char* WriteCsvCell(char* p, const char* bytes, size_t length) {
       *p++ = static_cast<char>(c);
       s++;
     } else {
-      const size_t n = Utf8SequenceLength(s, end);
-      if (n == 0) {
-        p = WriteReplacement(p);
-        s++;
-      } else {
-        std::memcpy(p, s, n);
-        p += n;
-        s += n;
-      }
+      p = CopyUtf8Sequence(p, &s, end);
     }
   }
   if (quote) {
