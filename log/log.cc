@@ -414,32 +414,33 @@ Status Log::Impl::ScanInTxn(MDB_txn* txn, uint64_t seq_from, uint64_t seq_last,
   rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_SET_KEY);
   EventView view;
   for (uint64_t expected = seq_from; expected <= seq_last; expected++) {
-    std::string at = "event " + std::to_string(expected) + ": ";
+    // Error messages are built only on failure: this loop is the hot path of every scan.
+    auto at = [expected] { return "event " + std::to_string(expected) + ": "; };
     if (rc == MDB_NOTFOUND) {
-      return Status::Corruption(at + "missing (head is " + std::to_string(seq_last) + ")");
+      return Status::Corruption(at() + "missing (head is " + std::to_string(seq_last) + ")");
     }
     if (rc != 0) {
-      return Status::IoError(at + "read failed: " + mdb_strerror(rc));
+      return Status::IoError(at() + "read failed: " + mdb_strerror(rc));
     }
     if (key.mv_size != kKeyBytes) {
-      return Status::Corruption(at + "key has " + std::to_string(key.mv_size) + " bytes");
+      return Status::Corruption(at() + "key has " + std::to_string(key.mv_size) + " bytes");
     }
     uint64_t stored_key = GetBe64(static_cast<const uint8_t*>(key.mv_data));
     if (stored_key != expected) {
-      return Status::Corruption(at + "missing (next stored key is " + std::to_string(stored_key) +
+      return Status::Corruption(at() + "missing (next stored key is " + std::to_string(stored_key) +
                                 ")");
     }
     std::span<const uint8_t> bytes(static_cast<const uint8_t*>(value.mv_data), value.mv_size);
     const fb::Event* event = VerifyEvent(bytes);
     if (event == nullptr) {
-      return Status::Corruption(at + "fails FlatBuffers verification (" +
+      return Status::Corruption(at() + "fails FlatBuffers verification (" +
                                 std::to_string(bytes.size()) + " bytes)");
     }
     if (event->seq() != expected) {
-      return Status::Corruption(at + "stores seq " + std::to_string(event->seq()));
+      return Status::Corruption(at() + "stores seq " + std::to_string(event->seq()));
     }
     if (std::memcmp(event->prev_hash()->bytes()->data(), running.data(), running.size()) != 0) {
-      return Status::Corruption(at + "hash chain broken: prev_hash does not match event " +
+      return Status::Corruption(at() + "hash chain broken: prev_hash does not match event " +
                                 std::to_string(expected - 1));
     }
     running = hasher.Next(running, bytes);
@@ -679,7 +680,8 @@ void Log::Impl::CommitBatch(std::vector<Request>* batch) {
       CL_DASSERT(VerifyEvent(draft.bytes()) != nullptr);
     }
   }
-  const std::string range = Range(seq_first, next.seq);
+  const uint64_t seq_last = next.seq;
+  auto range = [seq_first, seq_last] { return Range(seq_first, seq_last); };  // Errors only.
 
   for (;;) {
     int rc = WriteTxn(*batch, next);
@@ -691,25 +693,25 @@ void Log::Impl::CommitBatch(std::vector<Request>* batch) {
       if (grown.ok()) {
         continue;
       }
-      Complete(batch, Status::NoSpace("events " + range + " not appended: " + grown.message()));
+      Complete(batch, Status::NoSpace("events " + range() + " not appended: " + grown.message()));
       return;
     }
     if ((rc == ENOSPC || rc == EDQUOT) && EnvFailed()) {
       // The failed write was LMDB's meta page: LMDB has marked the environment unusable
       // (every later transaction gets MDB_PANIC), so only a restart can continue.
       Fatal(batch, Status::IoError("LMDB could not write its meta page while committing events " +
-                                   range + " in " + options_.dir + " (" + mdb_strerror(rc) +
+                                   range() + " in " + options_.dir + " (" + mdb_strerror(rc) +
                                    ") and is in its fatal state"));
       return;
     }
     if (rc == ENOSPC || rc == EDQUOT) {
-      Complete(batch, Status::NoSpace("disk full while committing events " + range + " in " +
+      Complete(batch, Status::NoSpace("disk full while committing events " + range() + " in " +
                                       options_.dir + " (" + mdb_strerror(rc) +
                                       "); nothing was acknowledged; appends resume once space "
                                       "is freed"));
       return;
     }
-    Fatal(batch, Status::IoError("commit of events " + range + " in " + options_.dir +
+    Fatal(batch, Status::IoError("commit of events " + range() + " in " + options_.dir +
                                  " failed: " + mdb_strerror(rc)));
     return;
   }
