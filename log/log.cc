@@ -194,7 +194,7 @@ class Log::Impl {
   // Held shared by every read transaction in this process and exclusively while the map is
   // resized: LMDB allows mdb_env_set_mapsize only with no transaction open in the process.
   mutable std::shared_mutex resize_mu_;
-  uint64_t map_bytes_ = 0;
+  mutable uint64_t map_bytes_ = 0;  // Guarded by resize_mu_; readers adopt another process's growth.
 
   // Writer state.
   std::mutex mu_;
@@ -342,7 +342,7 @@ Status Log::Impl::BeginRead(ReadTxn* txn, std::shared_lock<std::shared_mutex>* r
       mdb_env_set_mapsize(env_, 0);
       MDB_envinfo info;
       CL_ASSERT(mdb_env_info(env_, &info) == 0);
-      const_cast<Impl*>(this)->map_bytes_ = info.me_mapsize;
+      map_bytes_ = info.me_mapsize;
     }
     resize_lock->lock();
   }

@@ -108,6 +108,9 @@ class Log {
   // once, on the writer thread (or inline for an immediate rejection), after the batch is durable
   // or has failed. Blocks while the queue is full. Invalid drafts: kInvalidArgument, nothing
   // appended. Read-only logs: kUnsupported.
+  // done must be short and must not block: it runs on the writer thread, so calling Append or
+  // AppendAsync from it can deadlock (the writer would wait for itself). Hand the result to
+  // another thread (e.g. a libuv async handle) instead.
   void AppendAsync(std::vector<Draft> drafts, AppendCallback done);
 
   // AppendAsync, waiting for the result.
