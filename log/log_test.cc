@@ -19,6 +19,7 @@
 #include "log/filesystem.h"
 #include "log/hash.h"
 #include "log/status.h"
+#include "log/store_testing.h"
 #include "tests/testutil.h"
 
 namespace cloister::log {
@@ -71,45 +72,27 @@ std::vector<uint64_t> ScanSeqs(const Log& log, uint64_t from = 1, uint64_t to = 
   return seqs;
 }
 
-// Runs fn on the raw "events" database of a closed log, in one write transaction.
+// Store edits go through log/store_testing.h; each must succeed for the test to mean anything.
 template <typename Fn>
 void EditStore(const std::string& dir, Fn fn) {
-  MDB_env* env = nullptr;
-  REQUIRE(mdb_env_create(&env) == 0);
-  REQUIRE(mdb_env_set_maxdbs(env, 4) == 0);
-  REQUIRE(mdb_env_open(env, dir.c_str(), 0, 0600) == 0);
-  MDB_txn* txn = nullptr;
-  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
-  MDB_dbi events = 0;
-  MDB_dbi meta = 0;
-  REQUIRE(mdb_dbi_open(txn, "events", 0, &events) == 0);
-  REQUIRE(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
-  fn(txn, events, meta);
-  REQUIRE(mdb_txn_commit(txn) == 0);
-  mdb_env_close(env);
+  Status s = testing::EditStore(dir, [&](MDB_txn* txn, MDB_dbi events, MDB_dbi meta) {
+    fn(txn, events, meta);
+    return true;
+  });
+  INFO(s.ToString());
+  REQUIRE(s.ok());
 }
 
-MDB_val SeqKey(uint64_t seq, uint8_t* buf) {
-  for (int i = 7; i >= 0; i--) {
-    buf[i] = static_cast<uint8_t>(seq & 0xff);
-    seq >>= 8;
-  }
-  return MDB_val{8, buf};
-}
-
-// Replaces the value of event seq with edit(old bytes).
 template <typename Edit>
 void RewriteEvent(const std::string& dir, uint64_t seq, Edit edit) {
-  EditStore(dir, [&](MDB_txn* txn, MDB_dbi events, MDB_dbi) {
-    uint8_t key_bytes[8];
-    MDB_val key = SeqKey(seq, key_bytes);
-    MDB_val value;
-    REQUIRE(mdb_get(txn, events, &key, &value) == 0);
-    std::string bytes(static_cast<const char*>(value.mv_data), value.mv_size);
-    edit(&bytes);
-    MDB_val edited{bytes.size(), bytes.data()};
-    REQUIRE(mdb_put(txn, events, &key, &edited, 0) == 0);
-  });
+  Status s = testing::RewriteStoredEvent(dir, seq, edit);
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+}
+
+MDB_val SeqKey(uint64_t seq, std::array<uint8_t, 8>* buf) {
+  *buf = testing::SeqKey(seq);
+  return MDB_val{buf->size(), buf->data()};
 }
 
 bool Mentions(const Status& s, const std::string& text) {
@@ -334,8 +317,8 @@ TEST_CASE("a missing event is corruption naming its seq") {
     REQUIRE(log->Append(Drafts(1, 100)).ok());
   }
   EditStore(tmp.path(), [](MDB_txn* txn, MDB_dbi events, MDB_dbi) {
-    uint8_t key_bytes[8];
-    MDB_val key = SeqKey(20, key_bytes);
+    std::array<uint8_t, 8> key_bytes;
+    MDB_val key = SeqKey(20, &key_bytes);
     REQUIRE(mdb_del(txn, events, &key, nullptr) == 0);
   });
   auto log = OpenOrFail(tmp.path());  // 20 is outside the 64-event tail window.
@@ -378,12 +361,12 @@ TEST_CASE("an event stored beyond the head is corruption") {
     REQUIRE(log->Append(Drafts(1, 3)).ok());
   }
   EditStore(tmp.path(), [](MDB_txn* txn, MDB_dbi events, MDB_dbi) {
-    uint8_t key_bytes[8];
-    MDB_val key = SeqKey(3, key_bytes);
+    std::array<uint8_t, 8> key_bytes;
+    MDB_val key = SeqKey(3, &key_bytes);
     MDB_val value;
     REQUIRE(mdb_get(txn, events, &key, &value) == 0);
     std::string bytes(static_cast<const char*>(value.mv_data), value.mv_size);
-    MDB_val next_key = SeqKey(4, key_bytes);
+    MDB_val next_key = SeqKey(4, &key_bytes);
     MDB_val v{bytes.size(), bytes.data()};
     REQUIRE(mdb_put(txn, events, &next_key, &v, 0) == 0);
   });

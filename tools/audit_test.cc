@@ -3,7 +3,6 @@
 // appended. Each TEST_CASE names one edge case.
 #include "tools/audit.h"
 
-#include <lmdb.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -21,6 +20,7 @@
 #include "log/hash.h"
 #include "log/log.h"
 #include "log/status.h"
+#include "log/store_testing.h"
 #include "tests/testutil.h"
 #include "tools/event_format.h"
 #include "tools/text_format.h"
@@ -728,45 +728,36 @@ TEST_CASE("export stops at the sink's first error and returns it") {
   CHECK(stats.events_exported < 5000);  // The scan stopped early.
 }
 
-// Replaces the stored bytes of event seq using raw LMDB, as a bad disk or a tamperer would.
+// Replaces the stored bytes of event seq (log/store_testing.h) while no process has it open.
+// garble: the root offset points outside the buffer. Otherwise: still a valid FlatBuffer whose
+// hash changes.
 void EditStoredEvent(const std::string& dir, uint64_t seq, bool garble) {
-  MDB_env* env = nullptr;
-  REQUIRE(mdb_env_create(&env) == 0);
-  REQUIRE(mdb_env_set_maxdbs(env, 4) == 0);
-  REQUIRE(mdb_env_open(env, dir.c_str(), 0, 0600) == 0);
-  MDB_txn* txn = nullptr;
-  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
-  MDB_dbi dbi;
-  REQUIRE(mdb_dbi_open(txn, "events", 0, &dbi) == 0);
-  uint8_t key_bytes[8];
-  for (int i = 0; i < 8; i++) {
-    key_bytes[i] = static_cast<uint8_t>(seq >> (56 - 8 * i));
-  }
-  MDB_val key{sizeof(key_bytes), key_bytes};
-  MDB_val value;
-  REQUIRE(mdb_get(txn, dbi, &key, &value) == 0);
-  std::string bytes(static_cast<const char*>(value.mv_data), value.mv_size);
-  if (garble) {
-    std::memset(bytes.data(), 0xEE, 16);  // The root offset now points outside the buffer.
-  } else {
-    const size_t at = bytes.find("req-");  // Still a valid FlatBuffer; the hash changes.
+  Status s = log::testing::RewriteStoredEvent(dir, seq, [&](std::string* bytes) {
+    if (garble) {
+      std::memset(bytes->data(), 0xEE, 16);
+      return;
+    }
+    const size_t at = bytes->find("req-");
     REQUIRE(at != std::string::npos);
-    bytes[at] = 'X';
+    (*bytes)[at] = 'X';
+  });
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+}
+
+// Fills t with count events and closes it, so the store can be edited.
+void AppendNodeRemovedAndClose(TestLog* t, int count) {
+  std::vector<log::Draft> drafts;
+  for (int i = 0; i < count; i++) {
+    drafts.push_back(NodeRemovedDraft({}));
   }
-  MDB_val edited{bytes.size(), bytes.data()};
-  REQUIRE(mdb_put(txn, dbi, &key, &edited, 0) == 0);
-  REQUIRE(mdb_txn_commit(txn) == 0);
-  mdb_env_close(env);
+  t->Append(std::move(drafts));
+  t->Close();
 }
 
 TEST_CASE("export of a corrupted log writes the events before the bad one, then names its seq") {
   TestLog t;
-  std::vector<log::Draft> drafts;
-  for (int i = 0; i < 200; i++) {
-    drafts.push_back(NodeRemovedDraft({}));
-  }
-  t.Append(std::move(drafts));
-  t.Close();
+  AppendNodeRemovedAndClose(&t, 200);
   EditStoredEvent(t.data_dir(), 20, /*garble=*/false);
   std::unique_ptr<log::Log> log = t.OpenReadOnly();  // The tail (last 64) still verifies.
   std::string text;
@@ -784,12 +775,7 @@ TEST_CASE("export of a corrupted log writes the events before the bad one, then 
 
 TEST_CASE("verify names the seq of an event that fails FlatBuffers verification") {
   TestLog t;
-  std::vector<log::Draft> drafts;
-  for (int i = 0; i < 200; i++) {
-    drafts.push_back(NodeRemovedDraft({}));
-  }
-  t.Append(std::move(drafts));
-  t.Close();
+  AppendNodeRemovedAndClose(&t, 200);
   EditStoredEvent(t.data_dir(), 33, /*garble=*/true);
   std::unique_ptr<log::Log> log = t.OpenReadOnly();
   Result<log::Head> head = Verify(*log);

@@ -3,7 +3,6 @@
 // --help, every bad-argument case (exit 2), and corruption (exit 1, naming the seq). Corruption
 // is made with raw LMDB, as a bad disk or a tamperer would. Each TEST_CASE names one edge case.
 #include <fcntl.h>
-#include <lmdb.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +23,7 @@
 #include "log/hash.h"
 #include "log/log.h"
 #include "log/status.h"
+#include "log/store_testing.h"
 #include "tests/testutil.h"
 
 namespace cloister::tools {
@@ -104,35 +104,21 @@ void CheckUsageError(const RunResult& r, const std::string& message_part) {
   CHECK_THAT(r.err, Catch::Contains(message_part));
 }
 
-// Replaces the stored bytes of event seq using raw LMDB while no process has the store open.
+// Replaces the stored bytes of event seq (log/store_testing.h) while no process has it open.
+// garble: the root offset points outside the buffer. Otherwise: still a valid FlatBuffer whose
+// hash changes.
 void EditStoredEvent(const std::string& dir, uint64_t seq, bool garble) {
-  MDB_env* env = nullptr;
-  REQUIRE(mdb_env_create(&env) == 0);
-  REQUIRE(mdb_env_set_maxdbs(env, 4) == 0);
-  REQUIRE(mdb_env_open(env, dir.c_str(), 0, 0600) == 0);
-  MDB_txn* txn = nullptr;
-  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
-  MDB_dbi dbi;
-  REQUIRE(mdb_dbi_open(txn, "events", 0, &dbi) == 0);
-  uint8_t key_bytes[8];
-  for (int i = 0; i < 8; i++) {
-    key_bytes[i] = static_cast<uint8_t>(seq >> (56 - 8 * i));
-  }
-  MDB_val key{sizeof(key_bytes), key_bytes};
-  MDB_val value;
-  REQUIRE(mdb_get(txn, dbi, &key, &value) == 0);
-  std::string bytes(static_cast<const char*>(value.mv_data), value.mv_size);
-  if (garble) {
-    std::memset(bytes.data(), 0xEE, 16);
-  } else {
-    const size_t at = bytes.find("req-");  // Still a valid FlatBuffer; its hash changes.
+  Status s = log::testing::RewriteStoredEvent(dir, seq, [&](std::string* bytes) {
+    if (garble) {
+      std::memset(bytes->data(), 0xEE, 16);
+      return;
+    }
+    const size_t at = bytes->find("req-");
     REQUIRE(at != std::string::npos);
-    bytes[at] = 'X';
-  }
-  MDB_val edited{bytes.size(), bytes.data()};
-  REQUIRE(mdb_put(txn, dbi, &key, &edited, 0) == 0);
-  REQUIRE(mdb_txn_commit(txn) == 0);
-  mdb_env_close(env);
+    (*bytes)[at] = 'X';
+  });
+  INFO(s.ToString());
+  REQUIRE(s.ok());
 }
 
 // A data directory with `events` demo events, made by the binary itself.
