@@ -1,0 +1,101 @@
+// Commands: what a client asks the engine to change. Each becomes zero or more events, or a
+// Rejection. Commands carry plain values (already parsed from JSON by api/); the engine validates
+// every field itself, since api/ is not trusted to have done so.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "log/events_generated.h"
+
+namespace cloister::engine {
+
+// PUT /api/v1/config: set one or more settings, all or nothing. A key set to its current value
+// records no event.
+struct SetConfig {
+  std::vector<std::pair<std::string, std::string>> changes;  // key, value (canonical text).
+};
+
+struct CreateNodeGroup {
+  std::string name;
+  std::string description;
+  std::string fallback_group_id;  // Empty: none.
+};
+
+struct UpdateNodeGroup {
+  std::string group_id;
+  std::optional<std::string> name;
+  std::optional<std::string> description;
+  std::optional<std::string> fallback_group_id;
+};
+
+struct DeleteNodeGroup {
+  std::string group_id;
+};
+
+struct JoinNode {
+  std::string node_id;  // Empty: the engine assigns one.
+  std::string node_name;
+  std::string ip_address;
+  uint32_t cpu_count = 0;
+  uint64_t ram_mb = 0;
+  uint32_t vcpu_count = 0;
+  uint64_t vram_mb = 0;
+  uint32_t capacity = 0;
+  std::string capacity_mode;
+  std::string arch;
+  std::string hypervisor;
+  std::vector<std::string> groups;  // Node group ids; each must exist.
+};
+
+struct RemoveNode {
+  std::string node_id;
+  std::string reason;
+};
+
+struct RequestVm {
+  std::string vmid;  // Template id.
+  std::string tag;
+  std::string name;
+  std::string group_id;  // Empty: any node.
+  std::string node_id;   // Empty: any node.
+  std::string external_id;
+  uint32_t priority = 1000;
+  uint32_t count = 1;
+  std::string startup_script;
+  std::string metadata_json;
+  uint32_t vcpu = 0;
+  uint64_t vram_mb = 0;
+};
+
+struct ChangeVmState {
+  std::string instance_id;
+  fb::VmState state = fb::VmState::Scheduling;
+  std::string message;
+  float progress = 0;
+  std::string node_id;
+  std::string vm_uuid;
+  std::string ip;
+  uint16_t vnc_port = 0;
+};
+
+struct TerminateVm {
+  std::string instance_id;
+  std::string reason;
+};
+
+using Command = std::variant<SetConfig, CreateNodeGroup, UpdateNodeGroup, DeleteNodeGroup, JoinNode,
+                             RemoveNode, RequestVm, ChangeVmState, TerminateVm>;
+
+// The Anka instance state machine: may an instance in `from` move to `to`? Staying in the same
+// state (a progress or message update) is allowed, except once Terminated.
+bool VmTransitionAllowed(fb::VmState from, fb::VmState to);
+
+// "set_config", "create_node_group", ...
+const char* CommandName(const Command& command);
+
+}  // namespace cloister::engine

@@ -1,0 +1,351 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "engine/config_keys.h"
+#include "engine/limits.h"
+#include "log/assert.h"
+#include "log/draft.h"
+#include "reducers/snapshot.h"
+
+namespace cloister::engine {
+
+namespace {
+
+// The entities a command reads or writes. Two commands sharing a key are serialised.
+std::vector<std::string> ConflictKeys(const Command& command) {
+  struct Visitor {
+    std::vector<std::string> operator()(const SetConfig& c) const {
+      std::vector<std::string> keys;
+      for (const auto& [key, value] : c.changes) {
+        keys.push_back("config/" + key);
+      }
+      return keys;
+    }
+    std::vector<std::string> operator()(const CreateNodeGroup& c) const {
+      return {"group-name/" + c.name, "group/" + c.fallback_group_id};
+    }
+    std::vector<std::string> operator()(const UpdateNodeGroup& c) const {
+      // A fallback change can close a cycle through any group: serialise all of them.
+      return {"group/" + c.group_id, "group-name/" + c.name.value_or(""), "group-fallbacks"};
+    }
+    std::vector<std::string> operator()(const DeleteNodeGroup& c) const {
+      return {"group/" + c.group_id, "group-fallbacks"};
+    }
+    std::vector<std::string> operator()(const JoinNode& c) const {
+      std::vector<std::string> keys = {"node/" + c.node_id, "node-name/" + c.node_name};
+      for (const std::string& group : c.groups) {
+        keys.push_back("group/" + group);
+      }
+      return keys;
+    }
+    std::vector<std::string> operator()(const RemoveNode& c) const { return {"node/" + c.node_id}; }
+    std::vector<std::string> operator()(const RequestVm& c) const {
+      return {"group/" + c.group_id, "node/" + c.node_id};
+    }
+    std::vector<std::string> operator()(const ChangeVmState& c) const {
+      return {"vm/" + c.instance_id};
+    }
+    std::vector<std::string> operator()(const TerminateVm& c) const {
+      return {"vm/" + c.instance_id};
+    }
+  };
+  std::vector<std::string> keys = std::visit(Visitor{}, command);
+  // An empty id ("group/" for no fallback) names nothing and must not serialise anything.
+  std::erase_if(keys, [](const std::string& key) { return key.ends_with('/'); });
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  return keys;
+}
+
+}  // namespace
+
+bool VmTransitionAllowed(fb::VmState from, fb::VmState to) {
+  using S = fb::VmState;
+  if (from == S::Terminated) {
+    return false;
+  }
+  if (from == to) {
+    return true;  // Progress and message updates.
+  }
+  switch (from) {
+    case S::Scheduling:
+      return to == S::Pulling || to == S::Started || to == S::Error || to == S::Terminating;
+    case S::Pulling:
+      return to == S::Started || to == S::Error || to == S::Terminating;
+    case S::Started:
+      return to == S::Stopping || to == S::Pushing || to == S::Error || to == S::Terminating;
+    case S::Stopping:
+      return to == S::Stopped || to == S::Error || to == S::Terminating;
+    case S::Stopped:
+      return to == S::Started || to == S::Pushing || to == S::Error || to == S::Terminating;
+    case S::Pushing:
+      return to == S::Started || to == S::Stopped || to == S::Error || to == S::Terminating;
+    case S::Terminating:
+      return to == S::Terminated || to == S::Error;
+    case S::Error:
+      return to == S::Terminating || to == S::Terminated;
+    case S::Terminated:
+      return false;
+  }
+  return false;
+}
+
+const char* RejectionName(Rejection rejection) {
+  switch (rejection) {
+    case Rejection::kNone: return "none";
+    case Rejection::kInvalidArgument: return "invalid_argument";
+    case Rejection::kUnknownConfigKey: return "unknown_config_key";
+    case Rejection::kInvalidConfigValue: return "invalid_config_value";
+    case Rejection::kNotFound: return "not_found";
+    case Rejection::kNameTaken: return "name_taken";
+    case Rejection::kInvalidFallback: return "invalid_fallback";
+    case Rejection::kIllegalTransition: return "illegal_transition";
+    case Rejection::kAlreadyTerminated: return "already_terminated";
+    case Rejection::kForbidden: return "forbidden";
+    case Rejection::kOverloaded: return "overloaded";
+  }
+  return "unknown";
+}
+
+const char* CommandName(const Command& command) {
+  static constexpr const char* kNames[] = {
+      "set_config",  "create_node_group", "update_node_group", "delete_node_group", "join_node",
+      "remove_node", "request_vm",        "change_vm_state",   "terminate_vm"};
+  static_assert(std::size(kNames) == std::variant_size_v<Command>);
+  return kNames[command.index()];
+}
+
+Result<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
+  CL_ASSERT(options.log != nullptr);
+  CL_ASSERT(options.clock != nullptr);
+  CL_ASSERT(options.rng != nullptr);
+  CL_ASSERT(options.poster != nullptr);
+  reducers::RebuildStats recovery;
+  Result<reducers::Views> views =
+      reducers::Rebuild(*options.log, options.snapshots, UINT64_MAX, &recovery);
+  if (!views.ok()) {
+    return views.status();
+  }
+  return std::unique_ptr<Engine>(
+      new Engine(std::move(options), std::move(views.value()), std::move(recovery)));
+}
+
+Engine::Engine(EngineOptions options, reducers::Views views, reducers::RebuildStats recovery)
+    : options_(std::move(options)), views_(std::move(views)), recovery_(std::move(recovery)) {
+  snapshot_seq_ = recovery_.snapshot_seq;
+}
+
+Engine::~Engine() {
+  // Invariant: the owner drained every command (a pending callback would outlive the engine).
+  CL_ASSERT(Idle());
+  WaitSnapshot();
+}
+
+EngineStats Engine::stats() const {
+  EngineStats stats = stats_;
+  stats.commands_inflight = inflight_.size();
+  stats.commands_queued = queue_.size();
+  return stats;
+}
+
+void Engine::Submit(const Principal& principal, Command command, std::string request_id,
+                    ReplyCallback done) {
+  CL_ASSERT(done != nullptr);
+  if (options_.authorizer != nullptr && !options_.authorizer->Allow(principal, command)) {
+    stats_.commands_rejected++;
+    Reply reply;
+    reply.rejection = Rejection::kForbidden;
+    reply.message = "the principal may not " + std::string(CommandName(command));
+    done(std::move(reply));
+    return;
+  }
+  auto pending = std::make_unique<Pending>();
+  pending->principal = principal;
+  pending->keys = ConflictKeys(command);
+  pending->command = std::move(command);
+  pending->request_id = std::move(request_id);
+  pending->done = std::move(done);
+  // FIFO: a command never overtakes a queued one (a queued command may share its keys).
+  if (queue_.empty() && CanStart(*pending)) {
+    Start(std::move(pending));
+    return;
+  }
+  if (queue_.size() >= kQueuedCommandsMax) {
+    stats_.commands_rejected++;
+    Reply reply;
+    reply.rejection = Rejection::kOverloaded;
+    reply.message = "too many commands waiting; retry later";
+    pending->done(std::move(reply));
+    return;
+  }
+  queue_.push_back(std::move(pending));
+}
+
+bool Engine::CanStart(const Pending& pending) const {
+  if (inflight_events_ >= kInflightEventsMax) {
+    return false;
+  }
+  return std::none_of(pending.keys.begin(), pending.keys.end(),
+                      [this](const std::string& key) { return busy_keys_.contains(key); });
+}
+
+void Engine::Start(std::unique_ptr<Pending> pending) {
+  Plan plan = Validate(*pending);
+  if (plan.rejection != Rejection::kNone || plan.drafts.empty()) {
+    Reply reply;
+    reply.rejection = plan.rejection;
+    reply.message = std::move(plan.message);
+    reply.ids = std::move(plan.ids);
+    (plan.rejection == Rejection::kNone ? stats_.commands_accepted : stats_.commands_rejected)++;
+    pending->done(std::move(reply));
+    return;
+  }
+  for (const std::string& key : pending->keys) {
+    busy_keys_[key]++;
+  }
+  pending->events = plan.drafts.size();
+  pending->ids = std::move(plan.ids);
+  inflight_events_ += pending->events;
+  const uint64_t token = next_token_++;
+  inflight_.emplace(token, std::move(pending));
+  Poster* poster = options_.poster;
+  options_.log->AppendAsync(std::move(plan.drafts),
+                            [this, poster, token](Result<log::AppendResult> result) {
+                              // Writer thread: hand the result to the engine thread at once.
+                              poster->Post([this, token, result = std::move(result)]() mutable {
+                                OnAppended(token, std::move(result));
+                              });
+                            });
+}
+
+void Engine::OnAppended(uint64_t token, Result<log::AppendResult> result) {
+  auto it = inflight_.find(token);
+  CL_ASSERT(it != inflight_.end());
+  std::unique_ptr<Pending> pending = std::move(it->second);
+  inflight_.erase(it);
+  for (const std::string& key : pending->keys) {
+    auto busy = busy_keys_.find(key);
+    CL_ASSERT(busy != busy_keys_.end());
+    if (--busy->second == 0) {
+      busy_keys_.erase(busy);
+    }
+  }
+  CL_ASSERT(inflight_events_ >= pending->events);
+  inflight_events_ -= pending->events;
+
+  Reply reply;
+  log::Hash hash_last{};
+  if (result.ok()) {
+    reply.seq_first = result.value().seq_first;
+    reply.seq_last = result.value().seq_last;
+    // Pair assertion: the log gave this batch exactly as many seqs as events were sent.
+    CL_ASSERT(reply.seq_last - reply.seq_first + 1 == pending->events);
+    reply.status = ApplyDurable(reply.seq_first, reply.seq_last, &hash_last);
+  } else {
+    reply.status = result.status();
+  }
+  if (reply.status.ok()) {
+    reply.ids = std::move(pending->ids);
+    stats_.commands_accepted++;
+  } else {
+    stats_.commands_failed++;
+  }
+  pending->done(std::move(reply));
+  if (result.ok()) {
+    MaybeSnapshot(hash_last);
+  }
+  Pump();
+}
+
+Status Engine::ApplyDurable(uint64_t seq_first, uint64_t seq_last, log::Hash* hash_last) {
+  // Invariant: the engine is the log's only writer and acknowledgements arrive in commit order,
+  // so every batch starts right after the last applied event.
+  CL_ASSERT(seq_first == views_.seq + 1);
+  Status status = options_.log->Scan(seq_first, seq_last, [&](const log::EventView& view) {
+    reducers::Apply(&views_, view.seq, view.hash, *view.event);
+    *hash_last = view.hash;
+    stats_.events_applied++;
+    return true;
+  });
+  // A batch the log just acknowledged cannot be read back: the store is broken under us.
+  CL_ASSERT(status.ok());
+  CL_ASSERT(views_.seq == seq_last);
+  return status;
+}
+
+void Engine::Pump() {
+  while (!queue_.empty() && CanStart(*queue_.front())) {
+    std::unique_ptr<Pending> pending = std::move(queue_.front());
+    queue_.pop_front();
+    Start(std::move(pending));
+  }
+}
+
+void Engine::MaybeSnapshot(const log::Hash& hash) {
+  if (options_.snapshots == nullptr || options_.snapshot_interval_events == 0) {
+    return;
+  }
+  if (views_.seq - snapshot_seq_ < options_.snapshot_interval_events) {
+    return;
+  }
+  if (snapshot_write_.valid() &&
+      snapshot_write_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    return;  // The previous one is still being written; try again after the next batch.
+  }
+  WaitSnapshot();
+  snapshot_seq_ = views_.seq;
+  log::SnapshotStore* store = options_.snapshots;
+  const uint64_t seq = views_.seq;
+  snapshot_write_ = std::async(std::launch::async,
+                               [store, seq, hash, bytes = reducers::EncodeViews(views_)]() {
+                                 return store->Put(seq, hash, {reinterpret_cast<const uint8_t*>(
+                                                                   bytes.data()),
+                                                               bytes.size()});
+                               });
+}
+
+void Engine::WaitSnapshot() {
+  if (!snapshot_write_.valid()) {
+    return;
+  }
+  Status status = snapshot_write_.get();
+  if (status.ok()) {
+    stats_.snapshots_written++;
+  } else {
+    stats_.snapshots_failed++;  // Not fatal: startup falls back to an older one or the log.
+  }
+}
+
+Status Engine::Close() {
+  CL_ASSERT(Idle());
+  WaitSnapshot();
+  if (options_.snapshots == nullptr || views_.seq == snapshot_seq_ || views_.seq == 0) {
+    return Status::Ok();
+  }
+  log::Hash hash{};
+  Status status = options_.log->Scan(views_.seq, views_.seq, [&](const log::EventView& view) {
+    hash = view.hash;
+    return true;
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  const std::string bytes = reducers::EncodeViews(views_);
+  status = options_.snapshots->Put(
+      views_.seq, hash, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+  if (status.ok()) {
+    snapshot_seq_ = views_.seq;
+    stats_.snapshots_written++;
+  }
+  return status;
+}
+
+int64_t Engine::StampTime() {
+  // The log's times never go backwards, even when the wall clock does.
+  last_time_ns_ = std::max(last_time_ns_, options_.clock->NowNs());
+  return last_time_ns_;
+}
+
+}  // namespace cloister::engine

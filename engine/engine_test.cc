@@ -1,0 +1,274 @@
+// Engine tests: the command path against a real Log in a temporary directory, a simulated clock
+// and a seeded RNG. The scenario scripts in tests/scenarios cover the domain rules; these cover
+// the machinery: durability before visibility, conflict ordering, failures, limits, restart.
+#include "engine/engine.h"
+
+#include <catch2/catch.hpp>
+
+#include "engine/limits.h"
+#include "engine/queue_poster.h"
+#include "log/log.h"
+#include "log/snapshot_store.h"
+#include "reducers/snapshot.h"
+#include "tests/testutil.h"
+
+namespace cloister::engine {
+namespace {
+
+constexpr int64_t kStartNs = 1'790'000'000'000'000'000;
+constexpr std::chrono::seconds kWait(20);
+
+struct Harness {
+  explicit Harness(const std::string& dir, log::Options log_options = {}) {
+    log_options.dir = dir;
+    auto opened = log::Log::Open(log_options);
+    REQUIRE(opened.ok());
+    log = std::move(opened.value());
+    auto store = log::SnapshotStore::Open(dir, false);
+    REQUIRE(store.ok());
+    snapshots = std::move(store.value());
+    OpenEngine();
+  }
+
+  void OpenEngine(Authorizer* authorizer = nullptr) {
+    EngineOptions options;
+    options.log = log.get();
+    options.snapshots = snapshots.get();
+    options.clock = &clock;
+    options.rng = &rng;
+    options.poster = &poster;
+    options.authorizer = authorizer;
+    options.snapshot_interval_events = 0;
+    auto opened = Engine::Open(options);
+    REQUIRE(opened.ok());
+    engine = std::move(opened.value());
+  }
+
+  // Submits and waits for the reply.
+  Reply Run(Command command) {
+    std::optional<Reply> reply;
+    engine->Submit(Principal::System(), std::move(command), "req", [&](Reply r) { reply = r; });
+    REQUIRE(poster.RunUntil([&] { return reply.has_value(); }, kWait));
+    return *reply;
+  }
+
+  void Drain() { REQUIRE(poster.RunUntil([&] { return engine->Idle(); }, kWait)); }
+
+  SimClock clock{kStartNs};
+  SeededRng rng{42};
+  QueuePoster poster;
+  std::unique_ptr<log::Log> log;
+  std::unique_ptr<log::SnapshotStore> snapshots;
+  std::unique_ptr<Engine> engine;
+};
+
+SetConfig Config(std::string key, std::string value) {
+  return SetConfig{{{std::move(key), std::move(value)}}};
+}
+
+TEST_CASE("an accepted command is visible only once durable") {
+  testing::TempDir dir;
+  Harness h(dir.path());
+  std::optional<Reply> reply;
+  h.engine->Submit(Principal::System(), Config("default_vm_priority", "50"), "r1",
+                   [&](Reply r) { reply = r; });
+  // Not yet acknowledged by the log: the view must not show it.
+  CHECK(!reply.has_value());
+  CHECK(h.engine->views().config.entries.empty());
+  REQUIRE(h.poster.RunUntil([&] { return reply.has_value(); }, kWait));
+  REQUIRE(reply->ok());
+  CHECK(reply->seq_first == 1);
+  CHECK(reply->seq_last == 1);
+  CHECK(h.log->head().seq == 1);
+  CHECK(h.engine->views().config.entries.at("default_vm_priority").value == "50");
+  CHECK(h.engine->views().config.entries.at("default_vm_priority").changed.time_ns == kStartNs);
+}
+
+TEST_CASE("a rejected command appends nothing") {
+  testing::TempDir dir;
+  Harness h(dir.path());
+  Reply unknown = h.Run(Config("no_such_key", "1"));
+  CHECK(unknown.rejection == Rejection::kUnknownConfigKey);
+  Reply bad = h.Run(Config("default_vm_priority", "abc"));
+  CHECK(bad.rejection == Rejection::kInvalidConfigValue);
+  CHECK(bad.message.find("default_vm_priority") != std::string::npos);
+  // All or nothing: one bad key rejects the valid one beside it.
+  Reply mixed = h.Run(SetConfig{{{"description", "x"}, {"default_vm_priority", "0"}}});
+  CHECK(mixed.rejection == Rejection::kInvalidConfigValue);
+  CHECK(h.log->head().seq == 0);
+  CHECK(h.engine->views().config.entries.empty());
+}
+
+TEST_CASE("setting a key to its current value appends nothing") {
+  testing::TempDir dir;
+  Harness h(dir.path());
+  REQUIRE(h.Run(Config("description", "lab")).ok());
+  Reply again = h.Run(Config("description", "lab"));
+  CHECK(again.ok());
+  CHECK(again.seq_first == 0);
+  CHECK(h.log->head().seq == 1);
+}
+
+TEST_CASE("conflicting commands in flight are serialised and validated in order") {
+  testing::TempDir dir;
+  Harness h(dir.path());
+  std::vector<Reply> replies;
+  for (int i = 0; i < 2; ++i) {
+    h.engine->Submit(Principal::System(), CreateNodeGroup{"ios", "", ""}, "r",
+                     [&](Reply r) { replies.push_back(r); });
+  }
+  CHECK(h.engine->stats().commands_inflight == 1);
+  CHECK(h.engine->stats().commands_queued == 1);
+  h.Drain();
+  REQUIRE(replies.size() == 2);
+  CHECK(replies[0].ok());
+  CHECK(replies[1].rejection == Rejection::kNameTaken);
+  CHECK(h.engine->views().node_groups.groups.size() == 1);
+  CHECK(h.log->head().seq == 1);
+}
+
+TEST_CASE("independent commands are in flight together") {
+  testing::TempDir dir;
+  Harness h(dir.path());
+  int ok = 0;
+  for (int i = 0; i < 50; ++i) {
+    h.engine->Submit(Principal::System(), CreateNodeGroup{"g" + std::to_string(i), "", ""}, "r",
+                     [&](Reply r) { ok += r.ok(); });
+  }
+  CHECK(h.engine->stats().commands_inflight + ok == 50);
+  CHECK(h.engine->stats().commands_queued == 0);
+  h.Drain();
+  CHECK(ok == 50);
+  CHECK(h.engine->views().node_groups.groups.size() == 50);
+  CHECK(h.engine->views().seq == 50);
+}
+
+TEST_CASE("a failed append answers with its status and leaves the views as the log") {
+  testing::TempDir dir;
+  log::Options small;
+  small.map_bytes_initial = 256 * 1024;
+  small.map_bytes_max = 256 * 1024;
+  Harness h(dir.path(), small);
+  const std::string description(kDescriptionBytesMax, 'd');
+  Reply failed;
+  for (int i = 0; i < 10'000; ++i) {
+    failed = h.Run(CreateNodeGroup{"g" + std::to_string(i), description, ""});
+    if (!failed.status.ok()) {
+      break;
+    }
+  }
+  REQUIRE(!failed.status.ok());
+  CHECK(failed.status.code() == StatusCode::kNoSpace);
+  CHECK(failed.ids.empty());
+  CHECK(h.engine->views().seq == h.log->head().seq);
+  CHECK(h.engine->views().node_groups.groups.size() == h.log->head().seq);
+  CHECK(h.engine->stats().commands_failed == 1);
+}
+
+TEST_CASE("restart rebuilds the same views, from a snapshot or from the log alone") {
+  testing::TempDir dir;
+  std::string before;
+  {
+    Harness h(dir.path());
+    REQUIRE(h.Run(Config("registry_address", "http://registry:8089")).ok());
+    Reply group = h.Run(CreateNodeGroup{"ios", "phones", ""});
+    REQUIRE(group.ok());
+    REQUIRE(h.Run(JoinNode{"", "mac-1", "10.0.0.2", 8, 16384, 8, 8192, 2, "", "arm64", "sim",
+                           {group.ids[0]}})
+                .ok());
+    RequestVm request;
+    request.vmid = "tmpl";
+    request.group_id = group.ids[0];
+    request.count = 2;
+    Reply vm = h.Run(request);
+    REQUIRE(vm.ok());
+    REQUIRE(vm.ids.size() == 2);
+    ChangeVmState pulling;
+    pulling.instance_id = vm.ids[0];
+    pulling.state = fb::VmState::Pulling;
+    REQUIRE(h.Run(pulling).ok());
+    before = reducers::EncodeViews(h.engine->views());
+    REQUIRE(h.engine->Close().ok());
+    CHECK(h.engine->stats().snapshots_written == 1);
+  }
+  {
+    Harness h(dir.path());
+    CHECK(h.engine->recovery().snapshot_seq == 6);
+    CHECK(reducers::EncodeViews(h.engine->views()) == before);
+  }
+  {
+    // Without snapshots: the same views from the log alone.
+    log::Options options;
+    options.dir = dir.path();
+    auto log = log::Log::Open(options);
+    REQUIRE(log.ok());
+    reducers::RebuildStats stats;
+    auto views = reducers::Rebuild(*log.value(), nullptr, UINT64_MAX, &stats);
+    REQUIRE(views.ok());
+    CHECK(stats.snapshot_seq == 0);
+    CHECK(reducers::EncodeViews(views.value()) == before);
+  }
+}
+
+TEST_CASE("event times never go backwards when the wall clock does") {
+  testing::TempDir dir;
+  Harness h(dir.path());
+  REQUIRE(h.Run(Config("description", "a")).ok());
+  h.clock.Advance(-5'000'000'000);
+  REQUIRE(h.Run(Config("description", "b")).ok());
+  CHECK(h.engine->views().config.entries.at("description").changed.time_ns == kStartNs);
+}
+
+TEST_CASE("an authorizer that refuses rejects with forbidden and appends nothing") {
+  struct DenyAll : Authorizer {
+    bool Allow(const Principal&, const Command&) override { return false; }
+  } deny;
+  testing::TempDir dir;
+  Harness h(dir.path());
+  h.engine.reset();
+  h.OpenEngine(&deny);
+  Reply reply = h.Run(Config("description", "x"));
+  CHECK(reply.rejection == Rejection::kForbidden);
+  CHECK(h.log->head().seq == 0);
+}
+
+TEST_CASE("the command queue holds kQueuedCommandsMax and refuses one more") {
+  testing::TempDir dir;
+  Harness h(dir.path());
+  size_t answered = 0;
+  size_t overloaded = 0;
+  auto count = [&](Reply r) {
+    answered++;
+    overloaded += r.rejection == Rejection::kOverloaded;
+  };
+  // One in flight, then the queue filled with commands on the same key (they must wait).
+  h.engine->Submit(Principal::System(), Config("description", "x"), "r", count);
+  for (size_t i = 0; i < kQueuedCommandsMax + 1; ++i) {
+    h.engine->Submit(Principal::System(), Config("description", "x"), "r", count);
+  }
+  CHECK(h.engine->stats().commands_queued == kQueuedCommandsMax);
+  CHECK(overloaded == 1);
+  h.Drain();
+  CHECK(answered == kQueuedCommandsMax + 2);
+  CHECK(h.log->head().seq == 1);  // The queued ones found the value already set.
+}
+
+TEST_CASE("VM state machine allows exactly the Anka transitions") {
+  using S = fb::VmState;
+  CHECK(VmTransitionAllowed(S::Scheduling, S::Pulling));
+  CHECK(VmTransitionAllowed(S::Pulling, S::Started));
+  CHECK(VmTransitionAllowed(S::Started, S::Stopping));
+  CHECK(VmTransitionAllowed(S::Stopping, S::Stopped));
+  CHECK(VmTransitionAllowed(S::Stopped, S::Started));
+  CHECK(VmTransitionAllowed(S::Started, S::Pushing));
+  CHECK(VmTransitionAllowed(S::Terminating, S::Terminated));
+  CHECK(VmTransitionAllowed(S::Error, S::Terminated));
+  CHECK(!VmTransitionAllowed(S::Terminated, S::Started));
+  CHECK(!VmTransitionAllowed(S::Terminated, S::Terminated));
+  CHECK(!VmTransitionAllowed(S::Scheduling, S::Stopped));
+  CHECK(!VmTransitionAllowed(S::Terminating, S::Started));
+  CHECK(!VmTransitionAllowed(S::Stopped, S::Stopping));
+}
+
+}  // namespace
+}  // namespace cloister::engine

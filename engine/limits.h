@@ -1,0 +1,26 @@
+// The engine's limits. Each is tested at the limit and one past it (engine_test.cc).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace cloister::engine {
+
+inline constexpr size_t kConfigChangesMax = 64;         // Keys in one config change.
+inline constexpr size_t kConfigValueBytesMax = 4096;    // One config value.
+inline constexpr size_t kNameBytesMax = 256;            // Group, node and instance names.
+inline constexpr size_t kDescriptionBytesMax = 1024;
+inline constexpr size_t kIdBytesMax = 128;              // Ids a client supplies.
+inline constexpr size_t kGroupsPerNodeMax = 64;
+inline constexpr uint32_t kVmsPerRequestMax = 100;      // "count" in one VM request.
+inline constexpr size_t kStartupScriptBytesMax = 256 * 1024;
+inline constexpr size_t kMetadataBytesMax = 64 * 1024;
+
+// Commands whose events are appended but not yet durable. Past it, commands wait in the engine's
+// own queue, so the log's producer queue (which blocks) is never filled from the event loop.
+inline constexpr size_t kInflightEventsMax = 16'384;
+// Commands waiting (for a conflicting command to finish, or for in-flight room). Past it, new
+// commands are rejected with kOverloaded.
+inline constexpr size_t kQueuedCommandsMax = 65'536;
+
+}  // namespace cloister::engine

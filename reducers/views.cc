@@ -1,0 +1,396 @@
+#include "reducers/views.h"
+
+#include <algorithm>
+#include <string_view>
+#include <utility>
+
+#include "flatbuffers/flatbuffers.h"
+#include "log/assert.h"
+
+namespace cloister::reducers {
+namespace {
+
+// A FlatBuffers string as a std::string; absent reads as empty.
+std::string Str(const flatbuffers::String* s) { return s == nullptr ? std::string() : s->str(); }
+
+bool Given(const flatbuffers::String* s) { return s != nullptr && s->size() > 0; }
+
+using StringVector = flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>;
+
+std::vector<std::string> Strings(const StringVector* v) {
+  std::vector<std::string> out;
+  if (v == nullptr) {
+    return out;
+  }
+  out.reserve(v->size());
+  for (const flatbuffers::String* s : *v) {
+    out.push_back(Str(s));
+  }
+  return out;
+}
+
+// Records the pre-image of map[key] the first time an event touches it.
+template <typename T>
+void Remember(const std::map<std::string, T>& map, const std::string& key,
+              std::map<std::string, std::optional<T>>* before) {
+  if (before == nullptr || before->contains(key)) {
+    return;
+  }
+  auto it = map.find(key);
+  before->emplace(key, it == map.end() ? std::nullopt : std::optional<T>(it->second));
+}
+
+// Applies one event to the views. Every write to an entity goes through a Mutable*/Create*/Erase*
+// helper, which records the pre-image first, so PreImages lists exactly what the event touched.
+class Reducer {
+ public:
+  Reducer(Views* views, Stamp stamp, PreImages* before)
+      : views_(*views), stamp_(stamp), before_(before) {}
+
+  void Dispatch(const fb::Event& event) {
+    // One switch over the payload type. Types this build knows but no view uses, and types a
+    // newer build wrote, fall through to the default: only seq and hash change.
+    switch (event.payload_type()) {
+      case fb::Payload::ConfigChanged:
+        return OnConfigChanged(*event.payload_as_ConfigChanged());
+      case fb::Payload::NodeJoined:
+        return OnNodeJoined(*event.payload_as_NodeJoined());
+      case fb::Payload::NodeUpdated:
+        return OnNodeUpdated(*event.payload_as_NodeUpdated());
+      case fb::Payload::NodeRemoved:
+        return OnNodeRemoved(*event.payload_as_NodeRemoved());
+      case fb::Payload::NodeGroupCreated:
+        return OnNodeGroupCreated(*event.payload_as_NodeGroupCreated());
+      case fb::Payload::NodeGroupUpdated:
+        return OnNodeGroupUpdated(*event.payload_as_NodeGroupUpdated());
+      case fb::Payload::NodeGroupDeleted:
+        return OnNodeGroupDeleted(*event.payload_as_NodeGroupDeleted());
+      case fb::Payload::NodeGroupMembershipChanged:
+        return OnMembershipChanged(*event.payload_as_NodeGroupMembershipChanged());
+      case fb::Payload::VmInstanceRequested:
+        return OnVmRequested(*event.payload_as_VmInstanceRequested());
+      case fb::Payload::VmInstanceScheduled:
+        return OnVmScheduled(*event.payload_as_VmInstanceScheduled());
+      case fb::Payload::VmInstanceStateChanged:
+        return OnVmStateChanged(*event.payload_as_VmInstanceStateChanged());
+      case fb::Payload::VmInstanceTerminated:
+        return OnVmTerminated(*event.payload_as_VmInstanceTerminated());
+      default:
+        return;
+    }
+  }
+
+ private:
+  // ---- Touching entities ----------------------------------------------------------------------
+
+  Node* MutableNode(const std::string& id) {
+    auto it = views_.nodes.nodes.find(id);
+    if (it == views_.nodes.nodes.end()) {
+      return nullptr;
+    }
+    Remember(views_.nodes.nodes, id, before_ ? &before_->nodes : nullptr);
+    it->second.updated = stamp_;
+    return &it->second;
+  }
+
+  NodeGroup* MutableGroup(const std::string& id) {
+    auto it = views_.node_groups.groups.find(id);
+    if (it == views_.node_groups.groups.end()) {
+      return nullptr;
+    }
+    Remember(views_.node_groups.groups, id, before_ ? &before_->node_groups : nullptr);
+    it->second.updated = stamp_;
+    return &it->second;
+  }
+
+  VmInstance* MutableInstance(const std::string& id) {
+    auto it = views_.vm_instances.instances.find(id);
+    if (it == views_.vm_instances.instances.end()) {
+      return nullptr;
+    }
+    Remember(views_.vm_instances.instances, id, before_ ? &before_->vm_instances : nullptr);
+    it->second.updated = stamp_;
+    return &it->second;
+  }
+
+  void EraseNode(const std::string& id) {
+    Remember(views_.nodes.nodes, id, before_ ? &before_->nodes : nullptr);
+    views_.nodes.nodes.erase(id);
+  }
+
+  void EraseGroup(const std::string& id) {
+    Remember(views_.node_groups.groups, id, before_ ? &before_->node_groups : nullptr);
+    views_.node_groups.groups.erase(id);
+  }
+
+  // Removes node_id from the node_ids of each of its groups (the node itself is left as it is).
+  void LeaveGroups(const Node& node) {
+    for (const std::string& group_id : node.groups) {
+      if (NodeGroup* group = MutableGroup(group_id)) {
+        group->node_ids.erase(node.node_id);
+      }
+    }
+  }
+
+  // ---- Config ---------------------------------------------------------------------------------
+
+  void OnConfigChanged(const fb::ConfigChanged& p) {
+    if (!Given(p.key())) {
+      return;
+    }
+    const std::string key = p.key()->str();
+    Remember(views_.config.entries, key, before_ ? &before_->config : nullptr);
+    ConfigEntry entry;
+    const fb::Digest* digest = p.value_digest();
+    if (digest != nullptr) {
+      std::copy(digest->bytes()->begin(), digest->bytes()->end(), entry.value_digest.begin());
+    }
+    entry.secret = std::any_of(entry.value_digest.begin(), entry.value_digest.end(),
+                               [](uint8_t b) { return b != 0; });
+    if (!entry.secret) {
+      entry.value = Str(p.value());
+    }
+    entry.changed = stamp_;
+    views_.config.entries[key] = std::move(entry);
+  }
+
+  // ---- Nodes ----------------------------------------------------------------------------------
+
+  void OnNodeJoined(const fb::NodeJoined& p) {
+    if (!Given(p.node_id())) {
+      return;
+    }
+    const std::string id = p.node_id()->str();
+    if (auto old = views_.nodes.nodes.find(id); old != views_.nodes.nodes.end()) {
+      LeaveGroups(old->second);  // A rejoin replaces the node, memberships included.
+    }
+    Remember(views_.nodes.nodes, id, before_ ? &before_->nodes : nullptr);
+    Node node;
+    node.node_id = id;
+    node.node_name = Str(p.node_name());
+    node.ip_address = Str(p.ip_address());
+    node.cpu_count = p.cpu_count();
+    node.ram_mb = p.ram_mb();
+    node.vcpu_count = p.vcpu_count();
+    node.vram_mb = p.vram_mb();
+    node.capacity = p.capacity();
+    node.capacity_mode = Str(p.capacity_mode());
+    node.arch = Str(p.arch());
+    node.hypervisor = Str(p.hypervisor());
+    node.joined = stamp_;
+    node.updated = stamp_;
+    for (const std::string& group_id : Strings(p.groups())) {
+      // Invariant: membership is two-sided, so only groups that exist are recorded.
+      if (NodeGroup* group = MutableGroup(group_id)) {
+        group->node_ids.insert(id);
+        node.groups.insert(group_id);
+      }
+    }
+    views_.nodes.nodes[id] = std::move(node);
+  }
+
+  void OnNodeUpdated(const fb::NodeUpdated& p) {
+    Node* node = MutableNode(Str(p.node_id()));
+    if (node == nullptr) {
+      return;
+    }
+    node->state = p.state();
+    node->vm_count = p.vm_count();
+    if (Given(p.node_name())) {
+      node->node_name = p.node_name()->str();
+    }
+    if (Given(p.capacity_mode())) {
+      node->capacity_mode = p.capacity_mode()->str();
+    }
+    if (Given(p.message())) {
+      node->message = p.message()->str();
+    }
+    if (p.capacity() != 0) {
+      node->capacity = p.capacity();
+    }
+    if (p.templates() != nullptr) {
+      node->templates = Strings(p.templates());
+    }
+  }
+
+  void OnNodeRemoved(const fb::NodeRemoved& p) {
+    auto it = views_.nodes.nodes.find(Str(p.node_id()));
+    if (it == views_.nodes.nodes.end()) {
+      return;
+    }
+    const std::string id = it->first;  // A copy: erasing the node frees its key.
+    LeaveGroups(it->second);
+    EraseNode(id);
+  }
+
+  // ---- Node groups ----------------------------------------------------------------------------
+
+  void OnNodeGroupCreated(const fb::NodeGroupCreated& p) {
+    if (!Given(p.group_id())) {
+      return;
+    }
+    const std::string id = p.group_id()->str();
+    Remember(views_.node_groups.groups, id, before_ ? &before_->node_groups : nullptr);
+    NodeGroup& group = views_.node_groups.groups[id];
+    // A repeated id keeps its members: nodes still name it, and membership is two-sided.
+    group.group_id = id;
+    group.name = Str(p.name());
+    group.description = Str(p.description());
+    group.fallback_group_id = Str(p.fallback_group_id());
+    group.created = stamp_;
+    group.updated = stamp_;
+  }
+
+  void OnNodeGroupUpdated(const fb::NodeGroupUpdated& p) {
+    NodeGroup* group = MutableGroup(Str(p.group_id()));
+    if (group == nullptr) {
+      return;
+    }
+    if (p.name() != nullptr) {
+      group->name = p.name()->str();
+    }
+    if (p.description() != nullptr) {
+      group->description = p.description()->str();
+    }
+    if (p.fallback_group_id() != nullptr) {
+      group->fallback_group_id = p.fallback_group_id()->str();
+    }
+  }
+
+  void OnNodeGroupDeleted(const fb::NodeGroupDeleted& p) {
+    auto it = views_.node_groups.groups.find(Str(p.group_id()));
+    if (it == views_.node_groups.groups.end()) {
+      return;
+    }
+    const std::string id = it->first;
+    for (const std::string& node_id : it->second.node_ids) {
+      if (Node* node = MutableNode(node_id)) {
+        node->groups.erase(id);
+      }
+    }
+    EraseGroup(id);
+  }
+
+  void OnMembershipChanged(const fb::NodeGroupMembershipChanged& p) {
+    const std::string group_id = Str(p.group_id());
+    const std::string node_id = Str(p.node_id());
+    if (!views_.node_groups.groups.contains(group_id) || !views_.nodes.nodes.contains(node_id)) {
+      return;
+    }
+    NodeGroup* group = MutableGroup(group_id);
+    Node* node = MutableNode(node_id);
+    if (p.member()) {
+      group->node_ids.insert(node_id);
+      node->groups.insert(group_id);
+    } else {
+      group->node_ids.erase(node_id);
+      node->groups.erase(group_id);
+    }
+  }
+
+  // ---- VM instances ---------------------------------------------------------------------------
+
+  void OnVmRequested(const fb::VmInstanceRequested& p) {
+    if (!Given(p.instance_id())) {
+      return;
+    }
+    const std::string id = p.instance_id()->str();
+    Remember(views_.vm_instances.instances, id, before_ ? &before_->vm_instances : nullptr);
+    VmInstance vm;
+    vm.instance_id = id;
+    vm.vmid = Str(p.vmid());
+    vm.tag = Str(p.tag());
+    vm.version = p.version();
+    vm.name = Str(p.name());
+    vm.name_template = Str(p.name_template());
+    vm.external_id = Str(p.external_id());
+    vm.requested_node_id = Str(p.node_id());
+    vm.group_id = Str(p.group_id());
+    vm.priority = p.priority();
+    vm.startup_script = Str(p.startup_script());
+    vm.startup_script_condition = p.startup_script_condition();
+    vm.script_monitoring = p.script_monitoring();
+    vm.script_timeout = p.script_timeout();
+    vm.script_fail_handler = p.script_fail_handler();
+    vm.metadata_json = Str(p.metadata_json());
+    vm.vcpu = p.vcpu();
+    vm.vram_mb = p.vram_mb();
+    if (p.port_forwarding_override() != nullptr) {
+      for (const fb::PortForward* forward : *p.port_forwarding_override()) {
+        vm.port_forwarding_override.push_back(
+            PortForward{forward->guest_port(), forward->host_port(), Str(forward->protocol()),
+                        Str(forward->name())});
+      }
+    }
+    vm.vnc_password_set = p.vnc_password_set();
+    vm.state = fb::VmState::Scheduling;
+    vm.created = stamp_;
+    vm.updated = stamp_;
+    views_.vm_instances.instances[id] = std::move(vm);
+  }
+
+  void OnVmScheduled(const fb::VmInstanceScheduled& p) {
+    if (VmInstance* vm = MutableInstance(Str(p.instance_id()))) {
+      vm->node_id = Str(p.node_id());
+    }
+  }
+
+  void OnVmStateChanged(const fb::VmInstanceStateChanged& p) {
+    VmInstance* vm = MutableInstance(Str(p.instance_id()));
+    if (vm == nullptr) {
+      return;
+    }
+    vm->state = p.state();
+    if (Given(p.message())) {
+      vm->message = p.message()->str();
+    }
+    if (Given(p.node_id())) {
+      vm->node_id = p.node_id()->str();
+    }
+    if (Given(p.vm_uuid())) {
+      vm->vm_uuid = p.vm_uuid()->str();
+    }
+    if (Given(p.ip())) {
+      vm->ip = p.ip()->str();
+    }
+    if (p.progress() != 0) {
+      vm->progress = p.progress();
+    }
+    if (p.vnc_port() != 0) {
+      vm->vnc_port = p.vnc_port();
+    }
+  }
+
+  void OnVmTerminated(const fb::VmInstanceTerminated& p) {
+    if (VmInstance* vm = MutableInstance(Str(p.instance_id()))) {
+      vm->state = fb::VmState::Terminated;
+      vm->terminated_reason = Str(p.reason());
+    }
+  }
+
+  Views& views_;
+  const Stamp stamp_;
+  PreImages* before_;
+};
+
+}  // namespace
+
+void ApplyRecording(Views* views, uint64_t seq, const log::Hash& hash, const fb::Event& event,
+                    PreImages* before) {
+  CL_ASSERT(views != nullptr);
+  // Invariant: views hold a prefix of the log, so events arrive one seq at a time.
+  CL_ASSERT(seq == views->seq + 1);
+  // A verified event always has a payload table for its type, but a type this build knows
+  // whose table is absent would be a null dereference below; the log's verifier rules it out.
+  if (event.payload() != nullptr) {
+    Reducer(views, Stamp{seq, event.time_ns()}, before).Dispatch(event);
+  }
+  views->seq = seq;
+  views->hash = hash;
+}
+
+void Apply(Views* views, uint64_t seq, const log::Hash& hash, const fb::Event& event) {
+  ApplyRecording(views, seq, hash, event, nullptr);
+}
+
+}  // namespace cloister::reducers

@@ -1,0 +1,220 @@
+// Views: the state cloister derives from its event log, and the pure reducer that builds them.
+//
+// A view is a value: plain structs in ordered containers (std::map / std::set / std::vector),
+// never unordered ones, so that iteration order and therefore every encoding of a view is a
+// function of the events alone. Apply() is the only code that changes a view.
+//
+// Apply is pure and deterministic: it reads nothing but the view and the event (time comes from
+// the event envelope), it never logs, allocates ids, reads a clock or does I/O. It is total: an
+// event that names something the view does not hold (an update for an unknown node, a state
+// change for an unknown instance) changes nothing but views.seq; it never crashes on the content
+// of a verified event. Validation of commands is the engine's job, not the reducer's.
+//
+// Thread-safety: a Views value is not synchronised; one thread owns it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "log/events_generated.h"
+#include "log/hash.h"
+
+namespace cloister::reducers {
+
+// When and by whom an entity was last touched: copied from the event envelope.
+struct Stamp {
+  uint64_t seq = 0;
+  int64_t time_ns = 0;
+
+  bool operator==(const Stamp&) const = default;
+};
+
+// ---- config ---------------------------------------------------------------------------------
+
+struct ConfigEntry {
+  std::string value;        // Empty for a secret setting.
+  bool secret = false;      // The event carried value_digest instead of value.
+  log::Hash value_digest{};
+  Stamp changed;
+
+  bool operator==(const ConfigEntry&) const = default;
+};
+
+struct ConfigView {
+  std::map<std::string, ConfigEntry> entries;  // By key.
+
+  bool operator==(const ConfigView&) const = default;
+};
+
+// ---- nodes ----------------------------------------------------------------------------------
+
+struct Node {
+  std::string node_id;
+  std::string node_name;
+  std::string ip_address;
+  uint32_t cpu_count = 0;
+  uint64_t ram_mb = 0;
+  uint32_t vcpu_count = 0;
+  uint64_t vram_mb = 0;
+  uint32_t capacity = 0;
+  std::string capacity_mode;
+  std::string arch;
+  std::string hypervisor;
+  fb::NodeState state = fb::NodeState::Offline;
+  uint32_t vm_count = 0;
+  std::vector<std::string> templates;
+  std::string message;
+  std::set<std::string> groups;  // Node group ids.
+  Stamp joined;
+  Stamp updated;
+
+  bool operator==(const Node&) const = default;
+};
+
+struct NodesView {
+  std::map<std::string, Node> nodes;  // By node_id.
+
+  bool operator==(const NodesView&) const = default;
+};
+
+// ---- node groups ----------------------------------------------------------------------------
+
+struct NodeGroup {
+  std::string group_id;
+  std::string name;
+  std::string description;
+  std::string fallback_group_id;
+  std::set<std::string> node_ids;
+  Stamp created;
+  Stamp updated;
+
+  bool operator==(const NodeGroup&) const = default;
+};
+
+struct NodeGroupsView {
+  std::map<std::string, NodeGroup> groups;  // By group_id.
+
+  bool operator==(const NodeGroupsView&) const = default;
+};
+
+// ---- VM instances ---------------------------------------------------------------------------
+
+struct PortForward {
+  uint16_t guest_port = 0;
+  uint16_t host_port = 0;
+  std::string protocol;
+  std::string name;
+
+  bool operator==(const PortForward&) const = default;
+};
+
+struct VmInstance {
+  // From VmInstanceRequested.
+  std::string instance_id;
+  std::string vmid;
+  std::string tag;
+  int32_t version = -1;
+  std::string name;
+  std::string name_template;
+  std::string external_id;
+  std::string requested_node_id;
+  std::string group_id;
+  uint32_t priority = 1000;
+  std::string startup_script;
+  int32_t startup_script_condition = 0;
+  bool script_monitoring = false;
+  int32_t script_timeout = 0;
+  int32_t script_fail_handler = 0;
+  std::string metadata_json;
+  uint32_t vcpu = 0;
+  uint64_t vram_mb = 0;
+  std::vector<PortForward> port_forwarding_override;
+  bool vnc_password_set = false;
+  // From VmInstanceScheduled / VmInstanceStateChanged / VmInstanceTerminated.
+  fb::VmState state = fb::VmState::Scheduling;
+  std::string message;
+  float progress = 0;
+  std::string node_id;
+  std::string vm_uuid;
+  std::string ip;
+  uint16_t vnc_port = 0;
+  std::string terminated_reason;
+  Stamp created;
+  Stamp updated;
+
+  bool operator==(const VmInstance&) const = default;
+};
+
+struct VmInstancesView {
+  std::map<std::string, VmInstance> instances;  // By instance_id.
+
+  bool operator==(const VmInstancesView&) const = default;
+};
+
+// ---- all views ------------------------------------------------------------------------------
+
+struct Views {
+  uint64_t seq = 0;    // The last event applied; 0 for the empty log.
+  log::Hash hash{};    // hash(seq) of the log the views were built from (zero for seq 0).
+  ConfigView config;
+  NodesView nodes;
+  NodeGroupsView node_groups;
+  VmInstancesView vm_instances;
+
+  bool operator==(const Views&) const = default;
+};
+
+// The view names the replay tool and snapshots use, in this order.
+inline constexpr const char* kViewNames[] = {"config", "nodes", "node_groups", "vm_instances"};
+
+// Applies one verified event. Precondition: seq == views->seq + 1. Sets views->seq = seq and
+// views->hash = hash. Payload types that no view of this issue uses change only seq and hash.
+//
+// What each payload does (the stamp is {seq, event.time_ns()}; an event whose identifying id is
+// absent or empty, or that names an entity the views do not hold, changes only seq and hash):
+//  * ConfigChanged: sets entries[key]. A value_digest that is present and not all zeros makes the
+//    entry secret (value empty, digest kept); otherwise value is the event's value.
+//  * NodeJoined: creates or replaces the node (a rejoin first leaves its old groups); its groups
+//    are the named groups that exist, and the node is added to their node_ids.
+//  * NodeUpdated: state and vm_count always (they are the node's status report; absent reads as
+//    Offline / 0); node_name, capacity_mode and message when non-empty; capacity when non-zero;
+//    templates when the vector is present (an empty one says the node holds none).
+//  * NodeRemoved: erases the node and removes it from its groups' node_ids.
+//  * NodeGroupCreated: creates the group (a repeated id replaces its fields, keeps its members).
+//  * NodeGroupUpdated: sets name, description and fallback_group_id when present (an empty string
+//    clears the field).
+//  * NodeGroupDeleted: erases the group and removes its id from its nodes' groups.
+//  * NodeGroupMembershipChanged: adds (member) or removes both sides, only if both exist.
+//  * VmInstanceRequested: creates (or replaces) the instance in state Scheduling.
+//  * VmInstanceScheduled: sets node_id.
+//  * VmInstanceStateChanged: state always; message, node_id, vm_uuid and ip when non-empty;
+//    progress and vnc_port when non-zero (a report that does not know where the VM runs must not
+//    erase it).
+//  * VmInstanceTerminated: state Terminated and terminated_reason.
+// Every entity a payload changes gets updated = stamp (and joined/created on creation).
+void Apply(Views* views, uint64_t seq, const log::Hash& hash, const fb::Event& event);
+
+// The entities one event touched, as they were before it: std::nullopt for one that did not exist.
+// Keys are exactly the entities Apply wrote to, whether or not their value ended up different.
+// Used to show what a single event did (`cloister replay --step`) without copying every view.
+struct PreImages {
+  std::map<std::string, std::optional<ConfigEntry>> config;
+  std::map<std::string, std::optional<Node>> nodes;
+  std::map<std::string, std::optional<NodeGroup>> node_groups;
+  std::map<std::string, std::optional<VmInstance>> vm_instances;
+
+  bool empty() const {
+    return config.empty() && nodes.empty() && node_groups.empty() && vm_instances.empty();
+  }
+};
+
+// Apply, also recording into *before (which the caller clears) the pre-image of every entity the
+// event touches. before may be null, which is exactly Apply.
+void ApplyRecording(Views* views, uint64_t seq, const log::Hash& hash, const fb::Event& event,
+                    PreImages* before);
+
+}  // namespace cloister::reducers

@@ -1,0 +1,559 @@
+// The reducer, payload by payload: what each event does to the views, what an event about an
+// unknown entity does (nothing but seq and hash), and the pre-images ApplyRecording keeps. Each
+// TEST_CASE names one rule of the contract in views.h.
+#include "reducers/views.h"
+
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "flatbuffers/flatbuffers.h"
+#include "log/draft.h"
+#include "log/events_generated.h"
+#include "log/hash.h"
+
+namespace cloister::reducers {
+namespace {
+
+constexpr int64_t kTime0Ns = 1'795'003'200'000'000'000;  // 2026-11-18T08:00:00Z.
+
+using StringOffsets = std::vector<flatbuffers::Offset<flatbuffers::String>>;
+
+log::Hash FakeHash(uint64_t seq) {
+  log::Hash hash{};
+  for (size_t i = 0; i < 8; i++) {
+    hash[i] = static_cast<uint8_t>(seq >> (8 * i));
+  }
+  hash[31] = 0xC1;
+  return hash;
+}
+
+int64_t TimeOf(uint64_t seq) { return kTime0Ns + static_cast<int64_t>(seq) * 1'000'000; }
+
+// Finishes the payload built in b as the next event and applies it to views (recording
+// pre-images into before, if given). The event's time is TimeOf(its seq).
+void ApplyNext(Views* views, log::DraftBuilder& b, fb::Payload type, flatbuffers::Offset<void> p,
+               PreImages* before = nullptr) {
+  const uint64_t seq = views->seq + 1;
+  log::Envelope envelope;
+  envelope.time_ns = TimeOf(seq);
+  envelope.actor_kind = fb::ActorKind::System;
+  envelope.actor_id = "test";
+  envelope.request_id = "req-1";
+  const log::Draft draft = b.FinishUnion(envelope, type, p);
+  const fb::Event* event = log::VerifyEvent(draft.bytes());
+  REQUIRE(event != nullptr);
+  ApplyRecording(views, seq, FakeHash(seq), *event, before);
+}
+
+template <typename T>
+void ApplyNext(Views* views, log::DraftBuilder& b, flatbuffers::Offset<T> payload,
+               PreImages* before = nullptr) {
+  ApplyNext(views, b, fb::PayloadTraits<T>::enum_value, payload.Union(), before);
+}
+
+void CreateGroup(Views* views, const char* id, const char* name = "build") {
+  log::DraftBuilder b;
+  ApplyNext(views, b, fb::CreateNodeGroupCreatedDirect(b.fbb(), id, name, "desc", nullptr));
+}
+
+void JoinNode(Views* views, const char* id, const std::vector<std::string>& groups = {}) {
+  log::DraftBuilder b;
+  StringOffsets offsets;
+  for (const std::string& g : groups) {
+    offsets.push_back(b.fbb().CreateString(g));
+  }
+  ApplyNext(views, b,
+            fb::CreateNodeJoinedDirect(b.fbb(), id, "mac-mini", "10.0.0.1", 8, 16384, 16, 32768, 2,
+                                       "number", "arm64", "anka", &offsets));
+}
+
+void RequestVm(Views* views, const char* id) {
+  log::DraftBuilder b;
+  ApplyNext(views, b,
+            fb::CreateVmInstanceRequestedDirect(b.fbb(), id, "tmpl-1", "v1", -1, "ci-1", nullptr,
+                                                "ext-1", "node-wanted", "g1", 900));
+}
+
+// The views as they are, with only seq and hash advanced by one event.
+Views OnlySeqAdvanced(Views views) {
+  views.seq++;
+  views.hash = FakeHash(views.seq);
+  return views;
+}
+
+// ---- Config ---------------------------------------------------------------------------------
+
+TEST_CASE("ConfigChanged sets an entry, overwrites it, and stamps it from the envelope") {
+  Views v;
+  log::DraftBuilder b1;
+  ApplyNext(&v, b1, fb::CreateConfigChangedDirect(b1.fbb(), "ANKA_ENABLE_API_KEYS", "true"));
+  log::DraftBuilder b2;
+  ApplyNext(&v, b2, fb::CreateConfigChangedDirect(b2.fbb(), "ANKA_ENABLE_API_KEYS", "false"));
+  REQUIRE(v.config.entries.size() == 1);
+  const ConfigEntry& e = v.config.entries.at("ANKA_ENABLE_API_KEYS");
+  CHECK(e.value == "false");
+  CHECK_FALSE(e.secret);
+  CHECK(e.changed == Stamp{2, TimeOf(2)});
+  CHECK(v.seq == 2);
+  CHECK(v.hash == FakeHash(2));
+}
+
+TEST_CASE("ConfigChanged with a non-zero value_digest is secret; an all-zero digest is not") {
+  Views v;
+  log::Hash digest_bytes{};
+  digest_bytes[5] = 0x77;
+  const fb::Digest digest(flatbuffers::span<const uint8_t, 32>(digest_bytes.data(), 32));
+  const fb::Digest zero;
+  log::DraftBuilder b1;
+  ApplyNext(&v, b1, fb::CreateConfigChangedDirect(b1.fbb(), "ANKA_ROOT_TOKEN", nullptr, &digest));
+  log::DraftBuilder b2;
+  ApplyNext(&v, b2, fb::CreateConfigChangedDirect(b2.fbb(), "PLAIN", "v", &zero));
+  const ConfigEntry& secret = v.config.entries.at("ANKA_ROOT_TOKEN");
+  CHECK(secret.secret);
+  CHECK(secret.value.empty());
+  CHECK(secret.value_digest == digest_bytes);
+  const ConfigEntry& plain = v.config.entries.at("PLAIN");
+  CHECK_FALSE(plain.secret);
+  CHECK(plain.value == "v");
+}
+
+TEST_CASE("a secret entry that becomes plain again loses its digest") {
+  Views v;
+  log::Hash digest_bytes{};
+  digest_bytes[0] = 1;
+  const fb::Digest digest(flatbuffers::span<const uint8_t, 32>(digest_bytes.data(), 32));
+  log::DraftBuilder b1;
+  ApplyNext(&v, b1, fb::CreateConfigChangedDirect(b1.fbb(), "K", nullptr, &digest));
+  log::DraftBuilder b2;
+  ApplyNext(&v, b2, fb::CreateConfigChangedDirect(b2.fbb(), "K", "visible"));
+  const ConfigEntry& e = v.config.entries.at("K");
+  CHECK_FALSE(e.secret);
+  CHECK(e.value_digest == log::Hash{});
+  CHECK(e.value == "visible");
+}
+
+// ---- Node groups ----------------------------------------------------------------------------
+
+TEST_CASE("NodeGroupCreated creates a group; a repeated id replaces its fields, keeps members") {
+  Views v;
+  CreateGroup(&v, "g1", "build");
+  JoinNode(&v, "n1", {"g1"});
+  CreateGroup(&v, "g1", "renamed");
+  const NodeGroup& g = v.node_groups.groups.at("g1");
+  CHECK(g.group_id == "g1");
+  CHECK(g.name == "renamed");
+  CHECK(g.description == "desc");
+  CHECK(g.node_ids == std::set<std::string>{"n1"});
+  CHECK(g.created == Stamp{3, TimeOf(3)});
+  CHECK(v.nodes.nodes.at("n1").groups == std::set<std::string>{"g1"});
+}
+
+TEST_CASE("NodeGroupUpdated sets the fields present; an empty string clears one") {
+  Views v;
+  CreateGroup(&v, "g1");
+  CreateGroup(&v, "g2");
+  log::DraftBuilder b1;
+  ApplyNext(&v, b1, fb::CreateNodeGroupUpdatedDirect(b1.fbb(), "g1", nullptr, nullptr, "g2"));
+  CHECK(v.node_groups.groups.at("g1").name == "build");
+  CHECK(v.node_groups.groups.at("g1").fallback_group_id == "g2");
+  log::DraftBuilder b2;
+  ApplyNext(&v, b2, fb::CreateNodeGroupUpdatedDirect(b2.fbb(), "g1", "new", "", ""));
+  const NodeGroup& g = v.node_groups.groups.at("g1");
+  CHECK(g.name == "new");
+  CHECK(g.description.empty());
+  CHECK(g.fallback_group_id.empty());
+  CHECK(g.created == Stamp{1, TimeOf(1)});
+  CHECK(g.updated == Stamp{4, TimeOf(4)});
+}
+
+TEST_CASE("NodeGroupDeleted erases the group and removes it from its nodes' groups") {
+  Views v;
+  CreateGroup(&v, "g1");
+  CreateGroup(&v, "g2");
+  JoinNode(&v, "n1", {"g1", "g2"});
+  JoinNode(&v, "n2", {"g1"});
+  log::DraftBuilder b;
+  ApplyNext(&v, b, fb::CreateNodeGroupDeletedDirect(b.fbb(), "g1"));
+  CHECK_FALSE(v.node_groups.groups.contains("g1"));
+  CHECK(v.nodes.nodes.at("n1").groups == std::set<std::string>{"g2"});
+  CHECK(v.nodes.nodes.at("n2").groups.empty());
+  CHECK(v.nodes.nodes.at("n2").updated == Stamp{5, TimeOf(5)});
+  CHECK(v.node_groups.groups.at("g2").node_ids == std::set<std::string>{"n1"});
+}
+
+TEST_CASE("NodeGroupMembershipChanged adds and removes both sides") {
+  Views v;
+  CreateGroup(&v, "g1");
+  JoinNode(&v, "n1");
+  log::DraftBuilder b1;
+  ApplyNext(&v, b1, fb::CreateNodeGroupMembershipChangedDirect(b1.fbb(), "g1", "n1", true));
+  CHECK(v.node_groups.groups.at("g1").node_ids == std::set<std::string>{"n1"});
+  CHECK(v.nodes.nodes.at("n1").groups == std::set<std::string>{"g1"});
+  log::DraftBuilder b2;
+  ApplyNext(&v, b2, fb::CreateNodeGroupMembershipChangedDirect(b2.fbb(), "g1", "n1", false));
+  CHECK(v.node_groups.groups.at("g1").node_ids.empty());
+  CHECK(v.nodes.nodes.at("n1").groups.empty());
+}
+
+// ---- Nodes ----------------------------------------------------------------------------------
+
+TEST_CASE("NodeJoined creates the node in the named groups that exist, and only those") {
+  Views v;
+  CreateGroup(&v, "g1");
+  JoinNode(&v, "n1", {"g1", "g-missing"});
+  const Node& n = v.nodes.nodes.at("n1");
+  CHECK(n.node_id == "n1");
+  CHECK(n.node_name == "mac-mini");
+  CHECK(n.ip_address == "10.0.0.1");
+  CHECK(n.cpu_count == 8);
+  CHECK(n.ram_mb == 16384);
+  CHECK(n.vcpu_count == 16);
+  CHECK(n.vram_mb == 32768);
+  CHECK(n.capacity == 2);
+  CHECK(n.capacity_mode == "number");
+  CHECK(n.arch == "arm64");
+  CHECK(n.hypervisor == "anka");
+  CHECK(n.state == fb::NodeState::Offline);
+  CHECK(n.groups == std::set<std::string>{"g1"});
+  CHECK(n.joined == Stamp{2, TimeOf(2)});
+  CHECK(n.updated == Stamp{2, TimeOf(2)});
+  CHECK(v.node_groups.groups.at("g1").node_ids == std::set<std::string>{"n1"});
+}
+
+TEST_CASE("a rejoin replaces the node, status and memberships included") {
+  Views v;
+  CreateGroup(&v, "g1");
+  CreateGroup(&v, "g2");
+  JoinNode(&v, "n1", {"g1"});
+  log::DraftBuilder b;
+  ApplyNext(&v, b, fb::CreateNodeUpdatedDirect(b.fbb(), "n1", nullptr, fb::NodeState::Active, 2));
+  JoinNode(&v, "n1", {"g2"});
+  const Node& n = v.nodes.nodes.at("n1");
+  CHECK(n.state == fb::NodeState::Offline);
+  CHECK(n.vm_count == 0);
+  CHECK(n.groups == std::set<std::string>{"g2"});
+  CHECK(v.node_groups.groups.at("g1").node_ids.empty());
+  CHECK(v.node_groups.groups.at("g2").node_ids == std::set<std::string>{"n1"});
+}
+
+TEST_CASE("NodeUpdated: state and vm_count always; other fields only when given") {
+  struct Case {
+    const char* name;
+    std::function<flatbuffers::Offset<fb::NodeUpdated>(flatbuffers::FlatBufferBuilder&)> build;
+    std::function<void(const Node&)> check;
+  };
+  const std::vector<Case> cases = {
+      {"a bare report sets state and vm_count, keeps the rest",
+       [](auto& fbb) {
+         return fb::CreateNodeUpdatedDirect(fbb, "n1", nullptr, fb::NodeState::Active, 3);
+       },
+       [](const Node& n) {
+         CHECK(n.state == fb::NodeState::Active);
+         CHECK(n.vm_count == 3);
+         CHECK(n.node_name == "mac-mini");
+         CHECK(n.capacity == 2);
+         CHECK(n.capacity_mode == "number");
+         CHECK(n.templates == std::vector<std::string>{"t-old"});
+         CHECK(n.message == "old message");
+       }},
+      {"absent state and vm_count read as Offline and 0",
+       [](auto& fbb) { return fb::CreateNodeUpdatedDirect(fbb, "n1"); },
+       [](const Node& n) {
+         CHECK(n.state == fb::NodeState::Offline);
+         CHECK(n.vm_count == 0);
+       }},
+      {"every field given",
+       [](auto& fbb) {
+         StringOffsets templates = {fbb.CreateString("t1"), fbb.CreateString("t2")};
+         return fb::CreateNodeUpdatedDirect(fbb, "n1", "renamed", fb::NodeState::DrainMode, 1, 7,
+                                            "resource", &templates, "draining");
+       },
+       [](const Node& n) {
+         CHECK(n.node_name == "renamed");
+         CHECK(n.state == fb::NodeState::DrainMode);
+         CHECK(n.vm_count == 1);
+         CHECK(n.capacity == 7);
+         CHECK(n.capacity_mode == "resource");
+         CHECK(n.templates == std::vector<std::string>{"t1", "t2"});
+         CHECK(n.message == "draining");
+       }},
+      {"empty strings and a zero capacity are not given",
+       [](auto& fbb) {
+         return fb::CreateNodeUpdatedDirect(fbb, "n1", "", fb::NodeState::Active, 0, 0, "", nullptr,
+                                            "");
+       },
+       [](const Node& n) {
+         CHECK(n.node_name == "mac-mini");
+         CHECK(n.capacity == 2);
+         CHECK(n.capacity_mode == "number");
+         CHECK(n.message == "old message");
+       }},
+      {"an empty templates vector says the node holds none",
+       [](auto& fbb) {
+         StringOffsets none;
+         return fb::CreateNodeUpdatedDirect(fbb, "n1", nullptr, fb::NodeState::Active, 0, 0,
+                                            nullptr, &none);
+       },
+       [](const Node& n) { CHECK(n.templates.empty()); }},
+  };
+  for (const Case& c : cases) {
+    SECTION(c.name) {
+      Views v;
+      JoinNode(&v, "n1");
+      log::DraftBuilder setup;
+      StringOffsets old_templates = {setup.fbb().CreateString("t-old")};
+      ApplyNext(&v, setup,
+                fb::CreateNodeUpdatedDirect(setup.fbb(), "n1", nullptr, fb::NodeState::Active, 1, 0,
+                                            nullptr, &old_templates, "old message"));
+      log::DraftBuilder b;
+      ApplyNext(&v, b, c.build(b.fbb()));
+      const Node& n = v.nodes.nodes.at("n1");
+      c.check(n);
+      CHECK(n.updated == Stamp{3, TimeOf(3)});
+      CHECK(n.joined == Stamp{1, TimeOf(1)});
+    }
+  }
+}
+
+TEST_CASE("NodeRemoved erases the node and removes it from its groups") {
+  Views v;
+  CreateGroup(&v, "g1");
+  JoinNode(&v, "n1", {"g1"});
+  JoinNode(&v, "n2", {"g1"});
+  log::DraftBuilder b;
+  ApplyNext(&v, b, fb::CreateNodeRemovedDirect(b.fbb(), "n1", "disjoined"));
+  CHECK_FALSE(v.nodes.nodes.contains("n1"));
+  CHECK(v.node_groups.groups.at("g1").node_ids == std::set<std::string>{"n2"});
+  CHECK(v.node_groups.groups.at("g1").updated == Stamp{4, TimeOf(4)});
+}
+
+// ---- VM instances ---------------------------------------------------------------------------
+
+TEST_CASE("VmInstanceRequested creates the instance in Scheduling with every requested field") {
+  Views v;
+  log::DraftBuilder b;
+  auto& fbb = b.fbb();
+  std::vector<flatbuffers::Offset<fb::PortForward>> forwards = {
+      fb::CreatePortForwardDirect(fbb, 22, 2222, "tcp", "ssh")};
+  ApplyNext(&v, b,
+            fb::CreateVmInstanceRequestedDirect(fbb, "i1", "tmpl", "tag", 3, "name", "name-{{n}}",
+                                                "ext", "node-9", "g1", 500, "c2NyaXB0", 1, true, 60,
+                                                2, R"({"k":"v"})", 4, 8192, &forwards, true));
+  const VmInstance& i = v.vm_instances.instances.at("i1");
+  CHECK(i.instance_id == "i1");
+  CHECK(i.vmid == "tmpl");
+  CHECK(i.tag == "tag");
+  CHECK(i.version == 3);
+  CHECK(i.name == "name");
+  CHECK(i.name_template == "name-{{n}}");
+  CHECK(i.external_id == "ext");
+  CHECK(i.requested_node_id == "node-9");
+  CHECK(i.node_id.empty());
+  CHECK(i.group_id == "g1");
+  CHECK(i.priority == 500);
+  CHECK(i.startup_script == "c2NyaXB0");
+  CHECK(i.startup_script_condition == 1);
+  CHECK(i.script_monitoring);
+  CHECK(i.script_timeout == 60);
+  CHECK(i.script_fail_handler == 2);
+  CHECK(i.metadata_json == R"({"k":"v"})");
+  CHECK(i.vcpu == 4);
+  CHECK(i.vram_mb == 8192);
+  CHECK(i.port_forwarding_override == std::vector<PortForward>{{22, 2222, "tcp", "ssh"}});
+  CHECK(i.vnc_password_set);
+  CHECK(i.state == fb::VmState::Scheduling);
+  CHECK(i.created == Stamp{1, TimeOf(1)});
+}
+
+TEST_CASE("VmInstanceRequested with absent fields takes the schema defaults") {
+  Views v;
+  log::DraftBuilder b;
+  ApplyNext(&v, b, fb::CreateVmInstanceRequestedDirect(b.fbb(), "i1"));
+  const VmInstance& i = v.vm_instances.instances.at("i1");
+  CHECK(i.version == -1);
+  CHECK(i.priority == 1000);
+  CHECK(i.vmid.empty());
+  CHECK(i.port_forwarding_override.empty());
+}
+
+TEST_CASE("VmInstanceScheduled sets the node") {
+  Views v;
+  RequestVm(&v, "i1");
+  log::DraftBuilder b;
+  ApplyNext(&v, b, fb::CreateVmInstanceScheduledDirect(b.fbb(), "i1", "node-7"));
+  const VmInstance& i = v.vm_instances.instances.at("i1");
+  CHECK(i.node_id == "node-7");
+  CHECK(i.state == fb::VmState::Scheduling);
+  CHECK(i.updated == Stamp{2, TimeOf(2)});
+}
+
+TEST_CASE("VmInstanceStateChanged sets the state always and other fields when given") {
+  Views v;
+  RequestVm(&v, "i1");
+  log::DraftBuilder b1;
+  ApplyNext(&v, b1,
+            fb::CreateVmInstanceStateChangedDirect(b1.fbb(), "i1", fb::VmState::Started, "up", 1.0f,
+                                                   "node-7", "uuid-1", "192.168.64.5", 5901));
+  VmInstance i = v.vm_instances.instances.at("i1");
+  CHECK(i.state == fb::VmState::Started);
+  CHECK(i.message == "up");
+  CHECK(i.progress == 1.0f);
+  CHECK(i.node_id == "node-7");
+  CHECK(i.vm_uuid == "uuid-1");
+  CHECK(i.ip == "192.168.64.5");
+  CHECK(i.vnc_port == 5901);
+  // A report that knows only the state keeps where the VM runs.
+  log::DraftBuilder b2;
+  ApplyNext(&v, b2,
+            fb::CreateVmInstanceStateChangedDirect(b2.fbb(), "i1", fb::VmState::Stopping, "", 0, "",
+                                                   "", ""));
+  i = v.vm_instances.instances.at("i1");
+  CHECK(i.state == fb::VmState::Stopping);
+  CHECK(i.message == "up");
+  CHECK(i.progress == 1.0f);
+  CHECK(i.node_id == "node-7");
+  CHECK(i.vm_uuid == "uuid-1");
+  CHECK(i.ip == "192.168.64.5");
+  CHECK(i.vnc_port == 5901);
+  CHECK(i.updated == Stamp{3, TimeOf(3)});
+}
+
+TEST_CASE("VmInstanceTerminated sets Terminated and the reason") {
+  Views v;
+  RequestVm(&v, "i1");
+  log::DraftBuilder b;
+  ApplyNext(&v, b, fb::CreateVmInstanceTerminatedDirect(b.fbb(), "i1", "done"));
+  const VmInstance& i = v.vm_instances.instances.at("i1");
+  CHECK(i.state == fb::VmState::Terminated);
+  CHECK(i.terminated_reason == "done");
+}
+
+// ---- Totality -------------------------------------------------------------------------------
+
+TEST_CASE("an event naming an entity the views do not hold changes only seq and hash") {
+  using Build = std::function<void(Views*, log::DraftBuilder&)>;
+  const std::vector<std::pair<const char*, Build>> cases = {
+      {"NodeUpdated",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateNodeUpdatedDirect(b.fbb(), "ghost", "x", fb::NodeState::Active));
+       }},
+      {"NodeRemoved",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateNodeRemovedDirect(b.fbb(), "ghost"));
+       }},
+      {"NodeGroupUpdated",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateNodeGroupUpdatedDirect(b.fbb(), "ghost", "x"));
+       }},
+      {"NodeGroupDeleted",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateNodeGroupDeletedDirect(b.fbb(), "ghost"));
+       }},
+      {"NodeGroupMembershipChanged, unknown group",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateNodeGroupMembershipChangedDirect(b.fbb(), "ghost", "n1", true));
+       }},
+      {"NodeGroupMembershipChanged, unknown node",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateNodeGroupMembershipChangedDirect(b.fbb(), "g1", "ghost", true));
+       }},
+      {"VmInstanceScheduled",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateVmInstanceScheduledDirect(b.fbb(), "ghost", "n1"));
+       }},
+      {"VmInstanceStateChanged",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b,
+                   fb::CreateVmInstanceStateChangedDirect(b.fbb(), "ghost", fb::VmState::Started));
+       }},
+      {"VmInstanceTerminated",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateVmInstanceTerminatedDirect(b.fbb(), "ghost", "x"));
+       }},
+      {"ConfigChanged without a key",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateConfigChangedDirect(b.fbb(), nullptr, "v"));
+       }},
+      {"NodeJoined with an empty id",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateNodeJoinedDirect(b.fbb(), ""));
+       }},
+      {"NodeGroupCreated without an id",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateNodeGroupCreatedDirect(b.fbb(), nullptr, "x"));
+       }},
+      {"VmInstanceRequested without an id",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateVmInstanceRequestedDirect(b.fbb(), nullptr, "tmpl"));
+       }},
+      {"a payload no view uses (ApiKeyCreated)",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateApiKeyCreatedDirect(b.fbb(), "key-1", "ci"));
+       }},
+      {"a payload no view uses (AccessDenied)",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateAccessDeniedDirect(b.fbb(), "delete_vm", "vm", "i1"));
+       }},
+      {"a payload type a newer build wrote",
+       [](Views* v, log::DraftBuilder& b) {
+         auto table = fb::CreateNodeRemovedDirect(b.fbb(), "n1");
+         ApplyNext(v, b, static_cast<fb::Payload>(200), table.Union());
+       }},
+  };
+  for (const auto& [name, build] : cases) {
+    SECTION(name) {
+      Views v;
+      CreateGroup(&v, "g1");
+      JoinNode(&v, "n1", {"g1"});
+      RequestVm(&v, "i1");
+      const Views before = v;
+      log::DraftBuilder b;
+      build(&v, b);
+      CHECK(v == OnlySeqAdvanced(before));
+    }
+  }
+}
+
+// ---- Pre-images -----------------------------------------------------------------------------
+
+TEST_CASE("ApplyRecording records the pre-image of exactly the entities an event touched") {
+  Views v;
+  CreateGroup(&v, "g1");
+  CreateGroup(&v, "g2");
+  JoinNode(&v, "n1", {"g1"});
+  const Views before = v;
+  PreImages pre;
+  StringOffsets groups;
+  log::DraftBuilder b;
+  groups.push_back(b.fbb().CreateString("g2"));
+  ApplyNext(&v, b,
+            fb::CreateNodeJoinedDirect(b.fbb(), "n1", "again", "", 0, 0, 0, 0, 0, nullptr, nullptr,
+                                       nullptr, &groups),
+            &pre);
+  // The rejoin left g1, joined g2, and replaced n1; nothing else was touched.
+  REQUIRE(pre.nodes.size() == 1);
+  CHECK(pre.nodes.at("n1") == before.nodes.nodes.at("n1"));
+  REQUIRE(pre.node_groups.size() == 2);
+  CHECK(pre.node_groups.at("g1") == before.node_groups.groups.at("g1"));
+  CHECK(pre.node_groups.at("g2") == before.node_groups.groups.at("g2"));
+  CHECK(pre.config.empty());
+  CHECK(pre.vm_instances.empty());
+
+  PreImages created;
+  RequestVm(&v, "i9");  // Without recording.
+  log::DraftBuilder b2;
+  ApplyNext(&v, b2, fb::CreateVmInstanceRequestedDirect(b2.fbb(), "i-new"), &created);
+  REQUIRE(created.vm_instances.size() == 1);
+  CHECK_FALSE(created.vm_instances.at("i-new").has_value());
+
+  PreImages untouched;
+  log::DraftBuilder b3;
+  ApplyNext(&v, b3, fb::CreateVmInstanceTerminatedDirect(b3.fbb(), "ghost"), &untouched);
+  CHECK(untouched.empty());
+}
+
+}  // namespace
+}  // namespace cloister::reducers
