@@ -1,0 +1,194 @@
+// Internal to //api:http_server: one accepted connection. Not for use outside api/.
+//
+// A Connection owns its uv_tcp_t and uv_timer_t and deletes itself in the last of their close
+// callbacks. The server keeps a list of live connections; if the server goes away first it
+// detaches them (server_ becomes null) and closes them.
+//
+// Request flow on one connection:
+//   bytes -> (TLS) -> llhttp -> Request -> Handler  ... writer.Send -> exchanges_ (in order)
+//   -> serialised response -> (TLS) -> uv_write
+// llhttp is paused after every request head and every complete request, so the connection
+// knows the exact size of each head, can stop parsing when pipeline_requests_max requests
+// wait, and can send "100 Continue" only when earlier responses are out.
+#pragma once
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "api/http_server.h"
+#include "api/http_types.h"
+#include "api/tls.h"
+
+namespace cloister::api::internal {
+
+// One request in the connection's pipeline, from parse to response written. The connection
+// holds the only strong reference; a ResponseWriter holds a weak one, so a writer outliving its
+// connection finds it expired.
+struct Exchange {
+  Connection* connection = nullptr;  // Valid while the exchange is alive.
+  std::string method = "-";          // For the access log.
+  std::string path = "-";
+  std::string request_id;
+  uint64_t start_ns = 0;             // uv_hrtime() at the request's first byte.
+  bool head_request = false;         // HEAD: no body in the response.
+  int version_minor = 1;
+  bool close_after = false;          // Last response on the connection.
+  std::optional<Response> response;  // Set by Send (or at creation for a rejection).
+};
+
+class Connection {
+ public:
+  // Accepts one pending connection from the server's listener. On failure nothing is leaked:
+  // the handle is closed and the object deletes itself.
+  static void Accept(HttpServer* server, uv_stream_t* listener);
+
+  // Graceful stop (HttpServer::Shutdown).
+  void BeginShutdown();
+  // Closes now; unanswered requests are dropped. Idempotent.
+  void Close();
+  // The server is going away: never touch it again.
+  void Detach() { server_ = nullptr; }
+
+  // From ResponseWriter::Send.
+  void OnResponse(Exchange* exchange, Response response);
+  bool closing() const { return closing_; }
+
+  std::list<Connection*>::iterator list_position;  // In HttpServer::connections_.
+
+ private:
+  enum class ParseState { kHead, kBody };
+  enum class PauseEvent { kNone, kHeadersComplete, kMessageComplete };
+  enum class DeadlineKind { kNone, kHandshake, kFirstRequest, kHead, kBody, kIdle, kSend, kLinger };
+  struct Deadline {
+    DeadlineKind kind = DeadlineKind::kNone;
+    uint64_t at_ms = 0;
+  };
+  struct WriteRequest;
+
+  explicit Connection(HttpServer* server);
+  ~Connection() = default;
+
+  void Start(bool reject);
+  uint64_t NowMs() const;
+  const HttpLimits& limits() const;
+
+  // Reading.
+  static void OnAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
+  static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  void HandleBytes(const char* data, size_t size);
+  void HandleTlsBytes(const char* data, size_t size);
+  void OnHandshakeDone();
+  void HandleEof();
+  void UpdateReading();
+  bool WantsInput() const;
+
+  // Parsing.
+  void InitParser();
+  void DriveParser();
+  bool CanParse() const;
+  void HandlePause();
+  void HandleParseError(llhttp_errno_t error);
+  void SendContinue();
+  void DispatchRequest();
+  void FinishHead();
+  Response CheckedResponse(Response response) const;
+  static int OnMessageBegin(llhttp_t* parser);
+  static int OnUrl(llhttp_t* parser, const char* at, size_t length);
+  static int OnHeaderField(llhttp_t* parser, const char* at, size_t length);
+  static int OnHeaderValue(llhttp_t* parser, const char* at, size_t length);
+  static int OnHeaderValueComplete(llhttp_t* parser);
+  static int OnHeadersComplete(llhttp_t* parser);
+  static int OnBody(llhttp_t* parser, const char* at, size_t length);
+  static int OnMessageComplete(llhttp_t* parser);
+  int FailParse(int status, const char* message);
+  bool CountHeadBytes(size_t length);
+  // Scans head bytes for a line starting with whitespace (obs-fold), across reads.
+  bool HasObsFold(const char* data, size_t size);
+
+  // Answering and writing.
+  void Reject(int status, std::string message);
+  std::shared_ptr<Exchange> NewExchange();
+  void Flush();
+  void WriteResponse(Exchange& exchange, bool close);
+  // Encrypts if TLS; record (if any) is the access-log record of the response it ends.
+  void SendPlain(std::string plaintext, std::unique_ptr<WriteRequest> record);
+  void FlushTls();
+  void Write(std::string bytes, std::unique_ptr<WriteRequest> record);
+  static void OnWrite(uv_write_t* request, int status);
+  void LogResponse(const WriteRequest& write);
+  void FinishAndClose();
+  static void OnShutdown(uv_shutdown_t* request, int status);
+  void Settle();
+
+  // Timers.
+  Deadline CurrentDeadline() const;
+  void ArmTimer();
+  static void OnTimer(uv_timer_t* timer);
+  static void OnClosed(uv_handle_t* handle);
+
+  HttpServer* server_;
+  uv_tcp_t tcp_;
+  uv_timer_t timer_;
+  int handles_open_ = 0;
+  uv_shutdown_t shutdown_request_;
+  std::string peer_ = "unknown";
+  std::unique_ptr<TlsStream> tls_;
+
+  // Connection state.
+  bool closing_ = false;         // uv_close called: nothing more happens.
+  bool finishing_ = false;       // Last response queued; FIN sent (or about to be).
+  bool lingering_ = false;       // FIN sent: reading and discarding until EOF or the deadline.
+  bool reading_ = false;
+  bool input_open_ = true;       // Requests are still parsed.
+  bool discarding_ = false;      // After an error: input is read and thrown away.
+  bool eof_seen_ = false;
+  bool reject_when_ready_ = false;    // Over connections_max: answer 503 after any handshake.
+  bool close_when_drained_ = false;   // Close once every queued response is written.
+  uint64_t discarded_bytes_ = 0;
+  uint64_t requests_seen_ = 0;
+
+  // Times (uv_now, ms).
+  uint64_t ready_ms_ = 0;        // Accepted, or TLS handshake done.
+  uint64_t head_start_ms_ = 0;
+  uint64_t body_start_ms_ = 0;
+  uint64_t idle_since_ms_ = 0;
+  uint64_t write_progress_ms_ = 0;
+  uint64_t linger_until_ms_ = 0;
+  uint64_t head_start_ns_ = 0;   // uv_hrtime, for the access log.
+
+  // Parser.
+  llhttp_t parser_;
+  llhttp_settings_t settings_;
+  bool parser_paused_ = false;
+  PauseEvent pause_event_ = PauseEvent::kNone;
+  ParseState parse_state_ = ParseState::kHead;
+  bool in_drive_ = false;
+  std::string input_;            // Received plaintext not yet parsed...
+  size_t input_offset_ = 0;      // ...from this offset.
+  uint64_t head_bytes_ = 0;      // Wire bytes of the current head so far.
+  uint64_t head_text_bytes_ = 0; // URL + field + value bytes (a lower bound, checked early).
+  uint32_t header_count_ = 0;
+  char head_last_byte_ = 0;      // Last head byte scanned by HasObsFold.
+  bool in_header_value_ = false;
+  bool expect_continue_wait_ = false;
+  bool keep_alive_ = true;
+  int reject_status_ = 0;        // Set by a callback that returned HPE_USER.
+  std::string reject_message_;
+  Request current_;
+  std::string field_;            // Header name being received.
+  std::string value_;            // Header value being received.
+
+  // Responses.
+  std::deque<std::shared_ptr<Exchange>> exchanges_;
+  int writes_pending_ = 0;
+  uint64_t write_bytes_pending_ = 0;
+};
+
+}  // namespace cloister::api::internal
