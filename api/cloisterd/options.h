@@ -1,0 +1,71 @@
+// Options: cloisterd's whole configuration, from flags and environment variables.
+//
+// Every option is a command-line flag and an environment variable (the Anka name where Anka has
+// one, CLOISTER_* otherwise); a flag given on the command line wins over the environment, which
+// wins over the default. `cloisterd --help` lists each with its variable and default. Parse
+// returns one clear line for any invalid combination, so a bad configuration stops the daemon
+// before it opens a port or the data directory.
+//
+// Options is built once at startup and read-only afterwards.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "log/status.h"
+
+namespace cloister::cloisterd {
+
+enum class Role { kAll, kController, kRegistry };
+
+struct Options {
+  std::string data_dir = "./data";
+  Role role = Role::kAll;
+  std::string listen_addr = ":8090";
+  std::string registry_listen_address = ":8089";
+  std::string registry_url;  // ANKA_ANKA_REGISTRY: the registry address the controller reports.
+
+  bool use_https = false;
+  std::string server_cert;
+  std::string server_key;
+  std::string min_tls_version = "tls_1.2";
+  std::string max_tls_version = "tls_1.3";
+  std::string cipher_suites;
+
+  bool enable_auth = false;
+  std::string root_token;  // Never logged; only its presence and length are checked here.
+
+  std::string log_format = "text";  // text | json
+  std::string log_level = "info";
+  bool access_log = true;
+
+  uint64_t header_bytes_max = 16 * 1024;
+  uint64_t header_count_max = 100;
+  uint64_t body_bytes_max = 8 * 1024 * 1024;
+  uint64_t connections_max = 10'000;
+  uint64_t header_timeout_ms = 10'000;
+  uint64_t body_timeout_ms = 60'000;
+  uint64_t idle_timeout_ms = 60'000;
+  uint64_t shutdown_timeout_ms = 30'000;
+
+  uint64_t snapshot_interval_events = 100'000;
+  std::string ready_file;  // Written with the bound ports once listening (for scripts/tests).
+};
+
+// What Parse decided: run with the options, or exit with a code after printing text.
+struct ParseOutcome {
+  bool run = false;
+  int exit_code = 0;
+  std::string text;  // --help or --version output (stdout), or the error line (stderr).
+  Options options;
+};
+
+// Parses argv and the environment. Never throws.
+ParseOutcome ParseOptions(int argc, const char* const* argv);
+
+// Checks combinations the parser cannot (HTTPS needs a certificate, the root token's length...).
+Status ValidateOptions(const Options& options);
+
+const char* RoleName(Role role);
+
+}  // namespace cloister::cloisterd

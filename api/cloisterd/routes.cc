@@ -1,0 +1,167 @@
+#include "api/cloisterd/routes.h"
+
+#include <nlohmann/json.hpp>
+#include <utility>
+
+#include "api/cloisterd/version.h"
+#include "engine/config_keys.h"
+
+namespace cloister::cloisterd {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// The effective value of a setting, typed as its JSON form.
+Json ConfigJsonValue(const engine::ConfigKey& key, const std::string& text) {
+  switch (key.type) {
+    case engine::ConfigType::kInteger:
+      return Json(std::stoll(text));
+    case engine::ConfigType::kBool:
+      return Json(text == "true");
+    default:
+      return Json(text);
+  }
+}
+
+// A JSON value as a setting's text, or an error naming the key for a wrong JSON type.
+bool ConfigTextValue(const std::string& key, const nlohmann::json& value, std::string* text,
+                     std::string* error) {
+  if (value.is_string()) {
+    *text = value.get<std::string>();
+  } else if (value.is_boolean()) {
+    *text = value.get<bool>() ? "true" : "false";
+  } else if (value.is_number_integer()) {
+    *text = value.dump();
+  } else {
+    *error = key + ": must be a string, a whole number or a boolean";
+    return false;
+  }
+  return true;
+}
+
+// Domain rejections are 200 + FAIL (Anka clients read the envelope); the two that are about the
+// caller or the server rather than the request get their HTTP meaning.
+api::Response RejectionResponse(const engine::Reply& reply) {
+  switch (reply.rejection) {
+    case engine::Rejection::kForbidden:
+      return api::FailResponse(403, "Forbidden");
+    case engine::Rejection::kOverloaded:
+      return api::FailResponse(503, reply.message);
+    default:
+      return api::FailResponse(200, reply.message);
+  }
+}
+
+}  // namespace
+
+api::Response OkResponse(const std::string& body_json) {
+  api::Response response;
+  response.content_type = "application/json";
+  response.body = R"({"status":"OK","message":"","body":)" + body_json + "}";
+  return response;
+}
+
+void Routes::Handle(Listener listener, api::Request request, Respond respond) {
+  const std::string& path = request.path;
+  const bool get = request.method == "GET" || request.method == "HEAD";
+  if (path == "/livez" || path == "/readyz") {
+    if (!get) {
+      respond(api::FailResponse(405, "method not allowed"));
+    } else if (path == "/readyz" && draining_) {
+      respond(api::FailResponse(503, "shutting down"));
+    } else {
+      respond(OkResponse("null"));
+    }
+    return;
+  }
+  if (listener == Listener::kRegistry) {
+    if (path == "/registry/status") {
+      get ? RegistryStatus(std::move(respond)) : respond(api::FailResponse(405, "method not allowed"));
+      return;
+    }
+    respond(api::FailResponse(404, "not found"));
+    return;
+  }
+  if (path == "/api/v1/status") {
+    get ? Status(std::move(respond)) : respond(api::FailResponse(405, "method not allowed"));
+    return;
+  }
+  if (path == "/api/v1/config") {
+    if (get) {
+      GetConfig(std::move(respond));
+    } else if (request.method == "PUT" || request.method == "POST") {
+      PutConfig(request, std::move(respond));
+    } else {
+      respond(api::FailResponse(405, "method not allowed"));
+    }
+    return;
+  }
+  respond(api::FailResponse(404, "not found"));
+}
+
+void Routes::Status(Respond respond) {
+  std::string registry_address = options_.registry_url;
+  auto configured = engine_->views().config.entries.find("registry_address");
+  if (configured != engine_->views().config.entries.end() && !configured->second.value.empty()) {
+    registry_address = configured->second.value;
+  }
+  const bool registry_here = options_.role == Role::kAll;
+  Json body;
+  body["status"] = "Running";
+  body["version"] = kVersion;
+  body["registry_address"] = registry_address;
+  body["registry_status"] = registry_here ? "Running" : "Unknown";
+  body["license"] = "open source";
+  respond(OkResponse(body.dump()));
+}
+
+void Routes::RegistryStatus(Respond respond) {
+  Json body;
+  body["status"] = "Running";
+  body["version"] = kVersion;
+  respond(OkResponse(body.dump()));
+}
+
+void Routes::GetConfig(Respond respond) {
+  Json body = Json::object();
+  for (const engine::ConfigKey& key : engine::ConfigKeys()) {
+    auto entry = engine_->views().config.entries.find(key.name);
+    const std::string text =
+        entry == engine_->views().config.entries.end() ? key.default_value : entry->second.value;
+    body[key.name] = ConfigJsonValue(key, text);
+  }
+  respond(OkResponse(body.dump()));
+}
+
+void Routes::PutConfig(const api::Request& request, Respond respond) {
+  const nlohmann::json parsed = nlohmann::json::parse(request.body, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object()) {
+    respond(api::FailResponse(400, "the body must be a JSON object of settings"));
+    return;
+  }
+  engine::SetConfig command;
+  for (const auto& [key, value] : parsed.items()) {
+    std::string text;
+    std::string error;
+    if (!ConfigTextValue(key, value, &text, &error)) {
+      respond(api::FailResponse(400, error));
+      return;
+    }
+    command.changes.emplace_back(key, std::move(text));
+  }
+  engine_->Submit(engine::Principal::Anonymous(), std::move(command), request.id,
+                  [this, respond = std::move(respond)](engine::Reply reply) {
+                    if (!reply.status.ok()) {
+                      // Storage failed: the change was not recorded. 503 tells a client that
+                      // retrying later is right.
+                      respond(api::FailResponse(503, "the change could not be recorded: " +
+                                                         reply.status.message()));
+                    } else if (reply.rejection != engine::Rejection::kNone) {
+                      respond(RejectionResponse(reply));
+                    } else {
+                      GetConfig(respond);
+                    }
+                  });
+}
+
+}  // namespace cloister::cloisterd

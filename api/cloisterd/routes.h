@@ -1,0 +1,50 @@
+// Routes: the Anka API endpoints of this issue, on top of the engine's views and commands.
+//
+// Responses use the Anka envelope {"status":"OK"|"FAIL","message":"...","body":...}. A domain
+// failure (a Rejection) is HTTP 200 with "FAIL" and the reason, because Anka's clients read the
+// envelope, not the status code. A malformed request (a body that is not JSON, a field of the
+// wrong type) is 400 with "FAIL" naming the field. An unknown path is 404; a known path with
+// another method is 405. Request bodies are parsed as JSON whatever their Content-Type says.
+//
+// Threading: everything runs on the event-loop thread that owns the engine.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "api/cloisterd/options.h"
+#include "api/http_types.h"
+#include "engine/engine.h"
+
+namespace cloister::cloisterd {
+
+using Respond = std::function<void(api::Response)>;
+
+// Which listener a request arrived on: the two serve different paths.
+enum class Listener { kController, kRegistry };
+
+class Routes {
+ public:
+  Routes(const Options& options, engine::Engine* engine) : options_(options), engine_(engine) {}
+
+  // Answers request through respond, now or (for a change) once it is durable.
+  void Handle(Listener listener, api::Request request, Respond respond);
+
+  // While draining for shutdown /readyz answers 503 so load balancers stop sending.
+  void SetDraining() { draining_ = true; }
+
+ private:
+  void Status(Respond respond);
+  void RegistryStatus(Respond respond);
+  void GetConfig(Respond respond);
+  void PutConfig(const api::Request& request, Respond respond);
+
+  const Options& options_;
+  engine::Engine* engine_;
+  bool draining_ = false;
+};
+
+// {"status":"OK","message":"","body":<body_json>} as a 200 application/json response.
+api::Response OkResponse(const std::string& body_json);
+
+}  // namespace cloister::cloisterd

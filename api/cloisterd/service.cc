@@ -1,0 +1,361 @@
+#include "api/cloisterd/service.h"
+
+#include <signal.h>
+#include <uv.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/cloisterd/logging.h"
+#include "api/cloisterd/routes.h"
+#include "api/cloisterd/version.h"
+#include "api/http_server.h"
+#include "api/listen_address.h"
+#include "api/loop_poster.h"
+#include "api/tls.h"
+#include "engine/engine.h"
+#include "log/log.h"
+#include "log/snapshot_store.h"
+
+namespace cloister::cloisterd {
+namespace {
+
+// engine::Poster over the loop's async handle.
+class EnginePoster final : public engine::Poster {
+ public:
+  explicit EnginePoster(api::LoopPoster* poster) : poster_(poster) {}
+  void Post(std::function<void()> fn) override {
+    // Invariant: the loop poster is closed only after the engine is idle, so no
+    // acknowledgement can arrive after Close and be dropped.
+    CL_ASSERT(poster_->Post(std::move(fn)));
+  }
+
+ private:
+  api::LoopPoster* poster_;
+};
+
+// Hands a listener's requests to the routes; the writer is shared so the reply callback (a
+// copyable std::function) can carry it until the engine answers.
+class ListenerHandler final : public api::Handler {
+ public:
+  ListenerHandler(Routes* routes, Listener listener) : routes_(routes), listener_(listener) {}
+  void Handle(api::Request request, api::ResponseWriter writer) override {
+    auto shared = std::make_shared<api::ResponseWriter>(std::move(writer));
+    routes_->Handle(listener_, std::move(request),
+                    [shared](api::Response response) { shared->Send(std::move(response)); });
+  }
+
+ private:
+  Routes* routes_;
+  Listener listener_;
+};
+
+void AccessLog(const api::AccessLogEntry& e) {
+  LogInfo("access", {Field("server", std::string(e.server)), Field("method", std::string(e.method)),
+                     Field("path", std::string(e.path)), Field("status", uint64_t(e.status)),
+                     Field("bytes", e.response_bytes), Field("us", e.duration_us),
+                     Field("peer", std::string(e.peer)), Field("request_id", std::string(e.request_id))});
+}
+
+struct Listeners {
+  std::optional<api::ListenAddress> controller;
+  std::optional<api::ListenAddress> registry;
+};
+
+class Service {
+ public:
+  explicit Service(const Options& options) : options_(options) {}
+  int Run();
+
+ private:
+  Status Prepare(Listeners* listeners);
+  Status OpenState();
+  Status StartServers(const Listeners& listeners);
+  void WriteReadyFile();
+  void BeginShutdown(int signal);
+  void OnServerStopped();
+  void FinishWhenIdle();
+  void Finish();
+
+  const Options& options_;
+  std::optional<api::TlsSettings> tls_;
+  uv_loop_t loop_{};
+  std::unique_ptr<api::LoopPoster> loop_poster_;
+  std::unique_ptr<EnginePoster> engine_poster_;
+  std::unique_ptr<log::Log> log_;
+  std::unique_ptr<log::SnapshotStore> snapshots_;
+  engine::SystemClock clock_;
+  engine::SystemRng rng_;
+  std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<Routes> routes_;
+  std::vector<std::unique_ptr<ListenerHandler>> handlers_;
+  std::vector<std::unique_ptr<api::HttpServer>> servers_;
+  uv_signal_t sigterm_{};
+  uv_signal_t sigint_{};
+  uv_timer_t shutdown_timer_{};
+  uv_timer_t idle_timer_{};
+  bool shutting_down_ = false;
+  size_t servers_running_ = 0;
+  Status close_status_;
+};
+
+Status Service::Prepare(Listeners* listeners) {
+  if (options_.use_https) {
+    Result<api::TlsSettings> tls = api::ParseTlsSettings(
+        {options_.server_cert, options_.server_key, options_.min_tls_version,
+         options_.max_tls_version, options_.cipher_suites});
+    if (!tls.ok()) {
+      return tls.status();
+    }
+    // Load the certificate and key now, so that a bad key stops startup before any port opens.
+    Result<std::shared_ptr<api::TlsContext>> context = api::TlsContext::Create(tls.value());
+    if (!context.ok()) {
+      return context.status();
+    }
+    tls_ = tls.value();
+  }
+  if (options_.role != Role::kRegistry) {
+    Result<api::ListenAddress> address = api::ParseListenAddress(options_.listen_addr);
+    if (!address.ok()) {
+      return Status::InvalidArgument("ANKA_LISTEN_ADDR: " + address.status().message());
+    }
+    listeners->controller = address.value();
+  }
+  if (options_.role != Role::kController) {
+    Result<api::ListenAddress> address = api::ParseListenAddress(options_.registry_listen_address);
+    if (!address.ok()) {
+      return Status::InvalidArgument("ANKA_REGISTRY_LISTEN_ADDRESS: " +
+                                     address.status().message());
+    }
+    listeners->registry = address.value();
+  }
+  return Status::Ok();
+}
+
+Status Service::OpenState() {
+  log::Options log_options;
+  log_options.dir = options_.data_dir;
+  Result<std::unique_ptr<log::Log>> log = log::Log::Open(log_options);
+  if (!log.ok()) {
+    return Status(log.status().code() == StatusCode::kBusy
+                      ? Status::Busy("data directory " + options_.data_dir + ": " +
+                                     log.status().message())
+                      : log.status());
+  }
+  log_ = std::move(log.value());
+  Result<std::unique_ptr<log::SnapshotStore>> snapshots =
+      log::SnapshotStore::Open(options_.data_dir, false);
+  if (!snapshots.ok()) {
+    return snapshots.status();
+  }
+  snapshots_ = std::move(snapshots.value());
+  engine::EngineOptions engine_options;
+  engine_options.log = log_.get();
+  engine_options.snapshots = snapshots_.get();
+  engine_options.clock = &clock_;
+  engine_options.rng = &rng_;
+  engine_options.poster = engine_poster_.get();
+  engine_options.snapshot_interval_events = options_.snapshot_interval_events;
+  Result<std::unique_ptr<engine::Engine>> engine = engine::Engine::Open(engine_options);
+  if (!engine.ok()) {
+    return engine.status();
+  }
+  engine_ = std::move(engine.value());
+  const reducers::RebuildStats& recovery = engine_->recovery();
+  LogInfo("views rebuilt",
+          {Field("seq", recovery.seq), Field("snapshot_seq", recovery.snapshot_seq),
+           Field("snapshots_rejected", uint64_t(recovery.snapshots_rejected.size())),
+           Field("events_replayed", recovery.events_applied),
+           Field("ms", uint64_t(recovery.elapsed_ns / 1'000'000))});
+  for (const auto& rejected : recovery.snapshots_rejected) {
+    LogWarn("snapshot skipped", {Field("seq", rejected.seq), Field("reason", rejected.reason)});
+  }
+  return Status::Ok();
+}
+
+Status Service::StartServers(const Listeners& listeners) {
+  routes_ = std::make_unique<Routes>(options_, engine_.get());
+  api::HttpLimits limits;
+  limits.header_bytes_max = static_cast<uint32_t>(options_.header_bytes_max);
+  limits.header_count_max = static_cast<uint32_t>(options_.header_count_max);
+  limits.body_bytes_max = options_.body_bytes_max;
+  limits.connections_max = static_cast<uint32_t>(options_.connections_max);
+  limits.header_timeout_ms = static_cast<uint32_t>(options_.header_timeout_ms);
+  limits.body_timeout_ms = static_cast<uint32_t>(options_.body_timeout_ms);
+  limits.idle_timeout_ms = static_cast<uint32_t>(options_.idle_timeout_ms);
+  const std::pair<const std::optional<api::ListenAddress>*, Listener> all[] = {
+      {&listeners.controller, Listener::kController}, {&listeners.registry, Listener::kRegistry}};
+  for (const auto& [address, listener] : all) {
+    if (!address->has_value()) {
+      continue;
+    }
+    handlers_.push_back(std::make_unique<ListenerHandler>(routes_.get(), listener));
+    api::HttpServerOptions server_options;
+    server_options.name = listener == Listener::kController ? "controller" : "registry";
+    server_options.listen = **address;
+    server_options.limits = limits;
+    server_options.tls = tls_;
+    server_options.handler = handlers_.back().get();
+    if (options_.access_log) {
+      server_options.access_log = AccessLog;
+    }
+    servers_.push_back(std::make_unique<api::HttpServer>(&loop_, server_options));
+    Status status = servers_.back()->Listen();
+    if (!status.ok()) {
+      return status;
+    }
+    const std::string scheme = tls_ ? "https" : "http";
+    LogInfo("listening", {Field("server", server_options.name),
+                          Field("address", (*address)->ToString()),
+                          Field("url", scheme + "://127.0.0.1:" +
+                                           std::to_string(servers_.back()->port()))});
+  }
+  servers_running_ = servers_.size();
+  return Status::Ok();
+}
+
+void Service::WriteReadyFile() {
+  if (options_.ready_file.empty()) {
+    return;
+  }
+  const std::string temp = options_.ready_file + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    for (const auto& server : servers_) {
+      out << server->options().name << "=" << server->port() << "\n";
+    }
+  }
+  std::rename(temp.c_str(), options_.ready_file.c_str());
+}
+
+void Service::BeginShutdown(int signal) {
+  if (shutting_down_) {
+    return;
+  }
+  shutting_down_ = true;
+  LogInfo("shutting down", {Field("signal", std::string(strsignal(signal)))});
+  routes_->SetDraining();
+  uv_signal_stop(&sigterm_);
+  uv_signal_stop(&sigint_);
+  // Requests that outlast the deadline are cut off; their connections close unanswered.
+  uv_timer_start(
+      &shutdown_timer_,
+      [](uv_timer_t* timer) {
+        auto* self = static_cast<Service*>(timer->data);
+        LogWarn("shutdown deadline passed; closing connections still open");
+        for (auto& server : self->servers_) {
+          server->CloseAll();
+        }
+      },
+      options_.shutdown_timeout_ms, 0);
+  for (auto& server : servers_) {
+    server->Shutdown([this] { OnServerStopped(); });
+  }
+  if (servers_.empty()) {
+    FinishWhenIdle();
+  }
+}
+
+void Service::OnServerStopped() {
+  CL_ASSERT(servers_running_ > 0);
+  if (--servers_running_ == 0) {
+    FinishWhenIdle();
+  }
+}
+
+void Service::FinishWhenIdle() {
+  // Commands whose connections were cut off are still being committed: wait for their
+  // acknowledgements (they are durable once acknowledged, answered or not).
+  if (engine_->Idle()) {
+    Finish();
+    return;
+  }
+  uv_timer_start(
+      &idle_timer_,
+      [](uv_timer_t* timer) {
+        auto* self = static_cast<Service*>(timer->data);
+        if (self->engine_->Idle()) {
+          uv_timer_stop(timer);
+          self->Finish();
+        }
+      },
+      5, 5);
+}
+
+void Service::Finish() {
+  close_status_ = engine_->Close();
+  if (!close_status_.ok()) {
+    LogWarn("final snapshot failed; the next start replays the log",
+            {Field("error", close_status_.ToString())});
+  }
+  uv_timer_stop(&shutdown_timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&idle_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+  loop_poster_->Close();
+}
+
+int Service::Run() {
+  Listeners listeners;
+  Status status = Prepare(&listeners);
+  if (!status.ok()) {
+    std::fprintf(stderr, "cloisterd: %s\n", status.message().c_str());
+    return kExitUsage;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  CL_ASSERT(uv_loop_init(&loop_) == 0);
+  auto poster = api::LoopPoster::Create(&loop_);
+  CL_ASSERT(poster.ok());
+  loop_poster_ = std::move(poster.value());
+  engine_poster_ = std::make_unique<EnginePoster>(loop_poster_.get());
+  status = OpenState();
+  if (status.ok()) {
+    status = StartServers(listeners);
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "cloisterd: %s\n", status.message().c_str());
+    _exit(kExitFailure);  // Nothing was acknowledged; the log closes cleanly on its own.
+  }
+  for (uv_timer_t* timer : {&shutdown_timer_, &idle_timer_}) {
+    uv_timer_init(&loop_, timer);
+    timer->data = this;
+  }
+  for (uv_signal_t* handle : {&sigterm_, &sigint_}) {
+    uv_signal_init(&loop_, handle);
+    handle->data = this;
+  }
+  auto on_signal = [](uv_signal_t* handle, int signum) {
+    static_cast<Service*>(handle->data)->BeginShutdown(signum);
+  };
+  uv_signal_start(&sigterm_, on_signal, SIGTERM);
+  uv_signal_start(&sigint_, on_signal, SIGINT);
+  WriteReadyFile();
+  LogInfo("cloisterd ready", {Field("version", std::string(kVersion)),
+                              Field("role", std::string(RoleName(options_.role))),
+                              Field("data", options_.data_dir),
+                              Field("seq", engine_->views().seq)});
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  const uint64_t seq = engine_->views().seq;
+  servers_.clear();
+  uv_run(&loop_, UV_RUN_NOWAIT);  // Close callbacks of anything the servers still held.
+  CL_ASSERT(uv_loop_close(&loop_) == 0);
+  engine_.reset();
+  snapshots_.reset();
+  log_.reset();  // Commits anything still queued, then closes the store.
+  LogInfo("stopped", {Field("seq", seq)});
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunService(const Options& options) {
+  Service service(options);
+  return service.Run();
+}
+
+}  // namespace cloister::cloisterd
