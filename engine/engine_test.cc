@@ -99,14 +99,29 @@ TEST_CASE("a rejected command appends nothing") {
   CHECK(h.engine->views().config.entries.empty());
 }
 
-TEST_CASE("setting a key to its current value appends nothing") {
+TEST_CASE("setting a key to its current value is recorded again") {
   testing::TempDir dir;
   Harness h(dir.path());
   REQUIRE(h.Run(Config("description", "lab")).ok());
   Reply again = h.Run(Config("description", "lab"));
   CHECK(again.ok());
-  CHECK(again.seq_first == 0);
-  CHECK(h.log->head().seq == 1);
+  CHECK(again.seq_first == 2);
+  CHECK(h.log->head().seq == 2);
+}
+
+TEST_CASE("concurrent sets of one key are in flight together and the last to arrive wins") {
+  testing::TempDir dir;
+  Harness h(dir.path());
+  int ok = 0;
+  for (int i = 0; i < 20; ++i) {
+    h.engine->Submit(Principal::System(), Config("description", "v" + std::to_string(i)), "r",
+                     [&](Reply r) { ok += r.ok(); });
+  }
+  CHECK(h.engine->stats().commands_queued == 0);
+  h.Drain();
+  CHECK(ok == 20);
+  CHECK(h.log->head().seq == 20);
+  CHECK(h.engine->views().config.entries.at("description").value == "v19");
 }
 
 TEST_CASE("conflicting commands in flight are serialised and validated in order") {
@@ -242,15 +257,16 @@ TEST_CASE("the command queue holds kQueuedCommandsMax and refuses one more") {
     overloaded += r.rejection == Rejection::kOverloaded;
   };
   // One in flight, then the queue filled with commands on the same key (they must wait).
-  h.engine->Submit(Principal::System(), Config("description", "x"), "r", count);
+  const CreateNodeGroup create{"ios", "", ""};
+  h.engine->Submit(Principal::System(), create, "r", count);
   for (size_t i = 0; i < kQueuedCommandsMax + 1; ++i) {
-    h.engine->Submit(Principal::System(), Config("description", "x"), "r", count);
+    h.engine->Submit(Principal::System(), create, "r", count);
   }
   CHECK(h.engine->stats().commands_queued == kQueuedCommandsMax);
   CHECK(overloaded == 1);
   h.Drain();
   CHECK(answered == kQueuedCommandsMax + 2);
-  CHECK(h.log->head().seq == 1);  // The queued ones found the value already set.
+  CHECK(h.log->head().seq == 1);  // The queued ones found the name taken.
 }
 
 TEST_CASE("VM state machine allows exactly the Anka transitions") {

@@ -103,23 +103,16 @@ bool Validation::ValidateCommand(const SetConfig& c) {
     if (!text.ok()) {
       return Reject(Rejection::kInvalidConfigValue, text.status().message());
     }
-    auto current = views_.config.entries.find(name);
-    const std::string& now =
-        current == views_.config.entries.end() ? key->default_value : current->second.value;
     const bool duplicate = std::any_of(canonical.begin(), canonical.end(),
                                        [&](const auto& kv) { return kv.first == name; });
     if (duplicate) {
       return Reject(Rejection::kInvalidArgument, "setting " + name + " given twice");
     }
-    if (text.value() != now || current == views_.config.entries.end()) {
-      canonical.emplace_back(name, std::move(text.value()));
-    }
+    canonical.emplace_back(name, std::move(text.value()));
   }
+  // A blind write: every accepted set is recorded, even of the current value (the audit shows
+  // who set it), so validation reads no state and concurrent sets need no serialising.
   for (const auto& [name, value] : canonical) {
-    auto current = views_.config.entries.find(name);
-    if (current != views_.config.entries.end() && current->second.value == value) {
-      continue;  // Unchanged: no event.
-    }
     log::DraftBuilder builder;
     auto& fbb = builder.fbb();
     Emit(fb::CreateConfigChangedDirect(fbb, name.c_str(), value.c_str()), &builder);
