@@ -265,17 +265,19 @@ cloister::Result<TlsSettings> ParseTlsSettings(const TlsConfig& config) {
   }
   settings.cert_path = config.cert_path;
   settings.key_path = config.key_path;
-  Status status = ParseVersionSetting("minimum", config.min_version, &settings.min_version);
+  Status status =
+      ParseVersionSetting("ANKA_MIN_TLS_VERSION:", config.min_version, &settings.min_version);
   if (status.ok()) {
-    status = ParseVersionSetting("maximum", config.max_version, &settings.max_version);
+    status =
+        ParseVersionSetting("ANKA_MAX_TLS_VERSION:", config.max_version, &settings.max_version);
   }
   if (!status.ok()) {
     return status;
   }
   if (settings.min_version > settings.max_version) {
-    return Status::InvalidArgument(std::string("minimum TLS version ") +
+    return Status::InvalidArgument(std::string("ANKA_MIN_TLS_VERSION ") +
                                    TlsVersionName(settings.min_version) +
-                                   " is above the maximum " +
+                                   " is above ANKA_MAX_TLS_VERSION " +
                                    TlsVersionName(settings.max_version));
   }
   std::string_view rest = config.cipher_suites;

@@ -69,14 +69,16 @@ TEST_CASE("version errors name the value and list the accepted ones") {
   TlsConfig config;
   config.min_version = "tls1.2";
   REQUIRE(ParseError(config) ==
-          "minimum TLS version \"tls1.2\" is not one of tls_1.0, tls_1.1, tls_1.2, tls_1.3");
+          "ANKA_MIN_TLS_VERSION: TLS version \"tls1.2\" is not one of "
+          "tls_1.0, tls_1.1, tls_1.2, tls_1.3");
   config = {};
   config.max_version = "ssl_3.0";
-  REQUIRE(ParseError(config).find("maximum TLS version \"ssl_3.0\"") == 0);
+  REQUIRE(ParseError(config).find("ANKA_MAX_TLS_VERSION: TLS version \"ssl_3.0\"") == 0);
   config = {};
   config.min_version = "tls_1.3";
   config.max_version = "tls_1.2";
-  REQUIRE(ParseError(config) == "minimum TLS version tls_1.3 is above the maximum tls_1.2");
+  REQUIRE(ParseError(config) ==
+          "ANKA_MIN_TLS_VERSION tls_1.3 is above ANKA_MAX_TLS_VERSION tls_1.2");
 }
 
 TEST_CASE("Go cipher suite names map to OpenSSL names, TLS 1.2 and 1.3 apart") {

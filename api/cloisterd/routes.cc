@@ -24,19 +24,43 @@ Json ConfigJsonValue(const engine::ConfigKey& key, const std::string& text) {
 }
 
 // A JSON value as a setting's text, or an error naming the key for a wrong JSON type.
+// A setting's JSON value as the engine's text, if its JSON type is the setting's type (as GET
+// shows it: integers as numbers, booleans as true/false, everything else as strings). An
+// unknown key passes as text, for the engine to reject as a domain failure.
 bool ConfigTextValue(const std::string& key, const nlohmann::json& value, std::string* text,
                      std::string* error) {
+  const engine::ConfigKey* known = engine::FindConfigKey(key);
+  const engine::ConfigType type = known == nullptr ? engine::ConfigType::kString : known->type;
+  switch (type) {
+    case engine::ConfigType::kInteger:
+      if (value.is_number_integer()) {
+        *text = value.dump();
+        return true;
+      }
+      *error = key + ": must be a whole number";
+      return false;
+    case engine::ConfigType::kBool:
+      if (value.is_boolean()) {
+        *text = value.get<bool>() ? "true" : "false";
+        return true;
+      }
+      *error = key + ": must be true or false";
+      return false;
+    case engine::ConfigType::kString:
+    case engine::ConfigType::kUrl:
+    case engine::ConfigType::kDuration:
+      break;
+  }
   if (value.is_string()) {
     *text = value.get<std::string>();
-  } else if (value.is_boolean()) {
-    *text = value.get<bool>() ? "true" : "false";
-  } else if (value.is_number_integer()) {
-    *text = value.dump();
-  } else {
-    *error = key + ": must be a string, a whole number or a boolean";
-    return false;
+    return true;
   }
-  return true;
+  if (known == nullptr && (value.is_boolean() || value.is_number_integer())) {
+    *text = value.dump();
+    return true;
+  }
+  *error = key + ": must be a string";
+  return false;
 }
 
 // Domain rejections are 200 + FAIL (Anka clients read the envelope); the two that are about the
@@ -76,7 +100,8 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
   }
   if (listener == Listener::kRegistry) {
     if (path == "/registry/status") {
-      get ? RegistryStatus(std::move(respond)) : respond(api::FailResponse(405, "method not allowed"));
+      get ? RegistryStatus(std::move(respond))
+          : respond(api::FailResponse(405, "method not allowed"));
       return;
     }
     respond(api::FailResponse(404, "not found"));

@@ -1,6 +1,7 @@
 #include "api/cloisterd/service.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include <cstdio>
@@ -58,7 +59,30 @@ void AccessLog(const api::AccessLogEntry& e) {
   LogInfo("access", {Field("server", std::string(e.server)), Field("method", std::string(e.method)),
                      Field("path", std::string(e.path)), Field("status", uint64_t(e.status)),
                      Field("bytes", e.response_bytes), Field("us", e.duration_us),
-                     Field("peer", std::string(e.peer)), Field("request_id", std::string(e.request_id))});
+                     Field("peer", std::string(e.peer)),
+                     Field("request_id", std::string(e.request_id))});
+}
+
+// Raises the open-file soft limit to the hard limit, since every connection is a descriptor
+// (default soft limit 1024, --http-connections-max 10000 per listener), and warns if even the
+// hard limit is short. Past the limit, accept fails and libuv pauses accepting; nothing crashes.
+void RaiseOpenFileLimit(uint64_t connections_wanted) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return;
+  }
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      limit = raised;
+    }
+  }
+  constexpr uint64_t kReservedFiles = 64;  // LMDB, logs, the loop's own descriptors.
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < connections_wanted + kReservedFiles) {
+    LogWarn("open-file limit is below what --http-connections-max allows",
+            {Field("limit", uint64_t(limit.rlim_cur)), Field("connections", connections_wanted)});
+  }
 }
 
 struct Listeners {
@@ -308,6 +332,8 @@ int Service::Run() {
     return kExitUsage;
   }
   signal(SIGPIPE, SIG_IGN);
+  const uint64_t listener_count = (listeners.controller ? 1 : 0) + (listeners.registry ? 1 : 0);
+  RaiseOpenFileLimit(listener_count * options_.connections_max);
   CL_ASSERT(uv_loop_init(&loop_) == 0);
   auto poster = api::LoopPoster::Create(&loop_);
   CL_ASSERT(poster.ok());

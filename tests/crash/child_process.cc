@@ -24,7 +24,8 @@ std::string NameOf(const std::string& assignment) {
 }  // namespace
 
 ChildProcess::ChildProcess(const std::vector<std::string>& argv,
-                           const std::vector<std::string>& env_extra) {
+                           const std::vector<std::string>& env_extra,
+                           const std::string& output_file) {
   if (argv.empty()) {
     throw std::runtime_error("ChildProcess: empty argv");
   }
@@ -53,15 +54,25 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv,
   }
   env_c.push_back(nullptr);
 
-  int out_pipe[2];
-  int err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
-    throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
-  }
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
-    close(out_pipe[0]);
-    close(out_pipe[1]);
-    throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
+  int out_pipe[2] = {-1, -1};
+  int err_pipe[2] = {-1, -1};
+  if (!output_file.empty()) {
+    // Both ends of each "pipe" are the file: the child gets it, the parent reads nothing.
+    const int fd = open(output_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      throw std::runtime_error("open " + output_file + ": " + std::strerror(errno));
+    }
+    out_pipe[1] = fd;
+    err_pipe[1] = fd;
+  } else {
+    if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+      throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
+    }
+    if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+      close(out_pipe[0]);
+      close(out_pipe[1]);
+      throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
+    }
   }
   const pid_t parent = getpid();
   pid_ = fork();
@@ -82,7 +93,9 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv,
     _exit(127);
   }
   close(out_pipe[1]);
-  close(err_pipe[1]);
+  if (err_pipe[1] != out_pipe[1]) {
+    close(err_pipe[1]);
+  }
   out_fd_ = out_pipe[0];
   err_fd_ = err_pipe[0];
 }
@@ -152,6 +165,19 @@ void ChildProcess::Kill(int signal) {
   if (!reaped_ && pid_ > 0) {
     kill(pid_, signal);
   }
+}
+
+bool ChildProcess::Running() {
+  if (reaped_) {
+    return false;
+  }
+  pid_t done = waitpid(pid_, &status_, WNOHANG);
+  if (done == pid_) {
+    reaped_ = true;
+    ReadUntil(std::chrono::steady_clock::now() + std::chrono::seconds(1));
+    return false;
+  }
+  return true;
 }
 
 int ChildProcess::Wait() {

@@ -20,7 +20,12 @@ class ChildProcess {
   // Starts argv[0] (a path) with argv, and the parent's environment plus env_extra
   // ("NAME=value" entries, which replace variables of the same name). Throws std::runtime_error
   // if the pipes or the fork fail; a failed exec shows up as exit code 127.
-  ChildProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env_extra);
+  //
+  // With output_file, the child's stdout and stderr are appended to that file instead of
+  // pipes (out() and err() stay empty): for a long-running child whose output the test reads
+  // only now and then, and which must never block on a full pipe.
+  ChildProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env_extra,
+               const std::string& output_file = "");
 
   // Kills (SIGKILL) and reaps the child if it is still running.
   ~ChildProcess();
@@ -34,6 +39,9 @@ class ChildProcess {
 
   // Sends signal to the child (no-op once it has been reaped).
   void Kill(int signal);
+
+  // True until the child has exited (reaps it, without blocking, when it has).
+  bool Running();
 
   // Collects output to end-of-file, reaps the child and returns its wait status. Once reaped,
   // later calls return the same status.

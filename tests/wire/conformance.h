@@ -8,12 +8,15 @@
 // cloisterd binary.
 //
 // What the server under test must provide: GET /livez answers 200; an unknown path answers
-// 404 with the envelope; POST and PUT on target.echo_path accept a body (and echo it back when
-// echo_returns_body). target.limits must be the limits the server enforces.
+// 404 with the envelope; POST and PUT on target.echo_path accept a body carrying a payload
+// (target.echo_body) and answer 200 showing it (target.echo_shows). target.limits must be the
+// limits the server enforces.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
 
 #include "api/limits.h"
 #include "tests/wire/wire_client.h"
@@ -23,7 +26,17 @@ namespace cloister::testing {
 struct ConformanceTarget {
   WireTarget wire;
   std::string echo_path = "/echo";
-  bool echo_returns_body = true;
+  // The request body that carries a payload to echo_path, and whether a 200 response body shows
+  // that payload. The defaults suit a plain echo server; cloisterd wraps the payload in a config
+  // change and finds it in the config it answers with. echo_body must add the same number of
+  // bytes to every payload of plain letters, digits and spaces.
+  std::function<std::string(std::string_view payload)> echo_body = [](std::string_view payload) {
+    return std::string(payload);
+  };
+  std::function<bool(std::string_view payload, const std::string& response_body)> echo_shows =
+      [](std::string_view payload, const std::string& response_body) {
+        return response_body == payload;
+      };
   api::HttpLimits limits;
   // How late a timeout may fire and still pass (scheduling on a loaded 2-core machine).
   int slack_ms = 1500;
