@@ -125,7 +125,8 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
 }
 
 void Routes::Status(Respond respond) {
-  std::string registry_address = options_.registry_url;
+  std::string registry_address =
+      options_.registry_url.empty() ? own_registry_url_ : options_.registry_url;
   auto configured = engine_->views().config.entries.find("registry_address");
   if (configured != engine_->views().config.entries.end() && !configured->second.value.empty()) {
     registry_address = configured->second.value;

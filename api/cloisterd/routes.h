@@ -33,6 +33,10 @@ class Routes {
   // While draining for shutdown /readyz answers 503 so load balancers stop sending.
   void SetDraining() { draining_ = true; }
 
+  // The registry URL status reports when neither ANKA_ANKA_REGISTRY nor the registry_address
+  // setting names one: this process's own registry listener.
+  void SetOwnRegistryUrl(std::string url) { own_registry_url_ = std::move(url); }
+
  private:
   void Status(Respond respond);
   void RegistryStatus(Respond respond);
@@ -42,6 +46,7 @@ class Routes {
   const Options& options_;
   engine::Engine* engine_;
   bool draining_ = false;
+  std::string own_registry_url_;
 };
 
 // {"status":"OK","message":"","body":<body_json>} as a 200 application/json response.

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <cstdio>
@@ -83,6 +84,18 @@ void RaiseOpenFileLimit(uint64_t connections_wanted) {
     LogWarn("open-file limit is below what --http-connections-max allows",
             {Field("limit", uint64_t(limit.rlim_cur)), Field("connections", connections_wanted)});
   }
+}
+
+// How others reach a listener bound to host: a wildcard address by this machine's name.
+std::string ReachableHost(const std::string& host) {
+  if (host == "0.0.0.0" || host == "::") {
+    char name[256] = {};
+    if (gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0') {
+      return name;
+    }
+    return "127.0.0.1";
+  }
+  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
 
 struct Listeners {
@@ -233,6 +246,10 @@ Status Service::StartServers(const Listeners& listeners) {
       return status;
     }
     const std::string scheme = tls_ ? "https" : "http";
+    if (listener == Listener::kRegistry) {
+      routes_->SetOwnRegistryUrl(scheme + "://" + ReachableHost((*address)->host) + ":" +
+                                 std::to_string(servers_.back()->port()));
+    }
     LogInfo("listening", {Field("server", server_options.name),
                           Field("address", (*address)->ToString()),
                           Field("url", scheme + "://127.0.0.1:" +

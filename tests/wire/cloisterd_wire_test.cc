@@ -508,10 +508,19 @@ TEST_CASE("invalid configuration fails at start with one clear line and exit cod
 TEST_CASE("--role runs one listener; --help lists every option with its variable") {
   TempDir dir;
   {
+    // With both roles, the controller reports its own registry.
+    auto daemon = Start(dir);
+    CHECK(RequireOk(Call(daemon->controller(), "GET", "/api/v1/status"))["registry_address"] ==
+          "http://127.0.0.1:" + std::to_string(daemon->registry_port()));
+    StopCleanly(*daemon);
+  }
+  {
     auto daemon = Start(dir, {"--role", "controller"});
     CHECK(daemon->controller_port() != 0);
     CHECK(daemon->registry_port() == 0);
-    RequireOk(Call(daemon->controller(), "GET", "/api/v1/status"));
+    Json status = RequireOk(Call(daemon->controller(), "GET", "/api/v1/status"));
+    CHECK(status["registry_address"] == "");  // No registry here, and none configured.
+    CHECK(status["registry_status"] == "Unknown");
     StopCleanly(*daemon);
   }
   {
