@@ -551,6 +551,16 @@ TEST_CASE("restart: mutate, stop, start, and the views are the same") {
                        std::to_string(100 + i) + "}"));
   }
   const Json before = RequireOk(Call(daemon->controller(), "GET", "/api/v1/config"));
+  // The replay tool reads the live data directory beside the running daemon.
+  ProgramResult replay = RunProgram(RunfilePath("tools/cloister"),
+                                    {"replay", "--data", dir.Sub("data"), "--view", "config"});
+  INFO(replay.Describe());
+  REQUIRE(replay.Succeeded());
+  const Json replayed = Json::parse(replay.out, nullptr, false);
+  REQUIRE(replayed.is_object());
+  CHECK(replayed["seq"] == 20);
+  CHECK(replayed["config"]["description"]["value"] == "step 9");
+  RequireOk(Call(daemon->controller(), "GET", "/livez"));  // Still serving.
   StopCleanly(*daemon);
   INFO(daemon->Output());
   CHECK(daemon->Output().find("stopped seq=20") != std::string::npos);
