@@ -25,74 +25,13 @@
 #include "log/status.h"
 #include "log/store_testing.h"
 #include "tests/testutil.h"
+#include "tools/cli_test_support.h"
 
 namespace cloister::tools {
 namespace {
 
 using cloister::testing::TempDir;
 using nlohmann::json;
-
-struct RunResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string CloisterPath() {
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  REQUIRE(srcdir != nullptr);
-  return std::string(srcdir) + "/cloister/tools/cloister";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-// Runs cloister with args, stdout and stderr captured in files (no pipe can fill up).
-RunResult Run(const std::vector<std::string>& args) {
-  static int counter = 0;
-  TempDir capture;
-  const std::string out_path = capture.Sub("out" + std::to_string(counter));
-  const std::string err_path = capture.Sub("err" + std::to_string(counter++));
-  const std::string binary = CloisterPath();
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(binary.c_str()));
-  for (const std::string& arg : args) {
-    argv.push_back(const_cast<char*>(arg.c_str()));
-  }
-  argv.push_back(nullptr);
-  const pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (out < 0 || err < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
-      _exit(127);
-    }
-    execv(binary.c_str(), argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
-  REQUIRE(WIFEXITED(status));
-  RunResult result;
-  result.exit_code = WEXITSTATUS(status);
-  result.out = ReadFile(out_path);
-  result.err = ReadFile(err_path);
-  return result;
-}
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::stringstream stream(text);
-  for (std::string line; std::getline(stream, line);) {
-    lines.push_back(line);
-  }
-  return lines;
-}
 
 // Fails unless r is a usage error: exit 2, nothing on stdout, one line on stderr.
 void CheckUsageError(const RunResult& r, const std::string& message_part) {
@@ -124,7 +63,7 @@ void EditStoredEvent(const std::string& dir, uint64_t seq, bool garble) {
 // A data directory with `events` demo events, made by the binary itself.
 std::string DemoDir(const TempDir& tmp, int events) {
   const std::string dir = tmp.Sub("data");
-  const RunResult r = Run({"demo", "--data", dir, "--events", std::to_string(events)});
+  const RunResult r = RunCloister({"demo", "--data", dir, "--events", std::to_string(events)});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   return dir;
@@ -135,14 +74,14 @@ std::string DemoDir(const TempDir& tmp, int events) {
 TEST_CASE("demo, then export and verify, as the README shows") {
   TempDir tmp;
   const std::string dir = tmp.Sub("data");
-  const RunResult demo = Run({"demo", "--data", dir});
+  const RunResult demo = RunCloister({"demo", "--data", dir});
   INFO(demo.err);
   REQUIRE(demo.exit_code == 0);
   CHECK_THAT(demo.out,
              Catch::StartsWith("appended 12 events (seq 1..12) to " + dir + "; head seq 12 hash "));
   CHECK(demo.err.empty());
 
-  const RunResult exported = Run({"audit", "export", "--data", dir});
+  const RunResult exported = RunCloister({"audit", "export", "--data", dir});
   REQUIRE(exported.exit_code == 0);
   CHECK(exported.err.empty());
   const std::vector<std::string> lines = Lines(exported.out);
@@ -160,7 +99,7 @@ TEST_CASE("demo, then export and verify, as the README shows") {
                      "VmInstanceStateChanged", "AuthenticationFailed", "AccessDenied"});
   const std::string last_hash = json::parse(lines.back())["hash"];
 
-  const RunResult verify = Run({"audit", "verify", "--data", dir});
+  const RunResult verify = RunCloister({"audit", "verify", "--data", dir});
   CHECK(verify.exit_code == 0);
   CHECK(verify.out == "ok: head seq 12 hash " + last_hash + "\n");
   CHECK(verify.err.empty());
@@ -170,10 +109,10 @@ TEST_CASE("demo, then export and verify, as the README shows") {
 TEST_CASE("demo appends past the story with VM lifecycles, and appends again to an existing log") {
   TempDir tmp;
   const std::string dir = DemoDir(tmp, 40);
-  const RunResult again = Run({"demo", "--data", dir, "--events", "5"});
+  const RunResult again = RunCloister({"demo", "--data", dir, "--events", "5"});
   REQUIRE(again.exit_code == 0);
   CHECK_THAT(again.out, Catch::StartsWith("appended 5 events (seq 41..45)"));
-  const RunResult verify = Run({"audit", "verify", "--data", dir});
+  const RunResult verify = RunCloister({"audit", "verify", "--data", dir});
   CHECK(verify.exit_code == 0);
   CHECK_THAT(verify.out, Catch::StartsWith("ok: head seq 45 hash "));
 }
@@ -185,10 +124,10 @@ TEST_CASE("verify of an empty log prints head seq 0 and the zero hash") {
     options.dir = tmp.Sub("data");
     REQUIRE(log::Log::Open(options).ok());
   }
-  const RunResult r = Run({"audit", "verify", "--data", tmp.Sub("data")});
+  const RunResult r = RunCloister({"audit", "verify", "--data", tmp.Sub("data")});
   CHECK(r.exit_code == 0);
   CHECK(r.out == "ok: head seq 0 hash " + std::string(64, '0') + "\n");
-  const RunResult exported = Run({"audit", "export", "--data", tmp.Sub("data")});
+  const RunResult exported = RunCloister({"audit", "export", "--data", tmp.Sub("data")});
   CHECK(exported.exit_code == 0);
   CHECK(exported.out.empty());
 }
@@ -196,22 +135,22 @@ TEST_CASE("verify of an empty log prints head seq 0 and the zero hash") {
 TEST_CASE("export filters and CSV through the command line") {
   TempDir tmp;
   const std::string dir = DemoDir(tmp, 12);
-  RunResult r = Run({"audit", "export", "--data", dir, "--type", "node_joined"});
+  RunResult r = RunCloister({"audit", "export", "--data", dir, "--type", "node_joined"});
   CHECK(r.exit_code == 0);
   CHECK(Lines(r.out).size() == 1);
-  r = Run({"audit", "export", "--data", dir, "--type", "AccessDenied,ConfigChanged", "--type",
+  r = RunCloister({"audit", "export", "--data", dir, "--type", "AccessDenied,ConfigChanged", "--type",
            "nodejoined"});
   CHECK(Lines(r.out).size() == 3);
-  r = Run({"audit", "export", "--data", dir, "--actor", "root"});
+  r = RunCloister({"audit", "export", "--data", dir, "--actor", "root"});
   CHECK(Lines(r.out).size() == 3);  // Config change, node group, API key.
-  r = Run({"audit", "export", "--data", dir, "--from", "3", "--to", "4", "--format", "csv"});
+  r = RunCloister({"audit", "export", "--data", dir, "--from", "3", "--to", "4", "--format", "csv"});
   CHECK(r.exit_code == 0);
   const std::vector<std::string> rows = Lines(r.out);
   REQUIRE(rows.size() == 3);
   CHECK(rows[0] == "seq,time,actor_kind,actor_id,request_id,type,payload,hash");
   CHECK_THAT(rows[1], Catch::StartsWith("3,"));
   CHECK_THAT(rows[2], Catch::StartsWith("4,"));
-  r = Run({"audit", "export", "--data", dir, "--since", "2000-01-01T00:00:00Z", "--until",
+  r = RunCloister({"audit", "export", "--data", dir, "--since", "2000-01-01T00:00:00Z", "--until",
            "2001-01-01T00:00:00+01:00"});
   CHECK(r.exit_code == 0);
   CHECK(r.out.empty());
@@ -235,14 +174,14 @@ TEST_CASE("export and verify work read-only while another process holds the log 
     drafts.push_back(builder.Finish(envelope, payload));
   }
   REQUIRE((*writer)->Append(std::move(drafts)).ok());
-  const RunResult exported = Run({"audit", "export", "--data", tmp.Sub("data")});
+  const RunResult exported = RunCloister({"audit", "export", "--data", tmp.Sub("data")});
   CHECK(exported.exit_code == 0);
   CHECK(Lines(exported.out).size() == 3);
-  const RunResult verify = Run({"audit", "verify", "--data", tmp.Sub("data")});
+  const RunResult verify = RunCloister({"audit", "verify", "--data", tmp.Sub("data")});
   CHECK(verify.exit_code == 0);
   CHECK(verify.out == "ok: head seq 3 hash " + log::HashHex((*writer)->head().hash) + "\n");
   // The demo needs the writer lock, which this process holds.
-  const RunResult demo = Run({"demo", "--data", tmp.Sub("data")});
+  const RunResult demo = RunCloister({"demo", "--data", tmp.Sub("data")});
   CHECK(demo.exit_code == 1);
   CHECK_THAT(demo.err, Catch::Contains("already open for writing by another process"));
 }
@@ -253,7 +192,7 @@ TEST_CASE("verify of a log with an edited event exits 1 naming the seq where the
   TempDir tmp;
   const std::string dir = DemoDir(tmp, 200);
   EditStoredEvent(dir, 20, /*garble=*/false);
-  const RunResult r = Run({"audit", "verify", "--data", dir});
+  const RunResult r = RunCloister({"audit", "verify", "--data", dir});
   CHECK(r.exit_code == 1);
   CHECK(r.out.empty());
   CHECK(r.err == "corrupt: event 21: hash chain broken: prev_hash does not match event 20\n");
@@ -263,7 +202,7 @@ TEST_CASE("verify of a log with an unparseable event exits 1 naming that seq") {
   TempDir tmp;
   const std::string dir = DemoDir(tmp, 200);
   EditStoredEvent(dir, 33, /*garble=*/true);
-  const RunResult r = Run({"audit", "verify", "--data", dir});
+  const RunResult r = RunCloister({"audit", "verify", "--data", dir});
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Catch::StartsWith("corrupt: event 33: fails FlatBuffers verification"));
 }
@@ -272,10 +211,10 @@ TEST_CASE("corruption in the tail, caught when the log is opened, still exits 1 
   TempDir tmp;
   const std::string dir = DemoDir(tmp, 100);
   EditStoredEvent(dir, 100, /*garble=*/false);  // The head: its hash no longer matches meta.
-  RunResult r = Run({"audit", "verify", "--data", dir});
+  RunResult r = RunCloister({"audit", "verify", "--data", dir});
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Catch::StartsWith("corrupt: event 100: "));
-  r = Run({"audit", "export", "--data", dir});
+  r = RunCloister({"audit", "export", "--data", dir});
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Catch::StartsWith("corrupt: event 100: "));
 }
@@ -284,7 +223,7 @@ TEST_CASE("export of a corrupted log writes the events before the bad one, then 
   TempDir tmp;
   const std::string dir = DemoDir(tmp, 200);
   EditStoredEvent(dir, 20, /*garble=*/false);
-  const RunResult r = Run({"audit", "export", "--data", dir});
+  const RunResult r = RunCloister({"audit", "export", "--data", dir});
   CHECK(r.exit_code == 1);
   CHECK(Lines(r.out).size() == 20);
   CHECK_THAT(r.err, Catch::StartsWith("corrupt: event 21: "));
@@ -297,36 +236,36 @@ TEST_CASE("bad arguments exit 2 with a one-line message") {
   const std::string dir = DemoDir(tmp, 3);
   const std::string empty_dir = tmp.Sub("empty");
   REQUIRE(mkdir(empty_dir.c_str(), 0700) == 0);
-  CheckUsageError(Run({}), "A subcommand is required");
-  CheckUsageError(Run({"frobnicate"}), "frobnicate");
-  CheckUsageError(Run({"audit"}), "A subcommand is required");
-  CheckUsageError(Run({"audit", "export"}), "--data is required");
-  CheckUsageError(Run({"audit", "verify"}), "--data is required");
-  CheckUsageError(Run({"demo"}), "--data is required");
-  CheckUsageError(Run({"audit", "export", "--data", empty_dir}), "no cloister event log in");
-  CheckUsageError(Run({"audit", "verify", "--data", tmp.Sub("missing")}), "no cloister event log");
-  CheckUsageError(Run({"audit", "export", "--data", dir, "--from", "abc"}),
+  CheckUsageError(RunCloister({}), "A subcommand is required");
+  CheckUsageError(RunCloister({"frobnicate"}), "frobnicate");
+  CheckUsageError(RunCloister({"audit"}), "A subcommand is required");
+  CheckUsageError(RunCloister({"audit", "export"}), "--data is required");
+  CheckUsageError(RunCloister({"audit", "verify"}), "--data is required");
+  CheckUsageError(RunCloister({"demo"}), "--data is required");
+  CheckUsageError(RunCloister({"audit", "export", "--data", empty_dir}), "no cloister event log in");
+  CheckUsageError(RunCloister({"audit", "verify", "--data", tmp.Sub("missing")}), "no cloister event log");
+  CheckUsageError(RunCloister({"audit", "export", "--data", dir, "--from", "abc"}),
                   "--from: invalid number 'abc'");
-  CheckUsageError(Run({"audit", "export", "--data", dir, "--to", "1.5"}), "--to: invalid number");
-  CheckUsageError(Run({"audit", "export", "--data", dir, "--from", "5", "--to", "3"}),
+  CheckUsageError(RunCloister({"audit", "export", "--data", dir, "--to", "1.5"}), "--to: invalid number");
+  CheckUsageError(RunCloister({"audit", "export", "--data", dir, "--from", "5", "--to", "3"}),
                   "--from 5 is after --to 3");
-  CheckUsageError(Run({"audit", "export", "--data", dir, "--since", "yesterday"}),
+  CheckUsageError(RunCloister({"audit", "export", "--data", dir, "--since", "yesterday"}),
                   "--since: invalid time 'yesterday'");
-  CheckUsageError(Run({"audit", "export", "--data", dir, "--until", "2026-02-30T00:00:00Z"}),
+  CheckUsageError(RunCloister({"audit", "export", "--data", dir, "--until", "2026-02-30T00:00:00Z"}),
                   "--until: invalid time");
-  CheckUsageError(Run({"audit", "export", "--data", dir, "--since", "2026-01-02T00:00:00Z",
+  CheckUsageError(RunCloister({"audit", "export", "--data", dir, "--since", "2026-01-02T00:00:00Z",
                        "--until", "2026-01-01T00:00:00Z"}),
                   "is after --until");
-  CheckUsageError(Run({"audit", "export", "--data", dir, "--type", "bogus"}),
+  CheckUsageError(RunCloister({"audit", "export", "--data", dir, "--type", "bogus"}),
                   "unknown event type 'bogus'; valid types: ConfigChanged, NodeJoined");
-  CheckUsageError(Run({"audit", "export", "--data", dir, "--format", "xml"}),
+  CheckUsageError(RunCloister({"audit", "export", "--data", dir, "--format", "xml"}),
                   "unknown format 'xml'; expected jsonl or csv");
-  CheckUsageError(Run({"audit", "export", "--data", dir, "--bogus"}), "--bogus");
-  CheckUsageError(Run({"audit", "export", "--data", dir, "extra"}), "extra");
-  CheckUsageError(Run({"audit", "export", "--data"}), "--data");
-  CheckUsageError(Run({"demo", "--data", tmp.Sub("d2"), "--events", "many"}),
+  CheckUsageError(RunCloister({"audit", "export", "--data", dir, "--bogus"}), "--bogus");
+  CheckUsageError(RunCloister({"audit", "export", "--data", dir, "extra"}), "extra");
+  CheckUsageError(RunCloister({"audit", "export", "--data"}), "--data");
+  CheckUsageError(RunCloister({"demo", "--data", tmp.Sub("d2"), "--events", "many"}),
                   "--events: invalid number 'many'");
-  CheckUsageError(Run({"demo", "--data", tmp.Sub("d2"), "--events", "10000001"}),
+  CheckUsageError(RunCloister({"demo", "--data", tmp.Sub("d2"), "--events", "10000001"}),
                   "exceeds the limit");
 }
 
@@ -348,7 +287,7 @@ TEST_CASE("--help at every level exits 0 and names every command and option") {
       {{"audit", "export", "-h"}, {"Usage: cloister audit export"}},
   };
   for (const Case& c : cases) {
-    const RunResult r = Run(c.args);
+    const RunResult r = RunCloister(c.args);
     INFO(c.args.front() << " ...: " << r.out);
     CHECK(r.exit_code == 0);
     CHECK(r.err.empty());

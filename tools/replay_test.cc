@@ -27,6 +27,7 @@
 #include "reducers/rebuild.h"
 #include "reducers/snapshot.h"
 #include "tests/testutil.h"
+#include "tools/cli_test_support.h"
 
 namespace cloister::tools {
 namespace {
@@ -36,71 +37,9 @@ using nlohmann::json;
 
 constexpr int64_t kTime0Ns = 1'795'003'200'000'000'000;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string CloisterPath() {
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  REQUIRE(srcdir != nullptr);
-  return std::string(srcdir) + "/cloister/tools/cloister";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-// Runs cloister with args, stdout and stderr captured in files (no pipe can fill up).
-RunResult Run(const std::vector<std::string>& args) {
-  static int counter = 0;
-  TempDir capture;
-  const std::string out_path = capture.Sub("out" + std::to_string(counter));
-  const std::string err_path = capture.Sub("err" + std::to_string(counter++));
-  const std::string binary = CloisterPath();
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(binary.c_str()));
-  for (const std::string& arg : args) {
-    argv.push_back(const_cast<char*>(arg.c_str()));
-  }
-  argv.push_back(nullptr);
-  const pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (out < 0 || err < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
-      _exit(127);
-    }
-    execv(binary.c_str(), argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
-  REQUIRE(WIFEXITED(status));
-  RunResult result;
-  result.exit_code = WEXITSTATUS(status);
-  result.out = ReadFile(out_path);
-  result.err = ReadFile(err_path);
-  return result;
-}
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::stringstream stream(text);
-  for (std::string line; std::getline(stream, line);) {
-    lines.push_back(line);
-  }
-  return lines;
-}
-
 // Runs a command that must succeed quietly, and parses its stdout as one JSON value.
 json RunJson(const std::vector<std::string>& args) {
-  const RunResult r = Run(args);
+  const RunResult r = RunCloister(args);
   INFO("stderr: " << r.err);
   REQUIRE(r.exit_code == 0);
   CHECK(r.err.empty());
@@ -122,7 +61,7 @@ void CheckUsageError(const RunResult& r, const std::string& message_part) {
 // A data directory with `events` demo events, made by the binary itself.
 std::string DemoDir(const TempDir& tmp, int events) {
   const std::string dir = tmp.Sub("data");
-  const RunResult r = Run({"demo", "--data", dir, "--events", std::to_string(events)});
+  const RunResult r = RunCloister({"demo", "--data", dir, "--events", std::to_string(events)});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   return dir;
@@ -169,7 +108,7 @@ TEST_CASE("replay shows the views at the head, and as they were at an earlier se
 TEST_CASE("replay agrees with the audit export's hash at the same seq") {
   TempDir tmp;
   const std::string dir = DemoDir(tmp, 30);
-  const RunResult exported = Run({"audit", "export", "--data", dir, "--from", "17", "--to", "17"});
+  const RunResult exported = RunCloister({"audit", "export", "--data", dir, "--from", "17", "--to", "17"});
   REQUIRE(exported.exit_code == 0);
   const json event = json::parse(exported.out);
   CHECK(RunJson({"replay", "--data", dir, "--to", "17"})["hash"] == event["hash"]);
@@ -178,7 +117,7 @@ TEST_CASE("replay agrees with the audit export's hash at the same seq") {
 TEST_CASE("replay --format text prints one entity per line") {
   TempDir tmp;
   const std::string dir = DemoDir(tmp, 12);
-  const RunResult r = Run({"replay", "--data", dir, "--format", "text"});
+  const RunResult r = RunCloister({"replay", "--data", dir, "--format", "text"});
   REQUIRE(r.exit_code == 0);
   const std::vector<std::string> lines = Lines(r.out);
   REQUIRE(lines.size() == 5);
@@ -229,7 +168,7 @@ TEST_CASE("replay --diff shows what was added, removed and changed between two s
 TEST_CASE("replay --diff --format text marks added, removed and changed entities") {
   TempDir tmp;
   const std::string dir = DemoDir(tmp, 20);
-  RunResult r = Run({"replay", "--data", dir, "--diff", "8", "10", "--format", "text"});
+  RunResult r = RunCloister({"replay", "--data", dir, "--diff", "8", "10", "--format", "text"});
   REQUIRE(r.exit_code == 0);
   std::vector<std::string> lines = Lines(r.out);
   REQUIRE(lines.size() == 2);
@@ -237,11 +176,11 @@ TEST_CASE("replay --diff --format text marks added, removed and changed entities
   CHECK_THAT(lines[1], Catch::StartsWith("~ vm_instances inst-0001: state Scheduling -> Started, "
                                          "message \"\" -> \"VM started\", progress 0.0 -> 1.0, "
                                          "node_id \"\" -> node-7f3a, "));
-  r = Run(
+  r = RunCloister(
       {"replay", "--data", dir, "--diff", "2", "0", "--format", "text", "--view", "node_groups"});
   REQUIRE(r.exit_code == 0);
   CHECK_THAT(r.out, Catch::StartsWith("diff seq 2 -> 0\n- node_groups grp-build: name=build "));
-  r = Run({"replay", "--data", dir, "--diff", "11", "12", "--format", "text"});
+  r = RunCloister({"replay", "--data", dir, "--diff", "11", "12", "--format", "text"});
   CHECK(r.out == "diff seq 11 -> 12\n(no change)\n");
 }
 
@@ -250,7 +189,7 @@ TEST_CASE("replay --diff --format text marks added, removed and changed entities
 TEST_CASE("replay --step prints each event and the change it made, as JSON lines") {
   TempDir tmp;
   const std::string dir = DemoDir(tmp, 20);
-  const RunResult r = Run({"replay", "--data", dir, "--step", "--from", "8", "--to", "12"});
+  const RunResult r = RunCloister({"replay", "--data", dir, "--step", "--from", "8", "--to", "12"});
   REQUIRE(r.exit_code == 0);
   CHECK(r.err.empty());
   const std::vector<std::string> lines = Lines(r.out);
@@ -274,7 +213,7 @@ TEST_CASE("replay --step prints each event and the change it made, as JSON lines
 TEST_CASE("replay --step --format text, and a view filter shows only events that changed it") {
   TempDir tmp;
   const std::string dir = DemoDir(tmp, 20);
-  RunResult r = Run({"replay", "--data", dir, "--step", "--to", "3", "--format", "text"});
+  RunResult r = RunCloister({"replay", "--data", dir, "--step", "--to", "3", "--format", "text"});
   REQUIRE(r.exit_code == 0);
   std::vector<std::string> lines = Lines(r.out);
   REQUIRE(lines.size() >= 6);
@@ -283,7 +222,7 @@ TEST_CASE("replay --step --format text, and a view filter shows only events that
   CHECK_THAT(lines[1], Catch::StartsWith("  + config ANKA_ENABLE_API_KEYS: value=true "));
   CHECK_THAT(lines[2], Catch::StartsWith("#2 "));
 
-  r = Run({"replay", "--data", dir, "--step", "--view", "nodes", "--format", "text"});
+  r = RunCloister({"replay", "--data", dir, "--step", "--view", "nodes", "--format", "text"});
   REQUIRE(r.exit_code == 0);
   lines = Lines(r.out);
   std::vector<std::string> headers;
@@ -345,8 +284,8 @@ TEST_CASE("a damaged snapshot is skipped with a note on stderr, and the views ar
     REQUIRE(store.ok());
     REQUIRE((*store)->EditStoredForTest(1500, [](std::string* v) { (*v)[200] ^= 1; }).ok());
   }
-  const RunResult with = Run({"replay", "--data", dir});
-  const RunResult without = Run({"replay", "--data", dir, "--no-snapshots"});
+  const RunResult with = RunCloister({"replay", "--data", dir});
+  const RunResult without = RunCloister({"replay", "--data", dir, "--no-snapshots"});
   REQUIRE(with.exit_code == 0);
   REQUIRE(without.exit_code == 0);
   CHECK(with.out == without.out);
@@ -366,7 +305,7 @@ TEST_CASE("replay works read-only while this process holds the log and snapshots
   const json views = RunJson({"replay", "--data", dir});
   CHECK(views["seq"] == 1500);
   CHECK(views["hash"] == log::HashHex(writer->head().hash));
-  const RunResult step = Run({"replay", "--data", dir, "--step", "--from", "1490"});
+  const RunResult step = RunCloister({"replay", "--data", dir, "--step", "--from", "1490"});
   CHECK(step.exit_code == 0);
   CHECK(Lines(step.out).size() == 11);
   // The writer keeps appending; a later replay sees the new head.
@@ -379,8 +318,8 @@ TEST_CASE("replay of a copied data directory gives the same views") {
   const std::string dir = tmp.Sub("data");
   { LogWithSnapshots(dir, 800, {400}); }
   std::filesystem::copy(dir, tmp.Sub("copy"), std::filesystem::copy_options::recursive);
-  const RunResult original = Run({"replay", "--data", dir});
-  const RunResult copy = Run({"replay", "--data", tmp.Sub("copy")});
+  const RunResult original = RunCloister({"replay", "--data", dir});
+  const RunResult copy = RunCloister({"replay", "--data", tmp.Sub("copy")});
   REQUIRE(original.exit_code == 0);
   CHECK(copy.exit_code == 0);
   CHECK(copy.out == original.out);
@@ -394,14 +333,14 @@ TEST_CASE("replay of a corrupted log exits 1 naming the seq") {
   Status s = log::testing::RewriteStoredEvent(
       dir, 20, [](std::string* bytes) { std::memset(bytes->data(), 0xEE, 16); });
   REQUIRE(s.ok());
-  RunResult r = Run({"replay", "--data", dir, "--to", "50"});
+  RunResult r = RunCloister({"replay", "--data", dir, "--to", "50"});
   CHECK(r.exit_code == 1);
   CHECK(r.out.empty());
   CHECK_THAT(r.err, Catch::StartsWith("corrupt: event 20: fails FlatBuffers verification"));
   // Before the damage the views are still there to see.
-  CHECK(Run({"replay", "--data", dir, "--to", "19"}).exit_code == 0);
+  CHECK(RunCloister({"replay", "--data", dir, "--to", "19"}).exit_code == 0);
   // --step prints the events before the bad one, then fails.
-  r = Run({"replay", "--data", dir, "--step", "--from", "15", "--to", "30"});
+  r = RunCloister({"replay", "--data", dir, "--step", "--from", "15", "--to", "30"});
   CHECK(r.exit_code == 1);
   CHECK(Lines(r.out).size() == 5);
   CHECK_THAT(r.err, Catch::StartsWith("corrupt: event 20: "));
@@ -410,38 +349,38 @@ TEST_CASE("replay of a corrupted log exits 1 naming the seq") {
 TEST_CASE("replay bad arguments exit 2 with a one-line message") {
   TempDir tmp;
   const std::string dir = DemoDir(tmp, 12);
-  CheckUsageError(Run({"replay"}), "--data is required");
-  CheckUsageError(Run({"replay", "--data", tmp.Sub("missing")}), "no cloister event log in");
-  CheckUsageError(Run({"replay", "--data", dir, "--view", "bogus"}),
+  CheckUsageError(RunCloister({"replay"}), "--data is required");
+  CheckUsageError(RunCloister({"replay", "--data", tmp.Sub("missing")}), "no cloister event log in");
+  CheckUsageError(RunCloister({"replay", "--data", dir, "--view", "bogus"}),
                   "--view: unknown view 'bogus'; valid views: config, nodes, node_groups, "
                   "vm_instances, all");
-  CheckUsageError(Run({"replay", "--data", dir, "--format", "yaml"}),
+  CheckUsageError(RunCloister({"replay", "--data", dir, "--format", "yaml"}),
                   "--format: unknown format 'yaml'; expected json or text");
-  CheckUsageError(Run({"replay", "--data", dir, "--to", "13"}),
+  CheckUsageError(RunCloister({"replay", "--data", dir, "--to", "13"}),
                   "--to 13 is beyond the head of the log (seq 12)");
-  CheckUsageError(Run({"replay", "--data", dir, "--step", "--to", "99"}),
+  CheckUsageError(RunCloister({"replay", "--data", dir, "--step", "--to", "99"}),
                   "--to 99 is beyond the head of the log (seq 12)");
-  CheckUsageError(Run({"replay", "--data", dir, "--diff", "1", "40"}),
+  CheckUsageError(RunCloister({"replay", "--data", dir, "--diff", "1", "40"}),
                   "--diff: seq 40 is beyond the head of the log (seq 12)");
-  CheckUsageError(Run({"replay", "--data", dir, "--to", "x1"}), "--to: invalid number 'x1'");
-  CheckUsageError(Run({"replay", "--data", dir, "--diff", "1", "b"}), "--diff: invalid number");
-  CheckUsageError(Run({"replay", "--data", dir, "--diff", "1"}), "--diff");
-  CheckUsageError(Run({"replay", "--data", dir, "--diff", "1", "2", "--step"}),
+  CheckUsageError(RunCloister({"replay", "--data", dir, "--to", "x1"}), "--to: invalid number 'x1'");
+  CheckUsageError(RunCloister({"replay", "--data", dir, "--diff", "1", "b"}), "--diff: invalid number");
+  CheckUsageError(RunCloister({"replay", "--data", dir, "--diff", "1"}), "--diff");
+  CheckUsageError(RunCloister({"replay", "--data", dir, "--diff", "1", "2", "--step"}),
                   "cannot be combined with --step, --from or --to");
-  CheckUsageError(Run({"replay", "--data", dir, "--from", "3"}), "--from needs --step");
-  CheckUsageError(Run({"replay", "--data", dir, "--step", "--from", "5", "--to", "3"}),
+  CheckUsageError(RunCloister({"replay", "--data", dir, "--from", "3"}), "--from needs --step");
+  CheckUsageError(RunCloister({"replay", "--data", dir, "--step", "--from", "5", "--to", "3"}),
                   "--from 5 is after --to 3");
 }
 
 TEST_CASE("replay --help exits 0 and names every option") {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"replay", "--help"}, std::vector<std::string>{"--help"}}) {
-    const RunResult r = Run(args);
+    const RunResult r = RunCloister(args);
     CHECK(r.exit_code == 0);
     CHECK(r.err.empty());
     CHECK_THAT(r.out, Catch::Contains("replay"));
   }
-  const RunResult r = Run({"replay", "--help"});
+  const RunResult r = RunCloister({"replay", "--help"});
   for (const char* mention : {"Usage: cloister replay", "--data", "--to", "--from", "--diff",
                               "--step", "--view", "--format", "--no-snapshots", "node_groups",
                               "vm_instances", "json", "text", "Exit status"}) {

@@ -145,16 +145,7 @@ uint32_t Seed() {
   return seed;
 }
 
-const TestPki& Pki() {
-  static TempDir* dir = new TempDir();  // Left for Bazel to clean: outlives static teardown.
-  static TestPki pki = [] {
-    auto made = MakeTestPki(dir->path());
-    INFO(made.status().ToString());
-    REQUIRE(made.ok());
-    return *made;
-  }();
-  return pki;
-}
+const TestPki& Pki() { return SharedTestPki(); }
 
 // openssl s_client against port, verifying with the test CA; true if the handshake succeeded.
 bool SClient(uint16_t port, const std::vector<std::string>& extra, std::string* output = nullptr) {

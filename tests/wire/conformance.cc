@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/testutil.h"
+
 namespace cloister::testing {
 namespace {
 
@@ -98,6 +100,17 @@ void RequireFailEnvelope(const WireResponse& response, int status) {
   REQUIRE(body.value("status", "") == "FAIL");
   REQUIRE(body.contains("message"));
   REQUIRE(body["message"].is_string());
+}
+
+const TestPki& SharedTestPki() {
+  static TempDir* dir = new TempDir();  // Left for Bazel to clean: outlives static teardown.
+  static TestPki pki = [] {
+    auto made = MakeTestPki(dir->path());
+    INFO(made.status().ToString());
+    REQUIRE(made.ok());
+    return *made;
+  }();
+  return pki;
 }
 
 void CheckLivez(const ConformanceTarget& target) {

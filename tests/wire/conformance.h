@@ -89,6 +89,9 @@ void CheckConnectionLimit(const ConformanceTarget& target);
 // count idle connections open while /livez on another connection still answers within
 // answer_ms. Needs RLIMIT_NOFILE above count (see RaiseOpenFilesLimit).
 void CheckManyIdleConnections(const ConformanceTarget& target, int count, int answer_ms);
+// One MakeTestPki per test binary, made on first use (REQUIREs that openssl succeeded).
+const TestPki& SharedTestPki();
+
 // curl -s <base>/livez prints the body and exits 0 (--insecure for TLS without a CA file).
 void CheckCurl(const ConformanceTarget& target);
 

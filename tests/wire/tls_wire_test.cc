@@ -17,16 +17,7 @@
 namespace cloister::testing {
 namespace {
 
-const TestPki& Pki() {
-  static TempDir* dir = new TempDir();  // Left for Bazel to clean: outlives static teardown.
-  static TestPki pki = [] {
-    auto made = MakeTestPki(dir->path());
-    INFO(made.status().ToString());
-    REQUIRE(made.ok());
-    return *made;
-  }();
-  return pki;
-}
+const TestPki& Pki() { return SharedTestPki(); }
 
 api::TlsSettings Settings(api::TlsConfig config) {
   if (config.cert_path.empty()) {
