@@ -1,6 +1,8 @@
 #include "api/http_connection.h"
 
 #include <algorithm>
+#include <ctime>
+#include <string>
 #include <utility>
 
 #include "api/limits.h"
@@ -29,35 +31,57 @@ bool ValidFieldValue(std::string_view value) {
 // Fields the server itself manages; a handler setting them could desynchronise the framing.
 bool ReservedField(std::string_view name) {
   return EqualsIgnoreCase(name, "Content-Length") || EqualsIgnoreCase(name, "Transfer-Encoding") ||
-         EqualsIgnoreCase(name, "Connection");
+         EqualsIgnoreCase(name, "Connection") || EqualsIgnoreCase(name, "Date");
 }
 
 bool StatusHasNoBody(int status) { return status < 200 || status == 204 || status == 304; }
 
+// "Date: Tue, 24 Nov 2026 17:40:37 GMT\r\n" (RFC 9110 IMF-fixdate), formatted once a second per
+// thread: every response carries it, as an origin server with a clock must send.
+const std::string& DateField() {
+  thread_local time_t formatted_for = -1;
+  thread_local std::string field;
+  const time_t now = time(nullptr);
+  if (now != formatted_for) {
+    tm utc{};
+    gmtime_r(&now, &utc);
+    char text[64];
+    const size_t n = strftime(text, sizeof(text), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &utc);
+    field.assign(text, n);
+    formatted_for = now;
+  }
+  return field;
+}
+
 std::string Serialize(const Response& response, bool head_request, int version_minor,
                       bool close) {
+  // Appends only: no temporaries (this runs once per response).
   std::string out;
-  out.reserve(128 + response.body.size());
-  out += "HTTP/1.1 " + std::to_string(response.status) + " " + ReasonPhrase(response.status) +
-         "\r\n";
+  out.reserve(128 + response.content_type.size() + response.body.size());
+  out.append("HTTP/1.1 ");
+  out.append(std::to_string(response.status));
+  out.push_back(' ');
+  out.append(ReasonPhrase(response.status));
+  out.append("\r\n");
+  out.append(DateField());
   if (!response.content_type.empty()) {
-    out += "Content-Type: " + response.content_type + "\r\n";
+    out.append("Content-Type: ").append(response.content_type).append("\r\n");
   }
   for (const Header& header : response.headers.entries()) {
-    out += header.name + ": " + header.value + "\r\n";
+    out.append(header.name).append(": ").append(header.value).append("\r\n");
   }
   bool no_body = StatusHasNoBody(response.status);
   if (!no_body) {
-    out += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
+    out.append("Content-Length: ").append(std::to_string(response.body.size())).append("\r\n");
   }
   if (close) {
-    out += "Connection: close\r\n";
+    out.append("Connection: close\r\n");
   } else if (version_minor == 0) {
-    out += "Connection: keep-alive\r\n";
+    out.append("Connection: keep-alive\r\n");
   }
-  out += "\r\n";
+  out.append("\r\n");
   if (!head_request && !no_body) {
-    out += response.body;
+    out.append(response.body);
   }
   return out;
 }
@@ -735,12 +759,33 @@ void Connection::Write(std::string bytes, std::unique_ptr<WriteRequest> record) 
   if (closing_ || bytes.empty()) {
     return;
   }
+  size_t offset = 0;
+  if (writes_pending_ == 0) {
+    // Nothing queued, so writing now keeps the order. Usually the socket takes it all: then no
+    // uv_write_t, no completion callback and no epoll_ctl (libuv re-arms the watcher after every
+    // queued write, one syscall per response). The state is the one OnWrite leaves.
+    uv_buf_t buf = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
+    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+      Close();
+      return;
+    }
+    offset = n > 0 ? static_cast<size_t>(n) : 0;
+    if (offset == bytes.size()) {
+      write_progress_ms_ = NowMs();
+      idle_since_ms_ = write_progress_ms_;
+      if (record != nullptr && record->ends_response && server_ != nullptr) {
+        LogResponse(*record);
+      }
+      return;
+    }
+  }
   if (record == nullptr) {
     record = std::make_unique<WriteRequest>();
   }
   WriteRequest* write = record.get();
   write->connection = this;
-  write->bytes = std::move(bytes);
+  write->bytes = offset == 0 ? std::move(bytes) : bytes.substr(offset);
   write->request.data = write;
   uv_buf_t buf = uv_buf_init(write->bytes.data(), static_cast<unsigned>(write->bytes.size()));
   int rc = uv_write(&write->request, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1,
@@ -872,13 +917,21 @@ Connection::Deadline Connection::CurrentDeadline() const {
 
 void Connection::ArmTimer() {
   const Deadline deadline = CurrentDeadline();
+  // Lazily: a timer already due at or before the deadline is left alone, and when it fires
+  // OnTimer finds the deadline not reached yet and re-arms for it. Without this every request
+  // stopped and restarted the timer (the idle deadline moves with each one), two timer-heap
+  // operations per request. With no deadline, an armed timer fires once and finds nothing due.
   if (deadline.kind == DeadlineKind::kNone) {
-    uv_timer_stop(&timer_);
+    return;
+  }
+  const bool armed = uv_is_active(reinterpret_cast<const uv_handle_t*>(&timer_)) != 0;
+  if (armed && timer_due_ms_ <= deadline.at_ms) {
     return;
   }
   const uint64_t now = NowMs();
   const uint64_t delay = deadline.at_ms > now ? deadline.at_ms - now : 0;
   uv_timer_start(&timer_, &Connection::OnTimer, delay, 0);
+  timer_due_ms_ = now + delay;
 }
 
 void Connection::OnTimer(uv_timer_t* timer) {

@@ -161,6 +161,7 @@ class Connection {
   uint64_t idle_since_ms_ = 0;
   uint64_t write_progress_ms_ = 0;
   uint64_t linger_until_ms_ = 0;
+  uint64_t timer_due_ms_ = 0;    // When timer_ fires, if it is active (see ArmTimer).
   uint64_t head_start_ns_ = 0;   // uv_hrtime, for the access log.
 
   // Parser.

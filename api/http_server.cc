@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 
-#include <cstdio>
 #include <random>
 #include <utility>
 
@@ -208,10 +207,24 @@ void HttpServer::MaybeFinishShutdown() {
 }
 
 std::string HttpServer::NextRequestId() {
-  char id[32];
-  std::snprintf(id, sizeof(id), "%08x-%llx", id_prefix_,
-                static_cast<unsigned long long>(++requests_numbered_));
-  return id;
+  // "%08x-%llx" of (id_prefix_, ++requests_numbered_), without snprintf (once per request).
+  static constexpr char kHex[] = "0123456789abcdef";
+  char id[8 + 1 + 16];
+  for (int i = 0; i < 8; i++) {
+    id[i] = kHex[(id_prefix_ >> (28 - 4 * i)) & 0xf];
+  }
+  id[8] = '-';
+  uint64_t number = ++requests_numbered_;
+  char digits[16];
+  int count = 0;
+  do {
+    digits[count++] = kHex[number & 0xf];
+    number >>= 4;
+  } while (number != 0);
+  for (int i = 0; i < count; i++) {
+    id[9 + i] = digits[count - 1 - i];
+  }
+  return std::string(id, 9 + count);
 }
 
 }  // namespace cloister::api

@@ -125,6 +125,10 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
 }
 
 void Routes::Status(Respond respond) {
+  if (status_cache_.seq == engine_->views().seq) {
+    respond(OkResponse(status_cache_.json));
+    return;
+  }
   std::string registry_address =
       options_.registry_url.empty() ? own_registry_url_ : options_.registry_url;
   auto configured = engine_->views().config.entries.find("registry_address");
@@ -138,7 +142,8 @@ void Routes::Status(Respond respond) {
   body["registry_address"] = registry_address;
   body["registry_status"] = registry_here ? "Running" : "Unknown";
   body["license"] = "open source";
-  respond(OkResponse(body.dump()));
+  status_cache_ = {engine_->views().seq, body.dump()};
+  respond(OkResponse(status_cache_.json));
 }
 
 void Routes::RegistryStatus(Respond respond) {
@@ -149,6 +154,10 @@ void Routes::RegistryStatus(Respond respond) {
 }
 
 void Routes::GetConfig(Respond respond) {
+  if (config_cache_.seq == engine_->views().seq) {
+    respond(OkResponse(config_cache_.json));
+    return;
+  }
   Json body = Json::object();
   for (const engine::ConfigKey& key : engine::ConfigKeys()) {
     auto entry = engine_->views().config.entries.find(key.name);
@@ -156,7 +165,8 @@ void Routes::GetConfig(Respond respond) {
         entry == engine_->views().config.entries.end() ? key.default_value : entry->second.value;
     body[key.name] = ConfigJsonValue(key, text);
   }
-  respond(OkResponse(body.dump()));
+  config_cache_ = {engine_->views().seq, body.dump()};
+  respond(OkResponse(config_cache_.json));
 }
 
 void Routes::PutConfig(const api::Request& request, Respond respond) {

@@ -9,6 +9,7 @@
 // Threading: everything runs on the event-loop thread that owns the engine.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -35,7 +36,10 @@ class Routes {
 
   // The registry URL status reports when neither ANKA_ANKA_REGISTRY nor the registry_address
   // setting names one: this process's own registry listener.
-  void SetOwnRegistryUrl(std::string url) { own_registry_url_ = std::move(url); }
+  void SetOwnRegistryUrl(std::string url) {
+    own_registry_url_ = std::move(url);
+    status_cache_ = {};
+  }
 
  private:
   void Status(Respond respond);
@@ -47,6 +51,14 @@ class Routes {
   engine::Engine* engine_;
   bool draining_ = false;
   std::string own_registry_url_;
+  // Serialised bodies, valid while the views' seq is the one recorded: both derive only from
+  // the config view and fixed options, and status is what monitors and plugins poll.
+  struct CachedBody {
+    uint64_t seq = UINT64_MAX;
+    std::string json;
+  };
+  CachedBody status_cache_;
+  CachedBody config_cache_;
 };
 
 // {"status":"OK","message":"","body":<body_json>} as a 200 application/json response.

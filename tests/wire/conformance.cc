@@ -120,6 +120,11 @@ void CheckLivez(const ConformanceTarget& target) {
   REQUIRE(response.status == 200);
   REQUIRE(response.HasHeader("Content-Length"));
   REQUIRE(!response.HasHeader("Transfer-Encoding"));
+  // RFC 9110 IMF-fixdate, e.g. "Tue, 24 Nov 2026 17:40:37 GMT".
+  const std::string date = response.Header("Date");
+  INFO("Date: " << date);
+  REQUIRE(date.size() == 29);
+  REQUIRE(date.substr(25) == " GMT");
 }
 
 void CheckNotFoundEnvelope(const ConformanceTarget& target) {
