@@ -88,8 +88,25 @@ struct TerminateVm {
   std::string reason;
 };
 
+// A node's status report (from its agent) or an operator's state change (drain mode), and the
+// controller's own Offline mark when heartbeats stop. Recorded as NodeUpdated.
+struct UpdateNodeStatus {
+  std::string node_id;
+  fb::NodeState state = fb::NodeState::Active;
+  uint32_t vm_count = 0;
+  std::optional<std::vector<std::string>> templates;  // Absent: unchanged.
+  std::string message;
+};
+
+// One scheduler pass (engine/scheduler.h): places up to max_placements waiting instances.
+// Placements are VmInstanceScheduled events; a pass with nothing to place appends nothing.
+struct ScheduleVms {
+  uint32_t max_placements = 1000;
+};
+
 using Command = std::variant<SetConfig, CreateNodeGroup, UpdateNodeGroup, DeleteNodeGroup, JoinNode,
-                             RemoveNode, RequestVm, ChangeVmState, TerminateVm>;
+                             RemoveNode, RequestVm, ChangeVmState, TerminateVm, UpdateNodeStatus,
+                             ScheduleVms>;
 
 // The Anka instance state machine: may an instance in `from` move to `to`? Staying in the same
 // state (a progress or message update) is allowed, except once Terminated.

@@ -48,6 +48,14 @@ std::vector<std::string> ConflictKeys(const Command& command) {
     std::vector<std::string> operator()(const TerminateVm& c) const {
       return {"vm/" + c.instance_id};
     }
+    std::vector<std::string> operator()(const UpdateNodeStatus& c) const {
+      return {"node/" + c.node_id};
+    }
+    std::vector<std::string> operator()(const ScheduleVms&) const {
+      // One pass at a time: a pass counts capacity from the views, so a second pass in flight
+      // would count without the first one's placements.
+      return {"scheduler"};
+    }
   };
   std::vector<std::string> keys = std::visit(Visitor{}, command);
   // An empty id ("group/" for no fallback) names nothing and must not serialise anything.
@@ -110,7 +118,8 @@ const char* RejectionName(Rejection rejection) {
 const char* CommandName(const Command& command) {
   static constexpr const char* kNames[] = {
       "set_config",  "create_node_group", "update_node_group", "delete_node_group", "join_node",
-      "remove_node", "request_vm",        "change_vm_state",   "terminate_vm"};
+      "remove_node", "request_vm",        "change_vm_state",   "terminate_vm",      "update_node_status",
+      "schedule_vms"};
   static_assert(std::size(kNames) == std::variant_size_v<Command>);
   return kNames[command.index()];
 }

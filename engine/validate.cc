@@ -7,6 +7,7 @@
 #include "engine/config_keys.h"
 #include "engine/engine.h"
 #include "engine/limits.h"
+#include "engine/scheduler.h"
 #include "log/draft.h"
 
 namespace cloister::engine {
@@ -71,6 +72,8 @@ class Validation {
   bool ValidateCommand(const RequestVm& c);
   bool ValidateCommand(const ChangeVmState& c);
   bool ValidateCommand(const TerminateVm& c);
+  bool ValidateCommand(const UpdateNodeStatus& c);
+  bool ValidateCommand(const ScheduleVms& c);
 
  private:
   bool GroupNameTaken(const std::string& name, const std::string& except_id) const;
@@ -352,6 +355,57 @@ bool Validation::ValidateCommand(const TerminateVm& c) {
   Emit(fb::CreateVmInstanceStateChangedDirect(builder.fbb(), c.instance_id.c_str(),
                                               fb::VmState::Terminating, c.reason.c_str()),
        &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const UpdateNodeStatus& c) {
+  if (!views_.nodes.nodes.contains(c.node_id)) {
+    return Reject(Rejection::kNotFound, "node " + c.node_id.substr(0, 64) + " not found");
+  }
+  if (c.state > fb::NodeState::MAX) {
+    return Reject(Rejection::kInvalidArgument, "unknown node state");
+  }
+  if (!CheckText("message", c.message, kDescriptionBytesMax, false)) {
+    return false;
+  }
+  if (c.templates.has_value()) {
+    if (c.templates->size() > kNodeTemplatesMax) {
+      return Reject(Rejection::kInvalidArgument,
+                    "more than " + std::to_string(kNodeTemplatesMax) + " templates");
+    }
+    for (const std::string& id : *c.templates) {
+      if (!CheckText("templates", id, kIdBytesMax, true)) {
+        return false;
+      }
+    }
+  }
+  log::DraftBuilder builder;
+  auto& fbb = builder.fbb();
+  auto templates = c.templates.has_value() ? fbb.CreateVectorOfStrings(*c.templates)
+                                           : flatbuffers::Offset<flatbuffers::Vector<
+                                                 flatbuffers::Offset<flatbuffers::String>>>();
+  auto node_id = fbb.CreateString(c.node_id);
+  auto message = fbb.CreateString(c.message);
+  fb::NodeUpdatedBuilder updated(fbb);
+  updated.add_node_id(node_id);
+  updated.add_state(c.state);
+  updated.add_vm_count(c.vm_count);
+  if (c.templates.has_value()) {
+    updated.add_templates(templates);
+  }
+  updated.add_message(message);
+  Emit(updated.Finish(), &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const ScheduleVms& c) {
+  for (const Placement& placement : PlanPlacements(views_, c.max_placements)) {
+    log::DraftBuilder builder;
+    Emit(fb::CreateVmInstanceScheduledDirect(builder.fbb(), placement.instance_id.c_str(),
+                                             placement.node_id.c_str()),
+         &builder);
+    ids_.push_back(placement.instance_id);
+  }
   return true;
 }
 

@@ -73,6 +73,15 @@ std::optional<fb::VmState> ParseVmState(const std::string& name) {
   return std::nullopt;
 }
 
+std::optional<fb::NodeState> ParseNodeState(const std::string& name) {
+  for (int i = 0; i <= static_cast<int>(fb::NodeState::MAX); ++i) {
+    if (name == fb::EnumNameNodeState(static_cast<fb::NodeState>(i))) {
+      return static_cast<fb::NodeState>(i);
+    }
+  }
+  return std::nullopt;
+}
+
 class Script {
  public:
   Script(std::string name, const std::string& dir) : name_(std::move(name)), rng_(Fnv1a(name_)) {
@@ -164,6 +173,9 @@ std::optional<Command> Script::Parse(const std::vector<std::string>& words, std:
     join.node_name = get("name");
     join.ip_address = get("ip");
     join.capacity = static_cast<uint32_t>(number("capacity", 2));
+    join.capacity_mode = get("capacity_mode");
+    join.vcpu_count = static_cast<uint32_t>(number("vcpu", 0));
+    join.vram_mb = number("vram", 0);
     std::stringstream groups(get("groups"));
     for (std::string group; std::getline(groups, group, ',');) {
       join.groups.push_back(group);
@@ -171,6 +183,29 @@ std::optional<Command> Script::Parse(const std::vector<std::string>& words, std:
     return join;
   }
   if (verb == "node remove") return RemoveNode{get("id"), get("reason")};
+  if (verb == "node status") {
+    auto state = ParseNodeState(get("state"));
+    if (!state) {
+      *error = "unknown node state " + get("state");
+      return std::nullopt;
+    }
+    UpdateNodeStatus status;
+    status.node_id = get("id");
+    status.state = *state;
+    status.vm_count = static_cast<uint32_t>(number("vm_count", 0));
+    status.message = get("message");
+    if (auto templates = opt("templates")) {
+      status.templates.emplace();
+      std::stringstream list(*templates);
+      for (std::string id; std::getline(list, id, ',');) {
+        status.templates->push_back(id);
+      }
+    }
+    return status;
+  }
+  if (verb == "vm schedule") {
+    return ScheduleVms{static_cast<uint32_t>(number("max", 1000))};
+  }
   if (verb == "vm request") {
     RequestVm request;
     request.vmid = get("vmid");
@@ -180,6 +215,8 @@ std::optional<Command> Script::Parse(const std::vector<std::string>& words, std:
     request.node_id = get("node");
     request.count = static_cast<uint32_t>(number("count", 1));
     request.priority = static_cast<uint32_t>(number("priority", 1000));
+    request.vcpu = static_cast<uint32_t>(number("vcpu", 0));
+    request.vram_mb = number("vram", 0);
     return request;
   }
   if (verb == "vm state") {
