@@ -98,6 +98,15 @@ struct UpdateNodeStatus {
   std::string message;
 };
 
+// Adds (member) or removes every node in node_ids to or from every group in group_ids
+// (POST/DELETE /api/v1/node/group). All named groups and nodes must exist; pairs already in the
+// wanted state record nothing.
+struct ChangeGroupMembership {
+  std::vector<std::string> group_ids;
+  std::vector<std::string> node_ids;
+  bool member = true;
+};
+
 // One scheduler pass (engine/scheduler.h): places up to max_placements waiting instances.
 // Placements are VmInstanceScheduled events; a pass with nothing to place appends nothing.
 struct ScheduleVms {
@@ -106,7 +115,7 @@ struct ScheduleVms {
 
 using Command = std::variant<SetConfig, CreateNodeGroup, UpdateNodeGroup, DeleteNodeGroup, JoinNode,
                              RemoveNode, RequestVm, ChangeVmState, TerminateVm, UpdateNodeStatus,
-                             ScheduleVms>;
+                             ScheduleVms, ChangeGroupMembership>;
 
 // The Anka instance state machine: may an instance in `from` move to `to`? Staying in the same
 // state (a progress or message update) is allowed, except once Terminated.

@@ -51,6 +51,16 @@ std::vector<std::string> ConflictKeys(const Command& command) {
     std::vector<std::string> operator()(const UpdateNodeStatus& c) const {
       return {"node/" + c.node_id};
     }
+    std::vector<std::string> operator()(const ChangeGroupMembership& c) const {
+      std::vector<std::string> keys;
+      for (const std::string& group : c.group_ids) {
+        keys.push_back("group/" + group);
+      }
+      for (const std::string& node : c.node_ids) {
+        keys.push_back("node/" + node);
+      }
+      return keys;
+    }
     std::vector<std::string> operator()(const ScheduleVms&) const {
       // One pass at a time: a pass counts capacity from the views, so a second pass in flight
       // would count without the first one's placements.
@@ -119,7 +129,7 @@ const char* CommandName(const Command& command) {
   static constexpr const char* kNames[] = {
       "set_config",  "create_node_group", "update_node_group", "delete_node_group", "join_node",
       "remove_node", "request_vm",        "change_vm_state",   "terminate_vm",      "update_node_status",
-      "schedule_vms"};
+      "schedule_vms", "change_group_membership"};
   static_assert(std::size(kNames) == std::variant_size_v<Command>);
   return kNames[command.index()];
 }

@@ -12,6 +12,7 @@ inline constexpr size_t kNameBytesMax = 256;            // Group, node and insta
 inline constexpr size_t kDescriptionBytesMax = 1024;
 inline constexpr size_t kIdBytesMax = 128;              // Ids a client supplies.
 inline constexpr size_t kNodeTemplatesMax = 4096;        // Templates one node reports.
+inline constexpr size_t kMembershipIdsMax = 1000;        // Groups, and nodes, in one membership change.
 inline constexpr size_t kGroupsPerNodeMax = 64;
 inline constexpr uint32_t kVmsPerRequestMax = 100;      // "count" in one VM request.
 inline constexpr size_t kStartupScriptBytesMax = 256 * 1024;

@@ -1,6 +1,7 @@
 // Validate + Stamp: one function per command kind, each checking the command against the durable
 // views and, if it is valid, encoding its events. Nothing here changes a view or appends.
 #include <algorithm>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -74,6 +75,7 @@ class Validation {
   bool ValidateCommand(const TerminateVm& c);
   bool ValidateCommand(const UpdateNodeStatus& c);
   bool ValidateCommand(const ScheduleVms& c);
+  bool ValidateCommand(const ChangeGroupMembership& c);
 
  private:
   bool GroupNameTaken(const std::string& name, const std::string& except_id) const;
@@ -405,6 +407,40 @@ bool Validation::ValidateCommand(const ScheduleVms& c) {
                                              placement.node_id.c_str()),
          &builder);
     ids_.push_back(placement.instance_id);
+  }
+  return true;
+}
+
+bool Validation::ValidateCommand(const ChangeGroupMembership& c) {
+  if (c.group_ids.empty() || c.node_ids.empty()) {
+    return Reject(Rejection::kInvalidArgument, "group_ids and node_ids must not be empty");
+  }
+  if (c.group_ids.size() > kMembershipIdsMax || c.node_ids.size() > kMembershipIdsMax) {
+    return Reject(Rejection::kInvalidArgument,
+                  "at most " + std::to_string(kMembershipIdsMax) + " group_ids and node_ids");
+  }
+  for (const std::string& group_id : c.group_ids) {
+    if (!views_.node_groups.groups.contains(group_id)) {
+      return Reject(Rejection::kNotFound, "node group " + group_id.substr(0, 64) + " not found");
+    }
+  }
+  for (const std::string& node_id : c.node_ids) {
+    if (!views_.nodes.nodes.contains(node_id)) {
+      return Reject(Rejection::kNotFound, "node " + node_id.substr(0, 64) + " not found");
+    }
+  }
+  std::set<std::pair<std::string, std::string>> done;
+  for (const std::string& group_id : c.group_ids) {
+    for (const std::string& node_id : c.node_ids) {
+      const bool is_member = views_.nodes.nodes.at(node_id).groups.contains(group_id);
+      if (is_member == c.member || !done.emplace(group_id, node_id).second) {
+        continue;
+      }
+      log::DraftBuilder builder;
+      Emit(fb::CreateNodeGroupMembershipChangedDirect(builder.fbb(), group_id.c_str(),
+                                                      node_id.c_str(), c.member),
+           &builder);
+    }
   }
   return true;
 }

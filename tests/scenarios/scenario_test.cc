@@ -203,6 +203,19 @@ std::optional<Command> Script::Parse(const std::vector<std::string>& words, std:
     }
     return status;
   }
+  if (verb == "group add" || verb == "group remove") {
+    ChangeGroupMembership change;
+    change.member = verb == "group add";
+    std::stringstream groups(get("groups"));
+    for (std::string id; std::getline(groups, id, ',');) {
+      change.group_ids.push_back(id);
+    }
+    std::stringstream nodes(get("nodes"));
+    for (std::string id; std::getline(nodes, id, ',');) {
+      change.node_ids.push_back(id);
+    }
+    return change;
+  }
   if (verb == "vm schedule") {
     return ScheduleVms{static_cast<uint32_t>(number("max", 1000))};
   }
