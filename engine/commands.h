@@ -57,19 +57,34 @@ struct RemoveNode {
   std::string reason;
 };
 
+struct VmPortForward {
+  uint16_t guest_port = 0;
+  uint16_t host_port = 0;  // 0: the node picks one.
+  std::string protocol;    // "tcp" or "udp".
+  std::string name;
+};
+
 struct RequestVm {
   std::string vmid;  // Template id.
   std::string tag;
+  int32_t version = -1;  // -1: the tag (or the latest).
   std::string name;
+  std::string name_template;
   std::string group_id;  // Empty: any node.
   std::string node_id;   // Empty: any node.
   std::string external_id;
-  uint32_t priority = 1000;
+  uint32_t priority = 1000;  // 1..10000, lower is more urgent.
   uint32_t count = 1;
-  std::string startup_script;
+  std::string startup_script;  // Base64, as the client sent it.
+  int32_t startup_script_condition = 0;
+  bool script_monitoring = false;
+  int32_t script_timeout = 0;
+  int32_t script_fail_handler = 0;
   std::string metadata_json;
   uint32_t vcpu = 0;
   uint64_t vram_mb = 0;
+  std::vector<VmPortForward> port_forwarding_override;
+  bool vnc_password_set = false;  // The password itself never reaches the engine.
 };
 
 struct ChangeVmState {

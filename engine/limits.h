@@ -15,6 +15,9 @@ inline constexpr size_t kNodeTemplatesMax = 4096;        // Templates one node r
 inline constexpr size_t kMembershipIdsMax = 1000;        // Groups, and nodes, in one membership change.
 inline constexpr size_t kGroupsPerNodeMax = 64;
 inline constexpr uint32_t kVmsPerRequestMax = 100;      // "count" in one VM request.
+inline constexpr uint32_t kVmPriorityMin = 1;            // "priority": lower is more urgent.
+inline constexpr uint32_t kVmPriorityMax = 10000;
+inline constexpr size_t kPortForwardsMax = 64;          // port_forwarding_override entries.
 inline constexpr size_t kStartupScriptBytesMax = 256 * 1024;
 inline constexpr size_t kMetadataBytesMax = 64 * 1024;
 

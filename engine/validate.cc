@@ -280,6 +280,30 @@ bool Validation::ValidateCommand(const RequestVm& c) {
       !CheckText("external_id", c.external_id, kNameBytesMax, false)) {
     return false;
   }
+  if (c.priority < kVmPriorityMin || c.priority > kVmPriorityMax) {
+    return Reject(Rejection::kInvalidArgument, "priority must be between " +
+                                                   std::to_string(kVmPriorityMin) + " and " +
+                                                   std::to_string(kVmPriorityMax));
+  }
+  if (!CheckText("name_template", c.name_template, kNameBytesMax, false)) {
+    return false;
+  }
+  if (c.port_forwarding_override.size() > kPortForwardsMax) {
+    return Reject(Rejection::kInvalidArgument,
+                  "more than " + std::to_string(kPortForwardsMax) + " port forwards");
+  }
+  for (const VmPortForward& forward : c.port_forwarding_override) {
+    if (forward.guest_port == 0) {
+      return Reject(Rejection::kInvalidArgument, "port_forwarding_override: guest_port is required");
+    }
+    if (!forward.protocol.empty() && forward.protocol != "tcp" && forward.protocol != "udp") {
+      return Reject(Rejection::kInvalidArgument,
+                    "port_forwarding_override: protocol must be tcp or udp");
+    }
+    if (!CheckText("port_forwarding_override name", forward.name, kNameBytesMax, false)) {
+      return false;
+    }
+  }
   if (c.count < 1 || c.count > kVmsPerRequestMax) {
     return Reject(Rejection::kInvalidArgument,
                   "count must be between 1 and " + std::to_string(kVmsPerRequestMax));
@@ -297,10 +321,18 @@ bool Validation::ValidateCommand(const RequestVm& c) {
     const std::string id = rng_->NewUuid();
     log::DraftBuilder builder;
     auto& fbb = builder.fbb();
+    std::vector<flatbuffers::Offset<fb::PortForward>> forwards;
+    for (const VmPortForward& forward : c.port_forwarding_override) {
+      forwards.push_back(fb::CreatePortForwardDirect(fbb, forward.guest_port, forward.host_port,
+                                                     forward.protocol.c_str(),
+                                                     forward.name.c_str()));
+    }
     auto payload = fb::CreateVmInstanceRequestedDirect(
-        fbb, id.c_str(), c.vmid.c_str(), c.tag.c_str(), -1, c.name.c_str(), "",
-        c.external_id.c_str(), c.node_id.c_str(), c.group_id.c_str(), c.priority,
-        c.startup_script.c_str(), 0, false, 0, 0, c.metadata_json.c_str(), c.vcpu, c.vram_mb);
+        fbb, id.c_str(), c.vmid.c_str(), c.tag.c_str(), c.version, c.name.c_str(),
+        c.name_template.c_str(), c.external_id.c_str(), c.node_id.c_str(), c.group_id.c_str(),
+        c.priority, c.startup_script.c_str(), c.startup_script_condition, c.script_monitoring,
+        c.script_timeout, c.script_fail_handler, c.metadata_json.c_str(), c.vcpu, c.vram_mb,
+        c.port_forwarding_override.empty() ? nullptr : &forwards, c.vnc_password_set);
     Emit(payload, &builder);
     ids_.push_back(id);
   }
