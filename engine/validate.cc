@@ -294,7 +294,8 @@ bool Validation::ValidateCommand(const RequestVm& c) {
   }
   for (const VmPortForward& forward : c.port_forwarding_override) {
     if (forward.guest_port == 0) {
-      return Reject(Rejection::kInvalidArgument, "port_forwarding_override: guest_port is required");
+      return Reject(Rejection::kInvalidArgument,
+                    "port_forwarding_override: guest_port is required");
     }
     if (!forward.protocol.empty() && forward.protocol != "tcp" && forward.protocol != "udp") {
       return Reject(Rejection::kInvalidArgument,
@@ -308,7 +309,8 @@ bool Validation::ValidateCommand(const RequestVm& c) {
     return Reject(Rejection::kInvalidArgument,
                   "count must be between 1 and " + std::to_string(kVmsPerRequestMax));
   }
-  if (c.startup_script.size() > kStartupScriptBytesMax || c.metadata_json.size() > kMetadataBytesMax) {
+  if (c.startup_script.size() > kStartupScriptBytesMax ||
+      c.metadata_json.size() > kMetadataBytesMax) {
     return Reject(Rejection::kInvalidArgument, "startup_script or metadata is too large");
   }
   if (!c.group_id.empty() && !views_.node_groups.groups.contains(c.group_id)) {

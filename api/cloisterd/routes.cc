@@ -23,7 +23,6 @@ Json ConfigJsonValue(const engine::ConfigKey& key, const std::string& text) {
   }
 }
 
-// A JSON value as a setting's text, or an error naming the key for a wrong JSON type.
 // A setting's JSON value as the engine's text, if its JSON type is the setting's type (as GET
 // shows it: integers as numbers, booleans as true/false, everything else as strings). An
 // unknown key passes as text, for the engine to reject as a domain failure.
@@ -63,27 +62,7 @@ bool ConfigTextValue(const std::string& key, const nlohmann::json& value, std::s
   return false;
 }
 
-// Domain rejections are 200 + FAIL (Anka clients read the envelope); the two that are about the
-// caller or the server rather than the request get their HTTP meaning.
-api::Response RejectionResponse(const engine::Reply& reply) {
-  switch (reply.rejection) {
-    case engine::Rejection::kForbidden:
-      return api::FailResponse(403, "Forbidden");
-    case engine::Rejection::kOverloaded:
-      return api::FailResponse(503, reply.message);
-    default:
-      return api::FailResponse(200, reply.message);
-  }
-}
-
 }  // namespace
-
-api::Response OkResponse(const std::string& body_json) {
-  api::Response response;
-  response.content_type = "application/json";
-  response.body = R"({"status":"OK","message":"","body":)" + body_json + "}";
-  return response;
-}
 
 void Routes::Handle(Listener listener, api::Request request, Respond respond) {
   const std::string& path = request.path;
@@ -119,6 +98,9 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
     } else {
       respond(api::FailResponse(405, "method not allowed"));
     }
+    return;
+  }
+  if (controller_.Handle(request, respond)) {
     return;
   }
   respond(api::FailResponse(404, "not found"));
@@ -187,13 +169,8 @@ void Routes::PutConfig(const api::Request& request, Respond respond) {
   }
   engine_->Submit(engine::Principal::Anonymous(), std::move(command), request.id,
                   [this, respond = std::move(respond)](engine::Reply reply) {
-                    if (!reply.status.ok()) {
-                      // Storage failed: the change was not recorded. 503 tells a client that
-                      // retrying later is right.
-                      respond(api::FailResponse(503, "the change could not be recorded: " +
-                                                         reply.status.message()));
-                    } else if (reply.rejection != engine::Rejection::kNone) {
-                      respond(RejectionResponse(reply));
+                    if (!reply.ok()) {
+                      respond(FailedReplyResponse(reply));
                     } else {
                       GetConfig(respond);
                     }

@@ -13,6 +13,8 @@
 #include <functional>
 #include <string>
 
+#include "api/cloisterd/controller_api.h"
+#include "api/cloisterd/envelope.h"
 #include "api/cloisterd/options.h"
 #include "api/http_types.h"
 #include "engine/engine.h"
@@ -26,13 +28,19 @@ enum class Listener { kController, kRegistry };
 
 class Routes {
  public:
-  Routes(const Options& options, engine::Engine* engine) : options_(options), engine_(engine) {}
+  Routes(const Options& options, engine::Engine* engine)
+      : options_(options), engine_(engine), controller_(engine) {}
 
   // Answers request through respond, now or (for a change) once it is durable.
   void Handle(Listener listener, api::Request request, Respond respond);
 
   // While draining for shutdown /readyz answers 503 so load balancers stop sending.
-  void SetDraining() { draining_ = true; }
+  void SetDraining() {
+    draining_ = true;
+    controller_.Stop();
+  }
+
+  ControllerApi& controller() { return controller_; }
 
   // The registry URL status reports when neither ANKA_ANKA_REGISTRY nor the registry_address
   // setting names one: this process's own registry listener.
@@ -49,6 +57,7 @@ class Routes {
 
   const Options& options_;
   engine::Engine* engine_;
+  ControllerApi controller_;
   bool draining_ = false;
   std::string own_registry_url_;
   // Serialised bodies, valid while the views' seq is the one recorded: both derive only from
@@ -61,7 +70,5 @@ class Routes {
   CachedBody config_cache_;
 };
 
-// {"status":"OK","message":"","body":<body_json>} as a 200 application/json response.
-api::Response OkResponse(const std::string& body_json);
 
 }  // namespace cloister::cloisterd

@@ -98,6 +98,8 @@ std::string ReachableHost(const std::string& host) {
   return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
 
+constexpr uint64_t kSchedulerTickMs = 1000;
+
 struct Listeners {
   std::optional<api::ListenAddress> controller;
   std::optional<api::ListenAddress> registry;
@@ -135,6 +137,7 @@ class Service {
   uv_signal_t sigint_{};
   uv_timer_t shutdown_timer_{};
   uv_timer_t idle_timer_{};
+  uv_timer_t scheduler_timer_{};
   bool shutting_down_ = false;
   size_t servers_running_ = 0;
   Status close_status_;
@@ -280,6 +283,7 @@ void Service::BeginShutdown(int signal) {
   shutting_down_ = true;
   LogInfo("shutting down", {Field("signal", std::string(strsignal(signal)))});
   routes_->SetDraining();
+  uv_timer_stop(&scheduler_timer_);
   uv_signal_stop(&sigterm_);
   uv_signal_stop(&sigint_);
   // Requests that outlast the deadline are cut off; their connections close unanswered.
@@ -336,6 +340,7 @@ void Service::Finish() {
   uv_timer_stop(&shutdown_timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&scheduler_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
   loop_poster_->Close();
@@ -364,9 +369,16 @@ int Service::Run() {
     std::fprintf(stderr, "cloisterd: %s\n", status.message().c_str());
     _exit(kExitFailure);  // Nothing was acknowledged; the log closes cleanly on its own.
   }
-  for (uv_timer_t* timer : {&shutdown_timer_, &idle_timer_}) {
+  for (uv_timer_t* timer : {&shutdown_timer_, &idle_timer_, &scheduler_timer_}) {
     uv_timer_init(&loop_, timer);
     timer->data = this;
+  }
+  // A scheduler pass every second catches what no request triggers (a node coming back).
+  if (options_.role != Role::kRegistry) {
+    uv_timer_start(
+        &scheduler_timer_,
+        [](uv_timer_t* timer) { static_cast<Service*>(timer->data)->routes_->controller().Tick(); },
+        kSchedulerTickMs, kSchedulerTickMs);
   }
   for (uv_signal_t* handle : {&sigterm_, &sigint_}) {
     uv_signal_init(&loop_, handle);

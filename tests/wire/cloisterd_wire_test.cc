@@ -30,6 +30,7 @@
 #include "tests/testutil.h"
 #include "tests/wire/cloisterd_process.h"
 #include "tests/wire/conformance.h"
+#include "tests/wire/envelope_checks.h"
 #include "tests/wire/wire_client.h"
 
 namespace cloister::testing {
@@ -53,49 +54,6 @@ void StopCleanly(CloisterdProcess& daemon) {
   INFO(DescribeWaitStatus(*status));
   REQUIRE(WIFEXITED(*status));
   REQUIRE(WEXITSTATUS(*status) == 0);
-}
-
-WireResponse Call(const WireTarget& target, std::string_view method, std::string_view path,
-                  std::string_view body = "", std::string_view headers = "") {
-  auto connection = WireConnection::Connect(target);
-  INFO(connection.status().ToString());
-  REQUIRE(connection.ok());
-  REQUIRE((*connection)->Send(MakeRequest(method, path, body, headers)).ok());
-  auto response = (*connection)->ReadResponse(10000, method == "HEAD");
-  INFO(response.status().ToString());
-  REQUIRE(response.ok());
-  return std::move(*response);
-}
-
-// The Anka envelope of a JSON response, checked for shape.
-Json Envelope(const WireResponse& response) {
-  INFO("status " << response.status << " body " << response.body);
-  REQUIRE(response.Header("Content-Type").rfind("application/json", 0) == 0);
-  Json json = Json::parse(response.body, nullptr, false);
-  REQUIRE(json.is_object());
-  REQUIRE(json.contains("status"));
-  REQUIRE(json.contains("message"));
-  REQUIRE(json["message"].is_string());
-  return json;
-}
-
-Json RequireOk(const WireResponse& response) {
-  Json json = Envelope(response);
-  INFO(response.body);
-  REQUIRE(response.status == 200);
-  REQUIRE(json["status"] == "OK");
-  REQUIRE(json.contains("body"));
-  return json["body"];
-}
-
-// status and FAIL; returns the message.
-std::string RequireFail(const WireResponse& response, int status) {
-  Json json = Envelope(response);
-  INFO(response.body);
-  REQUIRE(response.status == status);
-  REQUIRE(json["status"] == "FAIL");
-  REQUIRE(!json["message"].get<std::string>().empty());
-  return json["message"];
 }
 
 // The conformance target for cloisterd's controller: the echo path is the config, a payload

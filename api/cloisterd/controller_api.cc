@@ -1,0 +1,597 @@
+#include "api/cloisterd/controller_api.h"
+
+#include <time.h>
+
+#include <cctype>
+#include <cstdio>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <utility>
+#include <vector>
+
+namespace cloister::cloisterd {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+constexpr uint64_t kBytesPerGb = 1024;  // Views hold MB; Anka shows ram and vram in GB.
+
+// ---- input -------------------------------------------------------------------------------------
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The value of name in a query string ("id=a&x=1"), percent-decoded; nullopt if absent.
+std::optional<std::string> QueryParam(const std::string& query, std::string_view name) {
+  size_t start = 0;
+  while (start <= query.size()) {
+    size_t end = query.find('&', start);
+    if (end == std::string::npos) {
+      end = query.size();
+    }
+    const std::string_view pair(query.data() + start, end - start);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) {
+      std::string value;
+      const std::string_view raw = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+      for (size_t i = 0; i < raw.size(); i++) {
+        if (raw[i] == '%' && i + 2 < raw.size() && HexValue(raw[i + 1]) >= 0 &&
+            HexValue(raw[i + 2]) >= 0) {
+          value += static_cast<char>(HexValue(raw[i + 1]) * 16 + HexValue(raw[i + 2]));
+          i += 2;
+        } else {
+          value += raw[i] == '+' ? ' ' : raw[i];
+        }
+      }
+      return value;
+    }
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
+// Typed reads from a request's JSON object. Each returns false (and sets error, naming the
+// field) when the field is present with the wrong JSON type; an absent (or null) field leaves
+// the output as it was.
+class Fields {
+ public:
+  explicit Fields(const nlohmann::json& json) : json_(json) {}
+
+  bool Has(const char* key) const { return json_.contains(key) && !json_[key].is_null(); }
+
+  bool String(const char* key, std::string* out) {
+    if (!Has(key)) return true;
+    if (!json_[key].is_string()) return Fail(key, "must be a string");
+    *out = json_[key].get<std::string>();
+    return true;
+  }
+
+  // Any integer; values beyond [min, max] are clamped (the engine's range check then names
+  // the field and its range, as a domain failure).
+  template <typename T>
+  bool Int(const char* key, T* out) {
+    if (!Has(key)) return true;
+    if (!json_[key].is_number_integer()) return Fail(key, "must be a whole number");
+    const auto& value = json_[key];
+    if (value.is_number_unsigned()) {
+      const uint64_t v = value.get<uint64_t>();
+      *out = v > static_cast<uint64_t>(std::numeric_limits<T>::max())
+                 ? std::numeric_limits<T>::max()
+                 : static_cast<T>(v);
+    } else {
+      const int64_t v = value.get<int64_t>();
+      if (v < static_cast<int64_t>(std::numeric_limits<T>::min())) {
+        *out = std::numeric_limits<T>::min();
+      } else if (v > 0 && static_cast<uint64_t>(v) >
+                              static_cast<uint64_t>(std::numeric_limits<T>::max())) {
+        *out = std::numeric_limits<T>::max();
+      } else {
+        *out = static_cast<T>(v);
+      }
+    }
+    return true;
+  }
+
+  bool Bool(const char* key, bool* out) {
+    if (!Has(key)) return true;
+    if (!json_[key].is_boolean()) return Fail(key, "must be true or false");
+    *out = json_[key].get<bool>();
+    return true;
+  }
+
+  bool Strings(const char* key, std::vector<std::string>* out) {
+    if (!Has(key)) return true;
+    if (!json_[key].is_array()) return Fail(key, "must be an array of strings");
+    for (const auto& item : json_[key]) {
+      if (!item.is_string()) return Fail(key, "must be an array of strings");
+      out->push_back(item.get<std::string>());
+    }
+    return true;
+  }
+
+  const std::string& error() const { return error_; }
+
+ private:
+  bool Fail(const char* key, const char* what) {
+    error_ = std::string(key) + ": " + what;
+    return false;
+  }
+
+  const nlohmann::json& json_;
+  std::string error_;
+};
+
+// The body as a JSON object; an empty body is an empty object. nullopt: not a JSON object.
+std::optional<nlohmann::json> BodyObject(const api::Request& request) {
+  if (request.body.empty()) {
+    return nlohmann::json::object();
+  }
+  nlohmann::json parsed = nlohmann::json::parse(request.body, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object()) {
+    return std::nullopt;
+  }
+  return parsed;
+}
+
+api::Response BadBody() { return api::FailResponse(400, "the body must be a JSON object"); }
+api::Response NotFound() { return api::FailResponse(200, "Not found"); }
+api::Response MethodNotAllowed() { return api::FailResponse(405, "method not allowed"); }
+
+// The id of the entity a request names: ?id= first, then the body's key.
+std::optional<std::string> TargetId(const api::Request& request, const nlohmann::json& body,
+                                    const char* body_key, std::string* error) {
+  if (auto id = QueryParam(request.query, "id")) {
+    return id;
+  }
+  if (body.contains(body_key) && !body[body_key].is_null()) {
+    if (!body[body_key].is_string()) {
+      *error = std::string(body_key) + ": must be a string";
+      return std::nullopt;
+    }
+    return body[body_key].get<std::string>();
+  }
+  *error = std::string(body_key) + " is required";
+  return std::nullopt;
+}
+
+// ---- output ------------------------------------------------------------------------------------
+
+// RFC 3339 UTC with nanoseconds: 2026-11-24T18:33:37.123456789Z.
+std::string Rfc3339Nano(int64_t time_ns) {
+  const time_t seconds = static_cast<time_t>(time_ns / 1'000'000'000);
+  const long nanos = static_cast<long>(time_ns % 1'000'000'000);
+  tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[64];
+  const size_t n = strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &utc);
+  std::snprintf(text + n, sizeof(text) - n, ".%09ldZ", nanos);
+  return text;
+}
+
+const char* NodeStateText(fb::NodeState state) {
+  return state == fb::NodeState::DrainMode ? "Drain Mode" : fb::EnumNameNodeState(state);
+}
+
+Json GroupJson(const reducers::NodeGroup& group) {
+  Json j;
+  j["id"] = group.group_id;
+  j["name"] = group.name;
+  j["description"] = group.description;
+  j["fallback_group_id"] = group.fallback_group_id;
+  return j;
+}
+
+Json NodeJson(const reducers::Views& views, const reducers::Node& node) {
+  Json j;
+  j["node_id"] = node.node_id;
+  j["node_name"] = node.node_name;
+  j["cpu_count"] = node.cpu_count;
+  j["ram"] = node.ram_mb / kBytesPerGb;
+  j["vm_count"] = node.vm_count;
+  j["vcpu_count"] = node.vcpu_count;
+  j["vram"] = node.vram_mb / kBytesPerGb;
+  j["ip_address"] = node.ip_address;
+  j["state"] = NodeStateText(node.state);
+  j["capacity"] = node.capacity;
+  j["capacity_mode"] = node.capacity_mode.empty() ? "number" : node.capacity_mode;
+  Json groups = Json::array();
+  for (const std::string& id : node.groups) {
+    auto group = views.node_groups.groups.find(id);
+    if (group != views.node_groups.groups.end()) {
+      groups.push_back(GroupJson(group->second));
+    }
+  }
+  j["groups"] = groups;
+  Json templates = Json::array();
+  for (const std::string& id : node.templates) {
+    templates.push_back(Json{{"id", id}});
+  }
+  j["templates"] = templates;
+  if (!node.arch.empty()) j["arch"] = node.arch;
+  if (!node.message.empty()) j["message"] = node.message;
+  j["last_updated"] = Rfc3339Nano(node.updated.time_ns);
+  return j;
+}
+
+// vminfo.status as Anka shows it: the guest's state in lower case ("running" when Started).
+std::string VmInfoStatus(fb::VmState state) {
+  if (state == fb::VmState::Started) return "running";
+  std::string text = fb::EnumNameVmState(state);
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+// The instance object. Empty fields are left out, except those Anka always sends (vmid,
+// group_id, instance_state, ts, cr_time, progress).
+Json InstanceJson(const reducers::Views& views, const reducers::VmInstance& vm) {
+  Json j;
+  j["instance_id"] = vm.instance_id;
+  j["instance_state"] = fb::EnumNameVmState(vm.state);
+  if (!vm.message.empty()) j["message"] = vm.message;
+  j["vmid"] = vm.vmid;
+  if (!vm.tag.empty()) j["tag"] = vm.tag;
+  if (vm.version >= 0) j["version"] = vm.version;
+  if (!vm.node_id.empty()) j["node_id"] = vm.node_id;
+  j["group_id"] = vm.group_id;
+  if (!vm.name.empty()) j["name"] = vm.name;
+  if (!vm.external_id.empty()) j["external_id"] = vm.external_id;
+  if (!vm.metadata_json.empty()) {
+    Json metadata = Json::parse(vm.metadata_json, nullptr, false);
+    if (!metadata.is_discarded()) j["metadata"] = metadata;
+  }
+  j["priority"] = vm.priority;
+  j["ts"] = Rfc3339Nano(vm.updated.time_ns);
+  j["cr_time"] = Rfc3339Nano(vm.created.time_ns);
+  j["progress"] = vm.progress;
+  if (!vm.node_id.empty()) {
+    auto node = views.nodes.nodes.find(vm.node_id);
+    if (node != views.nodes.nodes.end() && !node->second.arch.empty()) {
+      j["arch"] = node->second.arch;
+    }
+  }
+  if (!vm.vm_uuid.empty()) {
+    Json info;
+    info["uuid"] = vm.vm_uuid;
+    info["name"] = vm.name.empty() ? vm.instance_id : vm.name;
+    info["status"] = VmInfoStatus(vm.state);
+    if (vm.vcpu != 0) info["cpu_cores"] = vm.vcpu;
+    if (vm.vram_mb != 0) info["ram"] = std::to_string(vm.vram_mb) + "MB";
+    info["node_id"] = vm.node_id;
+    auto node = views.nodes.nodes.find(vm.node_id);
+    if (node != views.nodes.nodes.end()) info["host_ip"] = node->second.ip_address;
+    if (!vm.ip.empty()) info["ip"] = vm.ip;
+    if (vm.vnc_port != 0) {
+      info["vnc_port"] = vm.vnc_port;
+      if (node != views.nodes.nodes.end() && !node->second.ip_address.empty()) {
+        info["vnc_connection_string"] =
+            "vnc://" + node->second.ip_address + ":" + std::to_string(vm.vnc_port);
+      }
+    }
+    Json forwards = Json::array();
+    for (const reducers::PortForward& forward : vm.port_forwarding_override) {
+      forwards.push_back(Json{{"guest_port", forward.guest_port},
+                              {"host_port", forward.host_port},
+                              {"protocol", forward.protocol},
+                              {"name", forward.name}});
+    }
+    info["port_forwarding"] = forwards;
+    j["vminfo"] = info;
+  }
+  return j;
+}
+
+Json InstanceListItem(const reducers::Views& views, const reducers::VmInstance& vm) {
+  Json j;
+  j["instance_id"] = vm.instance_id;
+  if (!vm.external_id.empty()) j["external_id"] = vm.external_id;
+  if (!vm.name.empty()) j["name"] = vm.name;
+  j["vm"] = InstanceJson(views, vm);
+  return j;
+}
+
+}  // namespace
+
+bool ControllerApi::Handle(const api::Request& request, Respond& respond) {
+  const std::string& path = request.path;
+  if (path == "/api/v1/group") {
+    Groups(request, std::move(respond));
+  } else if (path == "/api/v1/node/group") {
+    NodeGroups(request, std::move(respond));
+  } else if (path == "/api/v1/node") {
+    Nodes(request, std::move(respond));
+  } else if (path == "/api/v1/vm") {
+    Vms(request, std::move(respond));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+void ControllerApi::Submit(const api::Request& request, engine::Command command, bool reschedule,
+                           std::function<std::string(const engine::Reply&)> body,
+                           Respond respond) {
+  engine_->Submit(engine::Principal::Anonymous(), std::move(command), request.id,
+                  [this, reschedule, body = std::move(body),
+                   respond = std::move(respond)](engine::Reply reply) {
+                    if (!reply.ok()) {
+                      respond(FailedReplyResponse(reply));
+                      return;
+                    }
+                    respond(OkResponse(body(reply)));
+                    if (reschedule && reply.seq_first != 0) {
+                      RequestSchedulePass();
+                    }
+                  });
+}
+
+void ControllerApi::RequestSchedulePass() {
+  if (stopped_) {
+    return;
+  }
+  if (pass_in_flight_) {
+    pass_wanted_ = true;
+    return;
+  }
+  auto enabled = engine_->views().config.entries.find("scheduler_enabled");
+  if (enabled != engine_->views().config.entries.end() && enabled->second.value == "false") {
+    return;
+  }
+  pass_in_flight_ = true;
+  pass_wanted_ = false;
+  schedule_passes_++;
+  engine_->Submit(engine::Principal::System(), engine::ScheduleVms{}, "scheduler",
+                  [this](engine::Reply) {
+                    pass_in_flight_ = false;
+                    if (pass_wanted_) {
+                      RequestSchedulePass();
+                    }
+                  });
+}
+
+void ControllerApi::Groups(const api::Request& request, Respond respond) {
+  const reducers::Views& views = engine_->views();
+  if (request.method == "GET" || request.method == "HEAD") {
+    if (auto id = QueryParam(request.query, "id")) {
+      auto group = views.node_groups.groups.find(*id);
+      respond(group == views.node_groups.groups.end()
+                  ? NotFound()
+                  : OkResponse(GroupJson(group->second).dump()));
+      return;
+    }
+    Json list = Json::array();
+    for (const auto& [id, group] : views.node_groups.groups) {
+      list.push_back(GroupJson(group));
+    }
+    respond(OkResponse(list.dump()));
+    return;
+  }
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadBody());
+    return;
+  }
+  Fields fields(*body);
+  auto group_body = [this](std::string id) {
+    return [this, id = std::move(id)](const engine::Reply& reply) {
+      const std::string& group_id = id.empty() ? reply.ids.at(0) : id;
+      const auto& groups = engine_->views().node_groups.groups;
+      auto group = groups.find(group_id);
+      return group == groups.end() ? std::string("null") : GroupJson(group->second).dump();
+    };
+  };
+  if (request.method == "POST") {
+    engine::CreateNodeGroup create;
+    if (!fields.String("name", &create.name) ||
+        !fields.String("description", &create.description) ||
+        !fields.String("fallback_group_id", &create.fallback_group_id)) {
+      respond(api::FailResponse(400, fields.error()));
+      return;
+    }
+    Submit(request, std::move(create), false, group_body(""), std::move(respond));
+    return;
+  }
+  std::string error;
+  std::optional<std::string> id = TargetId(request, *body, "id", &error);
+  if (request.method == "PUT") {
+    if (!id) {
+      respond(api::FailResponse(400, error));
+      return;
+    }
+    engine::UpdateNodeGroup update;
+    update.group_id = *id;
+    std::string name, description, fallback;
+    if (!fields.String("name", &name) || !fields.String("description", &description) ||
+        !fields.String("fallback_group_id", &fallback)) {
+      respond(api::FailResponse(400, fields.error()));
+      return;
+    }
+    if (fields.Has("name")) update.name = name;
+    if (fields.Has("description")) update.description = description;
+    if (fields.Has("fallback_group_id")) update.fallback_group_id = fallback;
+    Submit(request, std::move(update), true, group_body(*id), std::move(respond));
+    return;
+  }
+  if (request.method == "DELETE") {
+    if (!id) {
+      respond(api::FailResponse(400, error));
+      return;
+    }
+    Submit(request, engine::DeleteNodeGroup{*id}, false,
+           [](const engine::Reply&) { return std::string("null"); }, std::move(respond));
+    return;
+  }
+  respond(MethodNotAllowed());
+}
+
+void ControllerApi::NodeGroups(const api::Request& request, Respond respond) {
+  if (request.method != "POST" && request.method != "DELETE") {
+    respond(MethodNotAllowed());
+    return;
+  }
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadBody());
+    return;
+  }
+  Fields fields(*body);
+  engine::ChangeGroupMembership change;
+  change.member = request.method == "POST";
+  if (!fields.Strings("group_ids", &change.group_ids) ||
+      !fields.Strings("node_ids", &change.node_ids)) {
+    respond(api::FailResponse(400, fields.error()));
+    return;
+  }
+  Submit(request, std::move(change), true,
+         [](const engine::Reply&) { return std::string("null"); }, std::move(respond));
+}
+
+void ControllerApi::Nodes(const api::Request& request, Respond respond) {
+  const reducers::Views& views = engine_->views();
+  if (request.method == "GET" || request.method == "HEAD") {
+    Json list = Json::array();
+    if (auto id = QueryParam(request.query, "id")) {
+      auto node = views.nodes.nodes.find(*id);
+      if (node == views.nodes.nodes.end()) {
+        respond(NotFound());
+        return;
+      }
+      list.push_back(NodeJson(views, node->second));  // Clients read body[0].
+    } else {
+      for (const auto& [id, node] : views.nodes.nodes) {
+        list.push_back(NodeJson(views, node));
+      }
+    }
+    respond(OkResponse(list.dump()));
+    return;
+  }
+  if (request.method != "DELETE") {
+    respond(MethodNotAllowed());
+    return;
+  }
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadBody());
+    return;
+  }
+  std::string error;
+  std::optional<std::string> id = TargetId(request, *body, "node_id", &error);
+  if (!id) {
+    respond(api::FailResponse(400, error));
+    return;
+  }
+  Submit(request, engine::RemoveNode{*id, "removed through the API"}, false,
+         [](const engine::Reply&) { return std::string("null"); }, std::move(respond));
+}
+
+void ControllerApi::Vms(const api::Request& request, Respond respond) {
+  const reducers::Views& views = engine_->views();
+  if (request.method == "GET" || request.method == "HEAD") {
+    if (auto id = QueryParam(request.query, "id")) {
+      auto vm = views.vm_instances.instances.find(*id);
+      respond(vm == views.vm_instances.instances.end()
+                  ? NotFound()
+                  : OkResponse(InstanceJson(views, vm->second).dump()));
+      return;
+    }
+    Json list = Json::array();
+    for (const auto& [id, vm] : views.vm_instances.instances) {
+      list.push_back(InstanceListItem(views, vm));
+    }
+    respond(OkResponse(list.dump()));
+    return;
+  }
+  if (request.method == "POST") {
+    StartVms(request, std::move(respond));
+    return;
+  }
+  if (request.method != "DELETE") {
+    respond(MethodNotAllowed());
+    return;
+  }
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadBody());
+    return;
+  }
+  std::string error;
+  std::optional<std::string> id = TargetId(request, *body, "id", &error);
+  if (!id) {
+    respond(api::FailResponse(400, error));
+    return;
+  }
+  if (!views.vm_instances.instances.contains(*id)) {
+    respond(NotFound());
+    return;
+  }
+  Submit(request, engine::TerminateVm{*id, "terminated through the API"}, true,
+         [](const engine::Reply&) { return std::string("null"); }, std::move(respond));
+}
+
+void ControllerApi::StartVms(const api::Request& request, Respond respond) {
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadBody());
+    return;
+  }
+  Fields fields(*body);
+  engine::RequestVm start;
+  std::string vnc_password;
+  bool ok = fields.String("vmid", &start.vmid) && fields.String("tag", &start.tag) &&
+            fields.Int("version", &start.version) && fields.String("name", &start.name) &&
+            fields.String("name_template", &start.name_template) &&
+            fields.String("external_id", &start.external_id) &&
+            fields.Int("count", &start.count) && fields.String("node_id", &start.node_id) &&
+            fields.String("group_id", &start.group_id) &&
+            fields.Int("priority", &start.priority) &&
+            fields.String("startup_script", &start.startup_script) &&
+            fields.Int("startup_script_condition", &start.startup_script_condition) &&
+            fields.Bool("script_monitoring", &start.script_monitoring) &&
+            fields.Int("script_timeout", &start.script_timeout) &&
+            fields.Int("script_fail_handler", &start.script_fail_handler) &&
+            fields.Int("vcpu", &start.vcpu) && fields.Int("vram", &start.vram_mb) &&
+            fields.String("vnc_password", &vnc_password);
+  if (!ok) {
+    respond(api::FailResponse(400, fields.error()));
+    return;
+  }
+  start.vnc_password_set = !vnc_password.empty();
+  if (fields.Has("metadata")) {
+    if (!(*body)["metadata"].is_object()) {
+      respond(api::FailResponse(400, "metadata: must be an object"));
+      return;
+    }
+    start.metadata_json = (*body)["metadata"].dump();
+  }
+  if (fields.Has("port_forwarding_override")) {
+    const nlohmann::json& list = (*body)["port_forwarding_override"];
+    if (!list.is_array()) {
+      respond(api::FailResponse(400, "port_forwarding_override: must be an array"));
+      return;
+    }
+    for (const nlohmann::json& item : list) {
+      if (!item.is_object()) {
+        respond(api::FailResponse(400, "port_forwarding_override: must be an array of objects"));
+        return;
+      }
+      Fields forward_fields(item);
+      engine::VmPortForward forward;
+      if (!forward_fields.Int("guest_port", &forward.guest_port) ||
+          !forward_fields.Int("host_port", &forward.host_port) ||
+          !forward_fields.String("protocol", &forward.protocol) ||
+          !forward_fields.String("name", &forward.name)) {
+        respond(api::FailResponse(400, "port_forwarding_override: " + forward_fields.error()));
+        return;
+      }
+      start.port_forwarding_override.push_back(std::move(forward));
+    }
+  }
+  Submit(request, std::move(start), true,
+         [](const engine::Reply& reply) { return Json(reply.ids).dump(); }, std::move(respond));
+}
+
+}  // namespace cloister::cloisterd

@@ -1,0 +1,73 @@
+// ControllerApi: the Anka controller endpoints for node groups, nodes and VM instances, and the
+// scheduler passes that follow their changes.
+//
+//   /api/v1/group        GET [?id=] · POST {name, description, fallback_group_id}
+//                        PUT ?id= (or "id" in the body) · DELETE ?id= (or {"id"})
+//   /api/v1/node/group   POST / DELETE {"group_ids":[...],"node_ids":[...]}
+//   /api/v1/node         GET [?id=] (always an array) · DELETE {"node_id"} (or ?id=)
+//   /api/v1/vm           GET [?id=] · POST (the Anka start request; body: the new instance ids)
+//                        DELETE {"id"} (or ?id=): terminate
+//
+// Shapes follow what Anka's clients read (docs/api.md): lists are arrays, GET /api/v1/vm?id=
+// answers the instance object itself while the list wraps each in {instance_id, vm}, GET
+// /api/v1/node?id= answers a one-element array, and a missing id is 200 FAIL "Not found". A body
+// that is not a JSON object, or a field of the wrong JSON type, is 400 FAIL naming the field;
+// everything the engine rejects is 200 FAIL with its reason, and appends nothing.
+//
+// Scheduling: after every change that can let a waiting instance go somewhere (a request, a
+// termination, a membership or node change) and on Tick (the service calls it every second),
+// one ScheduleVms pass runs, unless the scheduler_enabled setting is false. At most one pass is
+// in flight; a request for another while one runs is remembered and run after it.
+//
+// Threading: everything on the event-loop thread that owns the engine.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "api/cloisterd/envelope.h"
+#include "api/http_types.h"
+#include "engine/engine.h"
+
+namespace cloister::cloisterd {
+
+class ControllerApi {
+ public:
+  using Respond = std::function<void(api::Response)>;
+
+  explicit ControllerApi(engine::Engine* engine) : engine_(engine) {}
+
+  // Answers request if its path is one of the endpoints above and returns true; otherwise
+  // returns false and leaves respond untouched.
+  bool Handle(const api::Request& request, Respond& respond);
+
+  // A scheduler pass, if there may be work (called by a timer).
+  void Tick() { RequestSchedulePass(); }
+
+  // No scheduler pass starts after this (shutdown).
+  void Stop() { stopped_ = true; }
+
+  // Passes run, for tests and logs.
+  uint64_t schedule_passes() const { return schedule_passes_; }
+
+ private:
+  void Groups(const api::Request& request, Respond respond);
+  void NodeGroups(const api::Request& request, Respond respond);
+  void Nodes(const api::Request& request, Respond respond);
+  void Vms(const api::Request& request, Respond respond);
+  void StartVms(const api::Request& request, Respond respond);
+
+  // Submits command; on success answers OK with body(reply) (evaluated after the events are
+  // applied) and, if reschedule, asks for a scheduler pass.
+  void Submit(const api::Request& request, engine::Command command, bool reschedule,
+              std::function<std::string(const engine::Reply&)> body, Respond respond);
+  void RequestSchedulePass();
+
+  engine::Engine* engine_;
+  bool stopped_ = false;
+  bool pass_in_flight_ = false;
+  bool pass_wanted_ = false;
+  uint64_t schedule_passes_ = 0;
+};
+
+}  // namespace cloister::cloisterd

@@ -1,0 +1,22 @@
+// The Anka envelope for cloisterd's answers, and how an engine reply becomes one.
+//
+// {"status":"OK","message":"","body":<json>} for success. Domain failures (a Rejection) are
+// HTTP 200 with "FAIL" and the reason, because Anka's clients read the envelope, not the status
+// code; the rejections about the caller (forbidden: 403) or the server (overloaded: 503) and a
+// failed append (503: nothing was recorded, retrying later is right) get their HTTP meaning.
+#pragma once
+
+#include <string>
+
+#include "api/http_types.h"
+#include "engine/engine.h"
+
+namespace cloister::cloisterd {
+
+// {"status":"OK","message":"","body":<body_json>} as a 200 application/json response.
+api::Response OkResponse(const std::string& body_json);
+
+// The answer for a reply that is not ok(): storage failure or rejection.
+api::Response FailedReplyResponse(const engine::Reply& reply);
+
+}  // namespace cloister::cloisterd

@@ -1,0 +1,48 @@
+#include "tests/wire/envelope_checks.h"
+
+#include <catch2/catch.hpp>
+
+namespace cloister::testing {
+
+WireResponse Call(const WireTarget& target, std::string_view method, std::string_view path,
+                  std::string_view body, std::string_view headers) {
+  auto connection = WireConnection::Connect(target);
+  INFO(connection.status().ToString());
+  REQUIRE(connection.ok());
+  REQUIRE((*connection)->Send(MakeRequest(method, path, body, headers)).ok());
+  auto response = (*connection)->ReadResponse(10000, method == "HEAD");
+  INFO(response.status().ToString());
+  REQUIRE(response.ok());
+  return std::move(*response);
+}
+
+nlohmann::json Envelope(const WireResponse& response) {
+  INFO("status " << response.status << " body " << response.body);
+  REQUIRE(response.Header("Content-Type").rfind("application/json", 0) == 0);
+  nlohmann::json json = nlohmann::json::parse(response.body, nullptr, false);
+  REQUIRE(json.is_object());
+  REQUIRE(json.contains("status"));
+  REQUIRE(json.contains("message"));
+  REQUIRE(json["message"].is_string());
+  return json;
+}
+
+nlohmann::json RequireOk(const WireResponse& response) {
+  nlohmann::json json = Envelope(response);
+  INFO(response.body);
+  REQUIRE(response.status == 200);
+  REQUIRE(json["status"] == "OK");
+  REQUIRE(json.contains("body"));
+  return json["body"];
+}
+
+std::string RequireFail(const WireResponse& response, int status) {
+  nlohmann::json json = Envelope(response);
+  INFO(response.body);
+  REQUIRE(response.status == status);
+  REQUIRE(json["status"] == "FAIL");
+  REQUIRE(!json["message"].get<std::string>().empty());
+  return json["message"];
+}
+
+}  // namespace cloister::testing

@@ -1,0 +1,25 @@
+// One-shot requests to a cloister server and Catch2 checks of the Anka envelope (testonly).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "tests/wire/wire_client.h"
+
+namespace cloister::testing {
+
+// One request on a fresh connection; REQUIREs a complete response within 10 s.
+WireResponse Call(const WireTarget& target, std::string_view method, std::string_view path,
+                  std::string_view body = "", std::string_view headers = "");
+
+// The envelope of a JSON response, checked for shape: status and a string message.
+nlohmann::json Envelope(const WireResponse& response);
+
+// 200 + "OK"; returns the body.
+nlohmann::json RequireOk(const WireResponse& response);
+
+// status + "FAIL" with a non-empty message; returns the message.
+std::string RequireFail(const WireResponse& response, int status);
+
+}  // namespace cloister::testing
