@@ -269,9 +269,13 @@ void Engine::OnAppended(uint64_t token, Result<log::AppendResult> result) {
   } else {
     stats_.commands_failed++;
   }
+  const bool applied = reply.status.ok();
   pending->done(std::move(reply));
   if (result.ok()) {
     MaybeSnapshot(hash_last);
+  }
+  if (applied && on_applied_) {
+    on_applied_();
   }
   Pump();
 }

@@ -115,6 +115,10 @@ class Engine {
   const reducers::RebuildStats& recovery() const { return recovery_; }
   EngineStats stats() const;
 
+  // Called on the engine thread after each command's events are applied (after its own reply):
+  // for watchers of the views, such as node long-polls. At most one; replaces the previous.
+  void SetOnApplied(std::function<void()> on_applied) { on_applied_ = std::move(on_applied); }
+
   // No command is in flight or queued.
   bool Idle() const { return inflight_.empty() && queue_.empty(); }
 
@@ -166,6 +170,7 @@ class Engine {
   int64_t last_time_ns_ = 0;
   uint64_t snapshot_seq_ = 0;
   std::future<Status> snapshot_write_;
+  std::function<void()> on_applied_;
 };
 
 }  // namespace cloister::engine

@@ -1,5 +1,7 @@
 #include "api/cloisterd/controller_api.h"
 
+#include "api/cloisterd/request_fields.h"
+
 #include <time.h>
 
 #include <cctype>
@@ -16,127 +18,6 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr uint64_t kBytesPerGb = 1024;  // Views hold MB; Anka shows ram and vram in GB.
-
-// ---- input -------------------------------------------------------------------------------------
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// The value of name in a query string ("id=a&x=1"), percent-decoded; nullopt if absent.
-std::optional<std::string> QueryParam(const std::string& query, std::string_view name) {
-  size_t start = 0;
-  while (start <= query.size()) {
-    size_t end = query.find('&', start);
-    if (end == std::string::npos) {
-      end = query.size();
-    }
-    const std::string_view pair(query.data() + start, end - start);
-    const size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == name) {
-      std::string value;
-      const std::string_view raw = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
-      for (size_t i = 0; i < raw.size(); i++) {
-        if (raw[i] == '%' && i + 2 < raw.size() && HexValue(raw[i + 1]) >= 0 &&
-            HexValue(raw[i + 2]) >= 0) {
-          value += static_cast<char>(HexValue(raw[i + 1]) * 16 + HexValue(raw[i + 2]));
-          i += 2;
-        } else {
-          value += raw[i] == '+' ? ' ' : raw[i];
-        }
-      }
-      return value;
-    }
-    start = end + 1;
-  }
-  return std::nullopt;
-}
-
-// Typed reads from a request's JSON object. Each returns false (and sets error, naming the
-// field) when the field is present with the wrong JSON type; an absent (or null) field leaves
-// the output as it was.
-class Fields {
- public:
-  explicit Fields(const nlohmann::json& json) : json_(json) {}
-
-  bool Has(const char* key) const { return json_.contains(key) && !json_[key].is_null(); }
-
-  bool String(const char* key, std::string* out) {
-    if (!Has(key)) return true;
-    if (!json_[key].is_string()) return Fail(key, "must be a string");
-    *out = json_[key].get<std::string>();
-    return true;
-  }
-
-  // Any integer; values beyond [min, max] are clamped (the engine's range check then names
-  // the field and its range, as a domain failure).
-  template <typename T>
-  bool Int(const char* key, T* out) {
-    if (!Has(key)) return true;
-    if (!json_[key].is_number_integer()) return Fail(key, "must be a whole number");
-    const auto& value = json_[key];
-    if (value.is_number_unsigned()) {
-      const uint64_t v = value.get<uint64_t>();
-      *out = v > static_cast<uint64_t>(std::numeric_limits<T>::max())
-                 ? std::numeric_limits<T>::max()
-                 : static_cast<T>(v);
-    } else {
-      const int64_t v = value.get<int64_t>();
-      if (v < static_cast<int64_t>(std::numeric_limits<T>::min())) {
-        *out = std::numeric_limits<T>::min();
-      } else if (v > 0 && static_cast<uint64_t>(v) >
-                              static_cast<uint64_t>(std::numeric_limits<T>::max())) {
-        *out = std::numeric_limits<T>::max();
-      } else {
-        *out = static_cast<T>(v);
-      }
-    }
-    return true;
-  }
-
-  bool Bool(const char* key, bool* out) {
-    if (!Has(key)) return true;
-    if (!json_[key].is_boolean()) return Fail(key, "must be true or false");
-    *out = json_[key].get<bool>();
-    return true;
-  }
-
-  bool Strings(const char* key, std::vector<std::string>* out) {
-    if (!Has(key)) return true;
-    if (!json_[key].is_array()) return Fail(key, "must be an array of strings");
-    for (const auto& item : json_[key]) {
-      if (!item.is_string()) return Fail(key, "must be an array of strings");
-      out->push_back(item.get<std::string>());
-    }
-    return true;
-  }
-
-  const std::string& error() const { return error_; }
-
- private:
-  bool Fail(const char* key, const char* what) {
-    error_ = std::string(key) + ": " + what;
-    return false;
-  }
-
-  const nlohmann::json& json_;
-  std::string error_;
-};
-
-// The body as a JSON object; an empty body is an empty object. nullopt: not a JSON object.
-std::optional<nlohmann::json> BodyObject(const api::Request& request) {
-  if (request.body.empty()) {
-    return nlohmann::json::object();
-  }
-  nlohmann::json parsed = nlohmann::json::parse(request.body, nullptr, false);
-  if (parsed.is_discarded() || !parsed.is_object()) {
-    return std::nullopt;
-  }
-  return parsed;
-}
 
 api::Response BadBody() { return api::FailResponse(400, "the body must be a JSON object"); }
 api::Response NotFound() { return api::FailResponse(200, "Not found"); }

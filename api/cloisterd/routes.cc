@@ -100,7 +100,7 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
     }
     return;
   }
-  if (controller_.Handle(request, respond)) {
+  if (controller_.Handle(request, respond) || node_api_.Handle(request, respond)) {
     return;
   }
   respond(api::FailResponse(404, "not found"));

@@ -15,6 +15,7 @@
 
 #include "api/cloisterd/controller_api.h"
 #include "api/cloisterd/envelope.h"
+#include "api/cloisterd/node_api.h"
 #include "api/cloisterd/options.h"
 #include "api/http_types.h"
 #include "engine/engine.h"
@@ -29,7 +30,7 @@ enum class Listener { kController, kRegistry };
 class Routes {
  public:
   Routes(const Options& options, engine::Engine* engine)
-      : options_(options), engine_(engine), controller_(engine) {}
+      : options_(options), engine_(engine), controller_(engine), node_api_(engine) {}
 
   // Answers request through respond, now or (for a change) once it is durable.
   void Handle(Listener listener, api::Request request, Respond respond);
@@ -38,9 +39,17 @@ class Routes {
   void SetDraining() {
     draining_ = true;
     controller_.Stop();
+    node_api_.Stop();
   }
 
-  ControllerApi& controller() { return controller_; }
+  // Every second: scheduler pass, heartbeat timeouts, long-poll deadlines.
+  void Tick() {
+    controller_.Tick();
+    node_api_.Tick();
+  }
+
+  // After every applied command: long-polls with news are answered.
+  void OnApplied() { node_api_.OnApplied(); }
 
   // The registry URL status reports when neither ANKA_ANKA_REGISTRY nor the registry_address
   // setting names one: this process's own registry listener.
@@ -58,6 +67,7 @@ class Routes {
   const Options& options_;
   engine::Engine* engine_;
   ControllerApi controller_;
+  NodeApi node_api_;
   bool draining_ = false;
   std::string own_registry_url_;
   // Serialised bodies, valid while the views' seq is the one recorded: both derive only from

@@ -219,6 +219,7 @@ Status Service::OpenState() {
 
 Status Service::StartServers(const Listeners& listeners) {
   routes_ = std::make_unique<Routes>(options_, engine_.get());
+  engine_->SetOnApplied([routes = routes_.get()] { routes->OnApplied(); });
   api::HttpLimits limits;
   limits.header_bytes_max = static_cast<uint32_t>(options_.header_bytes_max);
   limits.header_count_max = static_cast<uint32_t>(options_.header_count_max);
@@ -377,7 +378,7 @@ int Service::Run() {
   if (options_.role != Role::kRegistry) {
     uv_timer_start(
         &scheduler_timer_,
-        [](uv_timer_t* timer) { static_cast<Service*>(timer->data)->routes_->controller().Tick(); },
+        [](uv_timer_t* timer) { static_cast<Service*>(timer->data)->routes_->Tick(); },
         kSchedulerTickMs, kSchedulerTickMs);
   }
   for (uv_signal_t* handle : {&sigterm_, &sigint_}) {

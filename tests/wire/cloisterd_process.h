@@ -45,6 +45,8 @@ class CloisterdProcess {
   // (after a SIGKILL) if the daemon did not exit in time.
   Result<int> Stop(int signal, int timeout_ms = 20000);
   bool Running() { return process_->Running(); }
+  // Sends signal without waiting.
+  void Kill(int signal) { process_->Kill(signal); }
   pid_t pid() const { return process_->pid(); }
 
   // Everything the daemon has written to stdout and stderr so far.

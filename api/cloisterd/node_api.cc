@@ -1,0 +1,453 @@
+#include "api/cloisterd/node_api.h"
+
+#include <algorithm>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <utility>
+
+#include "api/cloisterd/request_fields.h"
+
+namespace cloister::cloisterd {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+constexpr uint64_t kLongPollMaxMs = 25'000;
+
+api::Response BadRequest(const std::string& message) { return api::FailResponse(400, message); }
+api::Response NodeNotFound() { return api::FailResponse(200, "Not found"); }
+
+// What the agent should make of an instance placed on its node; nullopt: nothing (the instance
+// is over: Terminated, or in Error, which the agent itself reported).
+std::optional<const char*> DesiredState(fb::VmState state) {
+  switch (state) {
+    case fb::VmState::Terminated:
+    case fb::VmState::Error:
+      return std::nullopt;
+    case fb::VmState::Terminating:
+      return "Terminated";
+    case fb::VmState::Stopping:
+    case fb::VmState::Stopped:
+      return "Stopped";
+    default:
+      return "Started";
+  }
+}
+
+std::optional<fb::VmState> ParseVmState(const std::string& name) {
+  for (int i = 0; i <= static_cast<int>(fb::VmState::MAX); ++i) {
+    if (name == fb::EnumNameVmState(static_cast<fb::VmState>(i))) {
+      return static_cast<fb::VmState>(i);
+    }
+  }
+  return std::nullopt;
+}
+
+// Group names or ids → ids; nullopt (and error) for one that names no group.
+std::optional<std::vector<std::string>> ResolveGroups(const reducers::Views& views,
+                                                      const std::vector<std::string>& names,
+                                                      std::string* error) {
+  std::vector<std::string> ids;
+  for (const std::string& name : names) {
+    if (views.node_groups.groups.contains(name)) {
+      ids.push_back(name);
+      continue;
+    }
+    auto byname = std::find_if(views.node_groups.groups.begin(), views.node_groups.groups.end(),
+                               [&](const auto& entry) { return entry.second.name == name; });
+    if (byname == views.node_groups.groups.end()) {
+      *error = "node group " + name.substr(0, 64) + " not found";
+      return std::nullopt;
+    }
+    ids.push_back(byname->first);
+  }
+  return ids;
+}
+
+// A non-negative decimal query parameter; absent leaves *out. False if malformed.
+bool ParseCount(const std::string& query, const char* name, uint64_t* out) {
+  std::optional<std::string> text = QueryParam(query, name);
+  if (!text) {
+    return true;
+  }
+  if (text->empty() || text->size() > 19 ||
+      !std::all_of(text->begin(), text->end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  *out = std::stoull(*text);
+  return true;
+}
+
+}  // namespace
+
+bool NodeApi::Handle(const api::Request& request, Respond& respond) {
+  const std::string& path = request.path;
+  const bool post = request.method == "POST";
+  const bool get = request.method == "GET" || request.method == "HEAD";
+  if (path == "/node/v1/join") {
+    post ? Join(request, std::move(respond))
+         : respond(api::FailResponse(405, "method not allowed"));
+  } else if (path == "/node/v1/heartbeat") {
+    post ? Heartbeat(request, std::move(respond))
+         : respond(api::FailResponse(405, "method not allowed"));
+  } else if (path == "/node/v1/instances") {
+    get ? Instances(request, std::move(respond))
+        : respond(api::FailResponse(405, "method not allowed"));
+  } else if (path == "/node/v1/report") {
+    post ? Report(request, std::move(respond))
+         : respond(api::FailResponse(405, "method not allowed"));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+void NodeApi::Join(const api::Request& request, Respond respond) {
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadRequest("the body must be a JSON object"));
+    return;
+  }
+  Fields fields(*body);
+  engine::JoinNode join;
+  std::vector<std::string> groups;
+  if (!fields.String("node_id", &join.node_id) || !fields.String("node_name", &join.node_name) ||
+      !fields.String("ip_address", &join.ip_address) ||
+      !fields.Int("cpu_count", &join.cpu_count) || !fields.Int("ram_mb", &join.ram_mb) ||
+      !fields.Int("vcpu_count", &join.vcpu_count) || !fields.Int("vram_mb", &join.vram_mb) ||
+      !fields.Int("max_vm_count", &join.capacity) ||
+      !fields.String("capacity_mode", &join.capacity_mode) || !fields.String("arch", &join.arch) ||
+      !fields.String("hypervisor", &join.hypervisor) || !fields.Strings("groups", &groups)) {
+    respond(BadRequest(fields.error()));
+    return;
+  }
+  if (!join.capacity_mode.empty() && join.capacity_mode != "number" &&
+      join.capacity_mode != "resource") {
+    respond(api::FailResponse(200, "capacity_mode must be number or resource"));
+    return;
+  }
+  std::string error;
+  std::optional<std::vector<std::string>> group_ids =
+      ResolveGroups(engine_->views(), groups, &error);
+  if (!group_ids) {
+    respond(api::FailResponse(200, error));
+    return;
+  }
+  join.groups = std::move(*group_ids);
+  engine_->Submit(engine::Principal::Anonymous(), std::move(join), request.id,
+                  [this, respond = std::move(respond)](engine::Reply reply) {
+                    if (!reply.ok()) {
+                      respond(FailedReplyResponse(reply));
+                      return;
+                    }
+                    const std::string& node_id = reply.ids.at(0);
+                    last_seen_[node_id] = Clock::now();
+                    respond(OkResponse(Json{{"node_id", node_id}}.dump()));
+                  });
+}
+
+void NodeApi::Heartbeat(const api::Request& request, Respond respond) {
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadRequest("the body must be a JSON object"));
+    return;
+  }
+  Fields fields(*body);
+  std::string node_id;
+  uint32_t vm_count = 0;
+  bool drain_mode = false;
+  std::vector<std::string> templates;
+  if (!fields.String("node_id", &node_id) || !fields.Int("vm_count", &vm_count) ||
+      !fields.Bool("drain_mode", &drain_mode) || !fields.Strings("templates", &templates)) {
+    respond(BadRequest(fields.error()));
+    return;
+  }
+  auto node = engine_->views().nodes.nodes.find(node_id);
+  if (node == engine_->views().nodes.nodes.end()) {
+    respond(NodeNotFound());  // Removed, or never joined: the agent joins again.
+    return;
+  }
+  last_seen_[node_id] = Clock::now();
+  const fb::NodeState state = drain_mode ? fb::NodeState::DrainMode : fb::NodeState::Active;
+  const bool templates_given = fields.Has("templates");
+  const bool changed = node->second.state != state || node->second.vm_count != vm_count ||
+                       (templates_given && node->second.templates != templates);
+  auto answer = [this, respond = std::move(respond), node_id]() {
+    auto now = engine_->views().nodes.nodes.find(node_id);
+    Json body;
+    body["seq"] = engine_->views().seq;
+    if (now != engine_->views().nodes.nodes.end()) {
+      body["state"] = fb::EnumNameNodeState(now->second.state);
+    }
+    respond(OkResponse(body.dump()));
+  };
+  if (!changed) {
+    answer();  // A heartbeat alone is not an event.
+    return;
+  }
+  engine::UpdateNodeStatus update;
+  update.node_id = node_id;
+  update.state = state;
+  update.vm_count = vm_count;
+  if (templates_given) {
+    update.templates = std::move(templates);
+  }
+  engine_->Submit(engine::Principal::Anonymous(), std::move(update), request.id,
+                  [answer = std::move(answer)](engine::Reply reply) mutable {
+                    (void)reply;  // A failed update is retried by the next heartbeat.
+                    answer();
+                  });
+}
+
+uint64_t NodeApi::NodeChangeSeq(const std::string& node_id) const {
+  const reducers::Views& views = engine_->views();
+  uint64_t seq = 0;
+  auto node = views.nodes.nodes.find(node_id);
+  if (node != views.nodes.nodes.end()) {
+    seq = node->second.updated.seq;
+  }
+  for (const auto& [id, vm] : views.vm_instances.instances) {
+    if (vm.node_id == node_id) {
+      seq = std::max(seq, vm.updated.seq);
+    }
+  }
+  return seq;
+}
+
+std::string NodeApi::InstancesBody(const std::string& node_id) const {
+  const reducers::Views& views = engine_->views();
+  Json list = Json::array();
+  for (const auto& [id, vm] : views.vm_instances.instances) {
+    if (vm.node_id != node_id) {
+      continue;
+    }
+    std::optional<const char*> desired = DesiredState(vm.state);
+    if (!desired) {
+      continue;
+    }
+    Json item;
+    item["instance_id"] = vm.instance_id;
+    item["desired"] = *desired;
+    item["state"] = fb::EnumNameVmState(vm.state);
+    item["vmid"] = vm.vmid;
+    item["tag"] = vm.tag;
+    item["version"] = vm.version;
+    item["name"] = vm.name;
+    item["vcpu"] = vm.vcpu;
+    item["vram_mb"] = vm.vram_mb;
+    item["startup_script"] = vm.startup_script;
+    item["script_monitoring"] = vm.script_monitoring;
+    item["script_timeout"] = vm.script_timeout;
+    Json forwards = Json::array();
+    for (const reducers::PortForward& forward : vm.port_forwarding_override) {
+      forwards.push_back(Json{{"guest_port", forward.guest_port},
+                              {"host_port", forward.host_port},
+                              {"protocol", forward.protocol},
+                              {"name", forward.name}});
+    }
+    item["port_forwarding"] = forwards;
+    item["changed_seq"] = vm.updated.seq;
+    list.push_back(item);
+  }
+  Json body;
+  body["seq"] = NodeChangeSeq(node_id);
+  body["instances"] = list;
+  return body.dump();
+}
+
+void NodeApi::Instances(const api::Request& request, Respond respond) {
+  const std::string node_id = QueryParam(request.query, "node_id").value_or("");
+  if (node_id.empty()) {
+    respond(BadRequest("node_id is required"));
+    return;
+  }
+  uint64_t after = 0;
+  uint64_t wait_ms = 0;
+  if (!ParseCount(request.query, "after", &after) ||
+      !ParseCount(request.query, "wait_ms", &wait_ms)) {
+    respond(BadRequest("after and wait_ms must be whole numbers"));
+    return;
+  }
+  wait_ms = std::min<uint64_t>(wait_ms, kLongPollMaxMs);
+  if (!engine_->views().nodes.nodes.contains(node_id)) {
+    respond(NodeNotFound());
+    return;
+  }
+  if (NodeChangeSeq(node_id) > after || wait_ms == 0 || stopped_) {
+    respond(OkResponse(InstancesBody(node_id)));
+    return;
+  }
+  polls_.push_back({node_id, after, Clock::now() + std::chrono::milliseconds(wait_ms),
+                    std::move(respond)});
+}
+
+void NodeApi::Report(const api::Request& request, Respond respond) {
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadRequest("the body must be a JSON object"));
+    return;
+  }
+  Fields fields(*body);
+  std::string node_id;
+  if (!fields.String("node_id", &node_id)) {
+    respond(BadRequest(fields.error()));
+    return;
+  }
+  if (!engine_->views().nodes.nodes.contains(node_id)) {
+    respond(NodeNotFound());
+    return;
+  }
+  const nlohmann::json& reports = (*body)["reports"];
+  if (!reports.is_array() || reports.size() > 1000) {
+    respond(BadRequest("reports: must be an array of at most 1000 reports"));
+    return;
+  }
+  std::vector<engine::ChangeVmState> changes;
+  for (const nlohmann::json& item : reports) {
+    if (!item.is_object()) {
+      respond(BadRequest("reports: must be an array of objects"));
+      return;
+    }
+    Fields report(item);
+    engine::ChangeVmState change;
+    std::string state;
+    double progress = 0;
+    if (item.contains("progress") && !item["progress"].is_null()) {
+      if (!item["progress"].is_number()) {
+        respond(BadRequest("reports: progress: must be a number"));
+        return;
+      }
+      progress = item["progress"].get<double>();
+    }
+    if (!report.String("instance_id", &change.instance_id) || !report.String("state", &state) ||
+        !report.String("message", &change.message) || !report.String("vm_uuid", &change.vm_uuid) ||
+        !report.String("ip", &change.ip) || !report.Int("vnc_port", &change.vnc_port)) {
+      respond(BadRequest("reports: " + report.error()));
+      return;
+    }
+    if (change.instance_id.empty()) {
+      respond(BadRequest("reports: instance_id is required"));
+      return;
+    }
+    std::optional<fb::VmState> parsed = ParseVmState(state);
+    if (!parsed) {
+      respond(BadRequest("reports: state: not an instance state: " + state.substr(0, 32)));
+      return;
+    }
+    change.state = *parsed;
+    change.progress = static_cast<float>(progress);
+    change.node_id = node_id;
+    changes.push_back(std::move(change));
+  }
+  last_seen_[node_id] = Clock::now();
+  // Every report is its own command; the answer lists each outcome in order once all are in.
+  struct Gather {
+    Json results = Json::array();
+    size_t left = 0;
+    Respond respond;
+  };
+  auto gather = std::make_shared<Gather>();
+  gather->left = changes.size();
+  gather->respond = std::move(respond);
+  for (size_t i = 0; i < changes.size(); i++) {
+    gather->results.push_back(nullptr);
+  }
+  if (changes.empty()) {
+    gather->respond(OkResponse(Json{{"results", gather->results}}.dump()));
+    return;
+  }
+  for (size_t i = 0; i < changes.size(); i++) {
+    const std::string instance_id = changes[i].instance_id;
+    const auto vm = engine_->views().vm_instances.instances.find(instance_id);
+    if (vm != engine_->views().vm_instances.instances.end() && vm->second.node_id != node_id) {
+      gather->results[i] = Json{{"instance_id", instance_id},
+                                {"status", "FAIL"},
+                                {"message", "the instance is not placed on this node"}};
+      if (--gather->left == 0) {
+        gather->respond(OkResponse(Json{{"results", gather->results}}.dump()));
+      }
+      continue;
+    }
+    engine_->Submit(engine::Principal::Anonymous(), std::move(changes[i]), request.id,
+                    [gather, i, instance_id](engine::Reply reply) {
+                      gather->results[i] =
+                          Json{{"instance_id", instance_id},
+                               {"status", reply.ok() ? "OK" : "FAIL"},
+                               {"message", reply.ok() ? std::string() : reply.message}};
+                      if (!reply.status.ok()) {
+                        gather->results[i]["message"] = "not recorded: " + reply.status.message();
+                      }
+                      if (--gather->left == 0) {
+                        gather->respond(OkResponse(Json{{"results", gather->results}}.dump()));
+                      }
+                    });
+  }
+}
+
+uint64_t NodeApi::HeartbeatTimeoutSeconds() const {
+  auto entry = engine_->views().config.entries.find("node_heartbeat_timeout");
+  const std::string text =
+      entry == engine_->views().config.entries.end() ? "60s" : entry->second.value;
+  return std::strtoull(text.c_str(), nullptr, 10);  // Canonical form: "<seconds>s".
+}
+
+void NodeApi::OnApplied() {
+  if (polls_.empty()) {
+    return;
+  }
+  std::vector<Poll> waiting;
+  std::vector<Poll> ready;
+  for (Poll& poll : polls_) {
+    (NodeChangeSeq(poll.node_id) > poll.after ? ready : waiting).push_back(std::move(poll));
+  }
+  polls_ = std::move(waiting);
+  for (Poll& poll : ready) {
+    poll.respond(OkResponse(InstancesBody(poll.node_id)));
+  }
+}
+
+void NodeApi::Tick() {
+  const Clock::time_point now = Clock::now();
+  std::vector<Poll> waiting;
+  std::vector<Poll> due;
+  for (Poll& poll : polls_) {
+    (poll.deadline <= now ? due : waiting).push_back(std::move(poll));
+  }
+  polls_ = std::move(waiting);
+  for (Poll& poll : due) {
+    poll.respond(OkResponse(InstancesBody(poll.node_id)));
+  }
+  if (stopped_) {
+    return;
+  }
+  const auto timeout = std::chrono::seconds(HeartbeatTimeoutSeconds());
+  for (const auto& [node_id, node] : engine_->views().nodes.nodes) {
+    if (node.state == fb::NodeState::Offline) {
+      continue;
+    }
+    auto seen = last_seen_.try_emplace(node_id, now).first;  // After a restart: a full timeout.
+    if (now - seen->second < timeout) {
+      continue;
+    }
+    seen->second = now;  // Not again before another timeout, whatever the outcome.
+    engine::UpdateNodeStatus offline;
+    offline.node_id = node_id;
+    offline.state = fb::NodeState::Offline;
+    offline.vm_count = node.vm_count;
+    offline.message = "no heartbeat for " + std::to_string(timeout.count()) + "s";
+    engine_->Submit(engine::Principal::System(), std::move(offline), "heartbeat-timeout",
+                    [](engine::Reply) {});
+  }
+}
+
+void NodeApi::Stop() {
+  stopped_ = true;
+  std::vector<Poll> polls = std::move(polls_);
+  polls_.clear();
+  for (Poll& poll : polls) {
+    poll.respond(OkResponse(InstancesBody(poll.node_id)));
+  }
+}
+
+}  // namespace cloister::cloisterd
