@@ -105,10 +105,11 @@ TEST_CASE("join, heartbeat, placement, long-poll, reports and termination") {
   CHECK(news["seq"].get<uint64_t>() > after);
   CHECK(RequireOk(Call(d.api, "GET", "/api/v1/vm?id=" + instance))["node_id"] == node_id);
 
+  const std::string id = R"({"instance_id":")" + instance + R"(",)";
   Json results = Report(d.api, node_id,
-                        R"([{"instance_id":")" + instance + R"(","state":"Pulling","progress":0.5},)"
-                        R"({"instance_id":")" + instance + R"(","state":"Started","progress":1,)"
-                        R"("vm_uuid":"uuid-1","ip":"192.168.64.2","vnc_port":5901}])");
+                        "[" + id + R"("state":"Pulling","progress":0.5},)" + id +
+                            R"("state":"Started","progress":1,"vm_uuid":"uuid-1",)"
+                            R"("ip":"192.168.64.2","vnc_port":5901}])");
   CHECK(results[0]["status"] == "OK");
   CHECK(results[1]["status"] == "OK");
   Json vm = RequireOk(Call(d.api, "GET", "/api/v1/vm?id=" + instance));
