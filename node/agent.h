@@ -1,0 +1,95 @@
+// Agent: cloister-node's loop. It joins the controller, sends heartbeats, long-polls the
+// instances placed on its node (docs/node_protocol.md), turns each change of an instance's
+// desired state into a command for the Reconciler, and sends the Reconciler's reports until
+// the controller has taken them.
+//
+// State in the data directory: node.json (the configuration `join` saved, with the node id the
+// controller gave), agent/ (the AgentStore), sim/ (the sim driver's VMs). A restarted agent
+// rejoins with its node id, Recovers, and carries on: the level-triggered protocol and the
+// reconciler's crash-safety rule mean nothing is cloned or started twice.
+//
+// Threading: Run blocks; it runs the heartbeat and the report sender on threads of their own
+// (reports go out as soon as the reconciler stores them, even while a long clone runs) and the
+// poll-and-apply loop on the calling thread. Stop may be called from any thread (a signal handler's thread included).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "log/status.h"
+#include "node/agent_store.h"
+#include "node/controller_client.h"
+#include "node/reconciler.h"
+#include "node/sim_driver.h"
+
+namespace cloister::node {
+
+struct AgentConfig {
+  std::string controller_url;
+  std::string ca_file;
+  bool insecure = false;
+  std::string node_id;  // Given by the controller at the first join.
+  std::string name;
+  std::vector<std::string> groups;  // Node group names or ids.
+  uint32_t max_vm_count = 2;
+  std::string capacity_mode = "number";
+  bool drain_mode = false;
+  uint64_t heartbeat_ms = 5000;
+  uint64_t reserve_space_mb = 0;  // Reported with the host facts; the sim driver ignores it.
+  std::string ip_address;         // Empty: the address the controller sees is not guessed here.
+  uint64_t sim_delay_ms = 0;      // The sim driver's clone and start take this long (tests).
+};
+
+// DIR/node.json. Errors: kNotFound (never joined), kCorruption (unreadable).
+Result<AgentConfig> LoadAgentConfig(const std::string& dir);
+// Written atomically (temporary file, fsync, rename).
+Status SaveAgentConfig(const std::string& dir, const AgentConfig& config);
+
+class Agent {
+ public:
+  // Opens the store and the sim driver in dir (kBusy if another agent runs there).
+  static Result<std::unique_ptr<Agent>> Open(const std::string& dir, AgentConfig config);
+
+  // Registers the node (again, with its id, if it has one) and saves the configuration.
+  Status Join();
+
+  // Until Stop: recover, heartbeat, poll, apply, report. Transport errors are retried (with a
+  // pause); returns the first store or driver error the agent cannot get past.
+  Status Run();
+  void Stop() { stop_ = true; }
+
+  const AgentConfig& config() const { return config_; }
+  Reconciler& reconciler() { return *reconciler_; }
+
+ private:
+  Agent(std::string dir, AgentConfig config) : dir_(std::move(dir)), config_(std::move(config)) {}
+  void HeartbeatLoop();
+  // Sends reports whenever the reconciler stores some (and every second, to retry).
+  void ReportLoop();
+  // Sends the pending reports; true if every one was taken.
+  bool SendReports(ControllerClient& client);
+  // Applies the desired states in a long-poll answer.
+  Status ApplyInstances(const nlohmann::json& instances);
+  ControllerClientOptions ClientOptions() const;
+  // Sleeps up to ms, waking early on Stop.
+  void Pause(uint64_t ms);
+
+  std::string dir_;
+  AgentConfig config_;
+  std::unique_ptr<SimDriver> driver_;
+  std::unique_ptr<AgentStore> store_;
+  std::unique_ptr<Reconciler> reconciler_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> rejoin_{false};
+  std::atomic<uint32_t> vm_count_{0};
+  std::mutex reports_mu_;
+  std::condition_variable reports_cv_;
+  bool reports_new_ = false;  // Guarded by reports_mu_.
+};
+
+}  // namespace cloister::node

@@ -1,0 +1,216 @@
+// cloister-node: the node agent's command line, shaped like Anka's ankacluster.
+//
+//   cloister-node join URL [--name N] [--groups a,b] [--max-vm-count N]
+//                 [--capacity-mode number|resource] [--reserve-space MB] [--drain-mode]
+//                 [--heartbeat 5s] [--data DIR]      register, save the config, run the agent
+//   cloister-node run [--data DIR]                   run the agent with the saved config
+//   cloister-node status [--data DIR]                the saved config and the controller's view
+//   cloister-node disjoin [--data DIR]               remove the node from the controller
+//
+// Exit status: 0 ok; 1 the controller refused or could not be reached, or the agent failed;
+// 2 bad arguments.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "node/agent.h"
+#include "node/controller_client.h"
+
+namespace cloister::node {
+namespace {
+
+std::atomic<Agent*> g_running_agent{nullptr};
+
+void OnStopSignal(int) {
+  if (Agent* agent = g_running_agent.load()) {
+    agent->Stop();
+  }
+}
+
+// "5s", "500ms", "2m" or plain seconds → milliseconds; 0 on a malformed value.
+uint64_t ParseDurationMs(const std::string& text) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) {
+    digits++;
+  }
+  if (digits == 0 || digits > 9) {
+    return 0;
+  }
+  const uint64_t value = std::stoull(text.substr(0, digits));
+  const std::string unit = text.substr(digits);
+  if (unit.empty() || unit == "s") return value * 1000;
+  if (unit == "ms") return value;
+  if (unit == "m") return value * 60'000;
+  return 0;
+}
+
+int RunAgent(const std::string& dir, const AgentConfig& config, bool join) {
+  auto agent = Agent::Open(dir, config);
+  if (!agent.ok()) {
+    std::fprintf(stderr, "cloister-node: %s\n", agent.status().ToString().c_str());
+    return 1;
+  }
+  if (join) {
+    Status joined = (*agent)->Join();
+    if (!joined.ok()) {
+      std::fprintf(stderr, "cloister-node: %s\n", joined.message().c_str());
+      return 1;
+    }
+    std::printf("Cluster join success\n");
+    std::printf("Node id: %s\n", (*agent)->config().node_id.c_str());
+    std::fflush(stdout);
+  }
+  g_running_agent = agent->get();
+  struct sigaction action {};
+  action.sa_handler = &OnStopSignal;
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+  Status ran = (*agent)->Run();
+  g_running_agent = nullptr;
+  if (!ran.ok()) {
+    std::fprintf(stderr, "cloister-node: %s\n", ran.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"cloister-node: the cloister node agent (joins a controller, runs its VMs)"};
+  app.require_subcommand(1);
+  std::string dir = "./node-data";
+  std::string url;
+  std::string name;
+  std::string groups;
+  std::string capacity_mode = "number";
+  std::string heartbeat = "5s";
+  std::string ca_file;
+  uint32_t max_vm_count = 2;
+  uint64_t reserve_space_mb = 0;
+  bool drain_mode = false;
+  bool insecure = false;
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  name = host;
+
+  auto* join = app.add_subcommand("join", "Join a controller, save the config and run the agent");
+  join->add_option("url", url, "Controller URL, e.g. http://controller:8090")->required();
+  join->add_option("--name", name, "Node name (default: the host name)");
+  join->add_option("--groups", groups, "Node groups to join, comma-separated (names or ids)");
+  join->add_option("--max-vm-count", max_vm_count, "Most VMs at once (number mode)")
+      ->capture_default_str();
+  join->add_option("--capacity-mode", capacity_mode, "number or resource")
+      ->check(CLI::IsMember({"number", "resource"}))
+      ->capture_default_str();
+  join->add_option("--reserve-space", reserve_space_mb, "Disk space to keep free, in MB");
+  join->add_flag("--drain-mode", drain_mode, "Join in drain mode: take no new VMs");
+  join->add_option("--heartbeat", heartbeat, "Heartbeat interval (e.g. 5s, 500ms)")
+      ->capture_default_str();
+  join->add_option("--cacert", ca_file, "CA file to verify an HTTPS controller");
+  join->add_flag("--insecure", insecure, "Do not verify an HTTPS controller's certificate");
+  uint64_t sim_delay_ms = 0;
+  join->add_option("--sim-delay", sim_delay_ms,
+                   "sim driver: milliseconds each clone and start takes (for tests)");
+  auto* run = app.add_subcommand("run", "Run the agent with the config join saved");
+  auto* status = app.add_subcommand("status", "Show the saved config and the controller's view");
+  auto* disjoin = app.add_subcommand("disjoin", "Remove this node from the controller");
+  for (CLI::App* command : {join, run, status, disjoin}) {
+    command->add_option("--data", dir, "Agent data directory")->capture_default_str();
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  InitHttpClients();
+
+  if (*join) {
+    AgentConfig config;
+    if (auto saved = LoadAgentConfig(dir); saved.ok()) {
+      config.node_id = saved->node_id;  // Rejoin as the same node.
+    }
+    config.controller_url = url;
+    config.ca_file = ca_file;
+    config.insecure = insecure;
+    config.name = name;
+    config.max_vm_count = max_vm_count;
+    config.capacity_mode = capacity_mode;
+    config.drain_mode = drain_mode;
+    config.reserve_space_mb = reserve_space_mb;
+    config.sim_delay_ms = sim_delay_ms;
+    config.heartbeat_ms = ParseDurationMs(heartbeat);
+    if (config.heartbeat_ms == 0) {
+      std::fprintf(stderr, "cloister-node: --heartbeat %s: expected e.g. 5s or 500ms\n",
+                   heartbeat.c_str());
+      return 2;
+    }
+    std::stringstream list(groups);
+    for (std::string group; std::getline(list, group, ',');) {
+      if (!group.empty()) config.groups.push_back(group);
+    }
+    std::printf("Testing connection to the controller...: ");
+    std::fflush(stdout);
+    ControllerClient client({url, ca_file, insecure, 5000, nullptr});
+    auto reply = client.Call("GET", "/api/v1/status", "", 10'000);
+    if (!reply.ok() || !reply->ok) {
+      std::printf("Failed\n");
+      std::fprintf(stderr, "cloister-node: %s\n",
+                   reply.ok() ? reply->message.c_str() : reply.status().message().c_str());
+      return 1;
+    }
+    std::printf("Ok\n");
+    std::fflush(stdout);
+    return RunAgent(dir, config, /*join=*/true);
+  }
+  auto config = LoadAgentConfig(dir);
+  if (!config.ok()) {
+    std::fprintf(stderr, "cloister-node: %s\n", config.status().message().c_str());
+    return 1;
+  }
+  if (*run) {
+    return RunAgent(dir, *config, /*join=*/false);
+  }
+  ControllerClient client({config->controller_url, config->ca_file, config->insecure, 5000,
+                           nullptr});
+  if (*status) {
+    std::printf("Controller: %s\nNode id: %s\nName: %s\n", config->controller_url.c_str(),
+                config->node_id.c_str(), config->name.c_str());
+    auto reply = client.Call("GET", "/api/v1/node?id=" + config->node_id, "", 10'000);
+    if (!reply.ok()) {
+      std::printf("State: unknown (%s)\n", reply.status().message().c_str());
+      return 1;
+    }
+    if (!reply->ok || !reply->body.is_array() || reply->body.empty()) {
+      std::printf("State: not registered (%s)\n", reply->message.c_str());
+      return 1;
+    }
+    const nlohmann::json& node = reply->body[0];
+    std::printf("State: %s\nVMs: %s\n", node.value("state", "").c_str(),
+                node.value("vm_count", nlohmann::json(0)).dump().c_str());
+    return 0;
+  }
+  // disjoin
+  auto reply = client.Call("DELETE", "/api/v1/node",
+                           nlohmann::json{{"node_id", config->node_id}}.dump(), 10'000);
+  if (!reply.ok() || !reply->ok) {
+    std::fprintf(stderr, "cloister-node: %s\n",
+                 reply.ok() ? reply->message.c_str() : reply.status().message().c_str());
+    return 1;
+  }
+  config->node_id.clear();
+  if (Status saved = SaveAgentConfig(dir, *config); !saved.ok()) {
+    std::fprintf(stderr, "cloister-node: %s\n", saved.message().c_str());
+    return 1;
+  }
+  std::printf("Cluster disjoin success\n");
+  return 0;
+}
+
+}  // namespace
+}  // namespace cloister::node
+
+int main(int argc, char** argv) { return cloister::node::Main(argc, argv); }

@@ -1,0 +1,176 @@
+// The first vertical slice end to end: cloisterd and two cloister-node agents (sim driver) as
+// real processes on loopback. A client asks for 20 VMs across two node groups (with priorities
+// and a pinned node); the scheduler places them, the agents clone and start them, and every
+// instance reaches Started. One agent is SIGKILLed mid-way: its node goes Offline; restarted,
+// it converges without cloning or starting anything twice (the sim driver counts every call).
+// Then everything is terminated.
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "node/sim_driver.h"
+#include "tests/crash/child_process.h"
+#include "tests/testutil.h"
+#include "tests/wire/cloisterd_process.h"
+#include "tests/wire/envelope_checks.h"
+#include "tests/wire/wire_client.h"
+
+namespace cloister::testing {
+namespace {
+
+using Json = nlohmann::json;
+
+std::string NodePath() { return RunfilePath("node/cloister-node"); }
+
+// Polls until pred() or the deadline; returns pred()'s last value.
+template <typename Pred>
+bool WaitFor(int timeout_ms, Pred pred) {
+  const int64_t deadline = MonotonicMs() + timeout_ms;
+  while (!pred()) {
+    if (MonotonicMs() > deadline) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return true;
+}
+
+std::map<std::string, Json> Instances(const WireTarget& api) {
+  std::map<std::string, Json> by_id;
+  for (const Json& item : RequireOk(Call(api, "GET", "/api/v1/vm"))) {
+    by_id[item["instance_id"]] = item["vm"];
+  }
+  return by_id;
+}
+
+std::map<std::string, Json> Nodes(const WireTarget& api) {
+  std::map<std::string, Json> by_name;
+  for (const Json& node : RequireOk(Call(api, "GET", "/api/v1/node"))) {
+    by_name[node["node_name"]] = node;
+  }
+  return by_name;
+}
+
+size_t CountInState(const std::map<std::string, Json>& instances, const std::string& state) {
+  size_t n = 0;
+  for (const auto& [id, vm] : instances) {
+    n += vm["instance_state"] == state;
+  }
+  return n;
+}
+
+std::unique_ptr<ChildProcess> StartAgent(const std::vector<std::string>& args,
+                                         const std::string& log) {
+  std::vector<std::string> argv = {NodePath()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return std::make_unique<ChildProcess>(argv, std::vector<std::string>{}, log);
+}
+
+TEST_CASE("20 VMs over two agents reach Started, survive an agent crash, and terminate") {
+  TempDir dir;
+  auto started = CloisterdProcess::Start(dir.Sub("data"), dir.path(), {"--access-log=false"});
+  INFO(started.status().ToString());
+  REQUIRE(started.ok());
+  std::unique_ptr<CloisterdProcess> controller = std::move(*started);
+  const WireTarget api = controller->controller();
+  const std::string url = api.BaseUrl();
+  RequireOk(Call(api, "PUT", "/api/v1/config", R"({"node_heartbeat_timeout":"5s"})"));
+  const std::string group_a = RequireOk(Call(api, "POST", "/api/v1/group", R"({"name":"a"})"))["id"];
+  const std::string group_b = RequireOk(Call(api, "POST", "/api/v1/group", R"({"name":"b"})"))["id"];
+
+  auto join_args = [&](const std::string& name, const std::string& group) {
+    return std::vector<std::string>{"join", url, "--name", name, "--groups", group,
+                                    "--max-vm-count", "12", "--heartbeat", "500ms",
+                                    "--sim-delay", "150", "--data", dir.Sub(name)};
+  };
+  auto agent1 = StartAgent(join_args("n1", "a"), dir.Sub("n1.log"));
+  auto agent2 = StartAgent(join_args("n2", "b"), dir.Sub("n2.log"));
+  INFO("agent logs: " << ReadFileOrEmpty(dir.Sub("n1.log")) << ReadFileOrEmpty(dir.Sub("n2.log")));
+  REQUIRE(WaitFor(15000, [&] {
+    auto nodes = Nodes(api);
+    return nodes.size() == 2 && nodes["n1"]["state"] == "Active" &&
+           nodes["n2"]["state"] == "Active";
+  }));
+  const std::string n1 = Nodes(api)["n1"]["node_id"];
+  const std::string n2 = Nodes(api)["n2"]["node_id"];
+  CHECK(ReadFileOrEmpty(dir.Sub("n1.log")).find("Testing connection to the controller...: Ok\n"
+                                                "Cluster join success\n") == 0);
+
+  // 8 urgent in group a, 8 in group b, 4 pinned to n2.
+  auto request = [&](const std::string& fields) {
+    return RequireOk(Call(api, "POST", "/api/v1/vm", R"({"vmid":"tmpl-1",)" + fields + "}"));
+  };
+  const Json in_a = request(R"("count":8,"priority":100,"group_id":")" + group_a + R"(")");
+  const Json in_b = request(R"("count":8,"priority":2000,"group_id":")" + group_b + R"(")");
+  const Json pinned = request(R"("count":4,"priority":500,"node_id":")" + n2 + R"(")");
+  REQUIRE(in_a.size() + in_b.size() + pinned.size() == 20);
+
+  // Mid-way through n1's work, kill its agent: the node goes Offline.
+  size_t started_on_n1 = 0;
+  REQUIRE(WaitFor(20000, [&] {
+    started_on_n1 = 0;
+    for (const auto& [id, vm] : Instances(api)) {
+      started_on_n1 += vm.value("node_id", "") == n1 && vm["instance_state"] == "Started";
+    }
+    return started_on_n1 >= 1;
+  }));
+  agent1->Kill(SIGKILL);
+  agent1->Wait();
+  CHECK(started_on_n1 < in_a.size());  // Really mid-way (each clone and start takes 150 ms).
+  CHECK(WaitFor(12000, [&] { return Nodes(api)["n1"]["state"] == "Offline"; }));
+  auto again = StartAgent({"run", "--data", dir.Sub("n1")}, dir.Sub("n1.run.log"));
+  INFO("restarted agent: " << ReadFileOrEmpty(dir.Sub("n1.run.log")));
+
+  REQUIRE(WaitFor(45000, [&] { return CountInState(Instances(api), "Started") == 20; }));
+  CHECK(WaitFor(5000, [&] { return Nodes(api)["n1"]["state"] == "Active"; }));
+  const auto instances = Instances(api);
+  for (const Json& id : in_a) CHECK(instances.at(id)["node_id"] == n1);
+  for (const Json& id : in_b) CHECK(instances.at(id)["node_id"] == n2);
+  for (const Json& id : pinned) CHECK(instances.at(id)["node_id"] == n2);
+  for (const auto& [id, vm] : instances) {
+    CHECK(vm["vminfo"]["status"] == "running");
+    CHECK(!vm["vminfo"]["ip"].get<std::string>().empty());
+  }
+
+  for (const auto& [id, vm] : instances) {
+    RequireOk(Call(api, "DELETE", "/api/v1/vm", R"({"id":")" + id + R"("})"));
+  }
+  REQUIRE(WaitFor(30000, [&] { return CountInState(Instances(api), "Terminated") == 20; }));
+
+  again->Kill(SIGTERM);
+  agent2->Kill(SIGTERM);
+  CHECK(WIFEXITED(again->Wait()));
+  CHECK(WIFEXITED(agent2->Wait()));
+  // The sim drivers' books: one clone, one start and one delete per VM, crash or not.
+  for (const auto& [name, ids] :
+       std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"n1", in_a.get<std::vector<std::string>>()},
+           {"n2", [&] {
+              auto all = in_b.get<std::vector<std::string>>();
+              for (const Json& id : pinned) all.push_back(id);
+              return all;
+            }()}}) {
+    auto sim = node::SimDriver::Open(dir.Sub(name) + "/sim");
+    INFO(name << ": " << sim.status().ToString());
+    REQUIRE(sim.ok());
+    for (const std::string& id : ids) {
+      INFO(name << " VM cloister-" << id);
+      CHECK((*sim)->Calls(node::SimOp::kClone, "cloister-" + id) == 1);
+      CHECK((*sim)->Calls(node::SimOp::kStart, "cloister-" + id) == 1);
+      CHECK((*sim)->Calls(node::SimOp::kDelete, "cloister-" + id) == 1);
+    }
+  }
+  auto stopped = controller->Stop(SIGTERM);
+  REQUIRE(stopped.ok());
+  CHECK(WIFEXITED(*stopped));
+}
+
+}  // namespace
+}  // namespace cloister::testing
