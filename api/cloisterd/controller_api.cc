@@ -40,6 +40,23 @@ std::optional<std::string> TargetId(const api::Request& request, const nlohmann:
   return std::nullopt;
 }
 
+// For a DELETE: the target's id from ?id= or the body's key; answers (and returns nullopt) when
+// the body is malformed or the id is missing.
+std::optional<std::string> DeleteTarget(const api::Request& request, const char* body_key,
+                                        const std::function<void(api::Response)>& respond) {
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadBody());
+    return std::nullopt;
+  }
+  std::string error;
+  std::optional<std::string> id = TargetId(request, *body, body_key, &error);
+  if (!id) {
+    respond(api::FailResponse(400, error));
+  }
+  return id;
+}
+
 // ---- output ------------------------------------------------------------------------------------
 
 // RFC 3339 UTC with nanoseconds: 2026-11-24T18:33:37.123456789Z.
@@ -153,14 +170,7 @@ Json InstanceJson(const reducers::Views& views, const reducers::VmInstance& vm) 
             "vnc://" + node->second.ip_address + ":" + std::to_string(vm.vnc_port);
       }
     }
-    Json forwards = Json::array();
-    for (const reducers::PortForward& forward : vm.port_forwarding_override) {
-      forwards.push_back(Json{{"guest_port", forward.guest_port},
-                              {"host_port", forward.host_port},
-                              {"protocol", forward.protocol},
-                              {"name", forward.name}});
-    }
-    info["port_forwarding"] = forwards;
+    info["port_forwarding"] = PortForwardsJson(vm.port_forwarding_override);
     j["vminfo"] = info;
   }
   return j;
@@ -354,15 +364,8 @@ void ControllerApi::Nodes(const api::Request& request, Respond respond) {
     respond(MethodNotAllowed());
     return;
   }
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(BadBody());
-    return;
-  }
-  std::string error;
-  std::optional<std::string> id = TargetId(request, *body, "node_id", &error);
+  std::optional<std::string> id = DeleteTarget(request, "node_id", respond);
   if (!id) {
-    respond(api::FailResponse(400, error));
     return;
   }
   Submit(request, engine::RemoveNode{*id, "removed through the API"}, false,
@@ -394,15 +397,8 @@ void ControllerApi::Vms(const api::Request& request, Respond respond) {
     respond(MethodNotAllowed());
     return;
   }
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(BadBody());
-    return;
-  }
-  std::string error;
-  std::optional<std::string> id = TargetId(request, *body, "id", &error);
+  std::optional<std::string> id = DeleteTarget(request, "id", respond);
   if (!id) {
-    respond(api::FailResponse(400, error));
     return;
   }
   if (!views.vm_instances.instances.contains(*id)) {

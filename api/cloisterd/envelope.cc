@@ -23,4 +23,15 @@ api::Response FailedReplyResponse(const engine::Reply& reply) {
   }
 }
 
+nlohmann::ordered_json PortForwardsJson(const std::vector<reducers::PortForward>& forwards) {
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const reducers::PortForward& forward : forwards) {
+    list.push_back(nlohmann::ordered_json{{"guest_port", forward.guest_port},
+                                          {"host_port", forward.host_port},
+                                          {"protocol", forward.protocol},
+                                          {"name", forward.name}});
+  }
+  return list;
+}
+
 }  // namespace cloister::cloisterd

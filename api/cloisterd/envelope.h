@@ -6,10 +6,13 @@
 // failed append (503: nothing was recorded, retrying later is right) get their HTTP meaning.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "api/http_types.h"
 #include "engine/engine.h"
+#include "reducers/views.h"
 
 namespace cloister::cloisterd {
 
@@ -18,5 +21,8 @@ api::Response OkResponse(const std::string& body_json);
 
 // The answer for a reply that is not ok(): storage failure or rejection.
 api::Response FailedReplyResponse(const engine::Reply& reply);
+
+// [{guest_port, host_port, protocol, name}], as the public API and the node protocol show them.
+nlohmann::ordered_json PortForwardsJson(const std::vector<reducers::PortForward>& forwards);
 
 }  // namespace cloister::cloisterd

@@ -239,14 +239,7 @@ std::string NodeApi::InstancesBody(const std::string& node_id) const {
     item["startup_script"] = vm.startup_script;
     item["script_monitoring"] = vm.script_monitoring;
     item["script_timeout"] = vm.script_timeout;
-    Json forwards = Json::array();
-    for (const reducers::PortForward& forward : vm.port_forwarding_override) {
-      forwards.push_back(Json{{"guest_port", forward.guest_port},
-                              {"host_port", forward.host_port},
-                              {"protocol", forward.protocol},
-                              {"name", forward.name}});
-    }
-    item["port_forwarding"] = forwards;
+    item["port_forwarding"] = PortForwardsJson(vm.port_forwarding_override);
     item["changed_seq"] = vm.updated.seq;
     list.push_back(item);
   }
