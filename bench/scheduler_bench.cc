@@ -136,7 +136,8 @@ Round RunRound(const Flags& flags, const std::string& dir) {
 }
 
 int Run(const Flags& flags) {
-  std::printf("scheduler_bench: %zu instances waiting, %zu Active nodes, passes of 100, %d rounds\n",
+  std::printf("scheduler_bench: %zu instances waiting, %zu Active nodes, passes of 100, "
+              "%d rounds\n",
               flags.instances, flags.nodes, flags.rounds);
   std::vector<double> rates;
   for (int r = 0; r < flags.rounds; r++) {
