@@ -389,10 +389,24 @@ void NodeApi::OnApplied() {
   if (polls_.empty()) {
     return;
   }
+  // One pass over the views for all waiting nodes (this runs after every applied command,
+  // and every connected agent has a poll waiting).
+  const reducers::Views& views = engine_->views();
+  std::map<std::string, uint64_t> change_seq;
+  for (const Poll& poll : polls_) {
+    auto node = views.nodes.nodes.find(poll.node_id);
+    change_seq[poll.node_id] = node == views.nodes.nodes.end() ? 0 : node->second.updated.seq;
+  }
+  for (const auto& [id, vm] : views.vm_instances.instances) {
+    auto waiting_node = change_seq.find(vm.node_id);
+    if (waiting_node != change_seq.end()) {
+      waiting_node->second = std::max(waiting_node->second, vm.updated.seq);
+    }
+  }
   std::vector<Poll> waiting;
   std::vector<Poll> ready;
   for (Poll& poll : polls_) {
-    (NodeChangeSeq(poll.node_id) > poll.after ? ready : waiting).push_back(std::move(poll));
+    (change_seq[poll.node_id] > poll.after ? ready : waiting).push_back(std::move(poll));
   }
   polls_ = std::move(waiting);
   for (Poll& poll : ready) {
