@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -135,6 +136,10 @@ using Command = std::variant<SetConfig, CreateNodeGroup, UpdateNodeGroup, Delete
 // The Anka instance state machine: may an instance in `from` move to `to`? Staying in the same
 // state (a progress or message update) is allowed, except once Terminated.
 bool VmTransitionAllowed(fb::VmState from, fb::VmState to);
+
+// The state whose flatbuffers name is name ("Started", "DrainMode"); nullopt for none.
+std::optional<fb::VmState> VmStateFromName(std::string_view name);
+std::optional<fb::NodeState> NodeStateFromName(std::string_view name);
 
 // "set_config", "create_node_group", ...
 const char* CommandName(const Command& command);

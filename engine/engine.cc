@@ -134,6 +134,24 @@ const char* CommandName(const Command& command) {
   return kNames[command.index()];
 }
 
+std::optional<fb::VmState> VmStateFromName(std::string_view name) {
+  for (int i = 0; i <= static_cast<int>(fb::VmState::MAX); ++i) {
+    if (name == fb::EnumNameVmState(static_cast<fb::VmState>(i))) {
+      return static_cast<fb::VmState>(i);
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<fb::NodeState> NodeStateFromName(std::string_view name) {
+  for (int i = 0; i <= static_cast<int>(fb::NodeState::MAX); ++i) {
+    if (name == fb::EnumNameNodeState(static_cast<fb::NodeState>(i))) {
+      return static_cast<fb::NodeState>(i);
+    }
+  }
+  return std::nullopt;
+}
+
 Result<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
   CL_ASSERT(options.log != nullptr);
   CL_ASSERT(options.clock != nullptr);

@@ -35,15 +35,6 @@ std::optional<const char*> DesiredState(fb::VmState state) {
   }
 }
 
-std::optional<fb::VmState> ParseVmState(const std::string& name) {
-  for (int i = 0; i <= static_cast<int>(fb::VmState::MAX); ++i) {
-    if (name == fb::EnumNameVmState(static_cast<fb::VmState>(i))) {
-      return static_cast<fb::VmState>(i);
-    }
-  }
-  return std::nullopt;
-}
-
 // Group names or ids → ids; nullopt (and error) for one that names no group.
 std::optional<std::vector<std::string>> ResolveGroups(const reducers::Views& views,
                                                       const std::vector<std::string>& names,
@@ -323,7 +314,7 @@ void NodeApi::Report(const api::Request& request, Respond respond) {
       respond(BadRequest("reports: instance_id is required"));
       return;
     }
-    std::optional<fb::VmState> parsed = ParseVmState(state);
+    std::optional<fb::VmState> parsed = engine::VmStateFromName(state);
     if (!parsed) {
       respond(BadRequest("reports: state: not an instance state: " + state.substr(0, 32)));
       return;

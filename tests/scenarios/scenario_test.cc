@@ -64,24 +64,6 @@ uint64_t Fnv1a(const std::string& text) {
   return hash;
 }
 
-std::optional<fb::VmState> ParseVmState(const std::string& name) {
-  for (int i = 0; i <= static_cast<int>(fb::VmState::MAX); ++i) {
-    if (name == fb::EnumNameVmState(static_cast<fb::VmState>(i))) {
-      return static_cast<fb::VmState>(i);
-    }
-  }
-  return std::nullopt;
-}
-
-std::optional<fb::NodeState> ParseNodeState(const std::string& name) {
-  for (int i = 0; i <= static_cast<int>(fb::NodeState::MAX); ++i) {
-    if (name == fb::EnumNameNodeState(static_cast<fb::NodeState>(i))) {
-      return static_cast<fb::NodeState>(i);
-    }
-  }
-  return std::nullopt;
-}
-
 class Script {
  public:
   Script(std::string name, const std::string& dir) : name_(std::move(name)), rng_(Fnv1a(name_)) {
@@ -184,7 +166,7 @@ std::optional<Command> Script::Parse(const std::vector<std::string>& words, std:
   }
   if (verb == "node remove") return RemoveNode{get("id"), get("reason")};
   if (verb == "node status") {
-    auto state = ParseNodeState(get("state"));
+    auto state = NodeStateFromName(get("state"));
     if (!state) {
       *error = "unknown node state " + get("state");
       return std::nullopt;
@@ -233,7 +215,7 @@ std::optional<Command> Script::Parse(const std::vector<std::string>& words, std:
     return request;
   }
   if (verb == "vm state") {
-    auto state = ParseVmState(get("state"));
+    auto state = VmStateFromName(get("state"));
     if (!state) {
       *error = "unknown VM state " + get("state");
       return std::nullopt;
