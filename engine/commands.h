@@ -51,6 +51,7 @@ struct JoinNode {
   std::string arch;
   std::string hypervisor;
   std::vector<std::string> groups;  // Node group ids; each must exist.
+  bool drain_mode = false;
 };
 
 struct RemoveNode {
@@ -97,6 +98,8 @@ struct ChangeVmState {
   std::string vm_uuid;
   std::string ip;
   uint16_t vnc_port = 0;
+  uint64_t report_seq = 0;  // The agent's report number; one at or below the node's last is a
+                            // resend and records nothing. 0: not from an agent report.
 };
 
 struct TerminateVm {
@@ -129,9 +132,71 @@ struct ScheduleVms {
   uint32_t max_placements = 1000;
 };
 
+// PUT /api/v1/vm?id=: absent fields are unchanged, present empty ones clear the field.
+struct UpdateVm {
+  std::string instance_id;
+  std::optional<std::string> name;
+  std::optional<std::string> external_id;
+  std::optional<std::string> metadata_json;
+};
+
+// POST /api/v1/rpc/vm/restart: the node stops and starts the VM once. Started or Stopped only.
+struct RestartVm {
+  std::string instance_id;
+};
+
+// POST /api/v1/node/config: absent fields keep their value.
+struct ConfigureNode {
+  std::string node_id;
+  std::optional<std::string> node_name;
+  std::optional<uint32_t> capacity;  // max_vm_count.
+  std::optional<std::string> capacity_mode;
+  std::optional<uint32_t> vcpu_override;
+  std::optional<uint64_t> ram_override_mb;
+  std::optional<bool> drain_mode;
+};
+
+// PUT /api/v1/node/update: every agent reloads its credentials.
+struct RequestNodeUpdate {
+  std::string reason;
+};
+
+// Operator: a template tag becomes known (the registry issue records these when images are
+// pushed). An empty template_id with a name not yet known creates a template (its id assigned);
+// a name that is known adds the tag to that template.
+struct RegisterTemplateTag {
+  std::string template_id;
+  std::string name;
+  std::string tag;
+  std::string description;
+};
+
+// POST /api/v1/image: save a running instance's VM as a new tag of target_vm_id, or as a new
+// template named new_template_name (exactly one of the two). Pending until the node finishes.
+struct RequestSaveImage {
+  std::string instance_id;
+  std::string target_vm_id;
+  std::string new_template_name;
+  std::string tag;
+  std::string description;
+  bool suspend = false;
+  std::string revert_tag;
+  std::string script;  // Base64.
+};
+
+// The node's outcome for a save-image request. On success the tag is registered in the template.
+struct FinishSaveImage {
+  std::string request_id;
+  std::string node_id;  // The reporting node: must be the one holding the instance.
+  bool ok = false;
+  std::string message;
+};
+
 using Command = std::variant<SetConfig, CreateNodeGroup, UpdateNodeGroup, DeleteNodeGroup, JoinNode,
                              RemoveNode, RequestVm, ChangeVmState, TerminateVm, UpdateNodeStatus,
-                             ScheduleVms, ChangeGroupMembership>;
+                             ScheduleVms, ChangeGroupMembership, UpdateVm, RestartVm,
+                             ConfigureNode, RequestNodeUpdate, RegisterTemplateTag,
+                             RequestSaveImage, FinishSaveImage>;
 
 // The Anka instance state machine: may an instance in `from` move to `to`? Staying in the same
 // state (a progress or message update) is allowed, except once Terminated.

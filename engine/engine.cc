@@ -61,6 +61,23 @@ std::vector<std::string> ConflictKeys(const Command& command) {
       }
       return keys;
     }
+    std::vector<std::string> operator()(const UpdateVm& c) const {
+      return {"vm/" + c.instance_id};
+    }
+    std::vector<std::string> operator()(const RestartVm& c) const {
+      return {"vm/" + c.instance_id};
+    }
+    std::vector<std::string> operator()(const ConfigureNode& c) const {
+      return {"node/" + c.node_id};
+    }
+    std::vector<std::string> operator()(const RequestNodeUpdate&) const { return {}; }
+    // Template writes are rare: one key serialises them all (names, tags and versions are
+    // checked against each other). Templates only grow, so VM requests need not wait for them.
+    std::vector<std::string> operator()(const RegisterTemplateTag&) const { return {"templates"}; }
+    std::vector<std::string> operator()(const RequestSaveImage& c) const {
+      return {"vm/" + c.instance_id, "templates"};
+    }
+    std::vector<std::string> operator()(const FinishSaveImage&) const { return {"templates"}; }
     std::vector<std::string> operator()(const ScheduleVms&) const {
       // One pass at a time: a pass counts capacity from the views, so a second pass in flight
       // would count without the first one's placements.
@@ -129,7 +146,8 @@ const char* CommandName(const Command& command) {
   static constexpr const char* kNames[] = {
       "set_config",  "create_node_group", "update_node_group", "delete_node_group", "join_node",
       "remove_node", "request_vm",        "change_vm_state",   "terminate_vm",      "update_node_status",
-      "schedule_vms", "change_group_membership"};
+      "schedule_vms", "change_group_membership", "update_vm", "restart_vm", "configure_node",
+      "request_node_update", "register_template_tag", "request_save_image", "finish_save_image"};
   static_assert(std::size(kNames) == std::variant_size_v<Command>);
   return kNames[command.index()];
 }

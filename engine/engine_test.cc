@@ -191,6 +191,7 @@ TEST_CASE("restart rebuilds the same views, from a snapshot or from the log alon
     REQUIRE(h.Run(JoinNode{"", "mac-1", "10.0.0.2", 8, 16384, 8, 8192, 2, "", "arm64", "sim",
                            {group.ids[0]}})
                 .ok());
+    REQUIRE(h.Run(RegisterTemplateTag{"tmpl", "macos-15", "v1", ""}).ok());
     RequestVm request;
     request.vmid = "tmpl";
     request.group_id = group.ids[0];
@@ -208,7 +209,7 @@ TEST_CASE("restart rebuilds the same views, from a snapshot or from the log alon
   }
   {
     Harness h(dir.path());
-    CHECK(h.engine->recovery().snapshot_seq == 6);
+    CHECK(h.engine->recovery().snapshot_seq == 7);
     CHECK(reducers::EncodeViews(h.engine->views()) == before);
   }
   {

@@ -17,7 +17,10 @@ struct Load {
 
 bool HasRoom(const reducers::Node& node, const Load& load, const reducers::VmInstance& vm) {
   if (node.capacity_mode == "resource") {
-    return load.vcpu + vm.vcpu <= node.vcpu_count && load.vram_mb + vm.vram_mb <= node.vram_mb;
+    // An operator's override (POST /api/v1/node/config) replaces what the node reported.
+    const uint64_t vcpu = node.vcpu_override != 0 ? node.vcpu_override : node.vcpu_count;
+    const uint64_t vram = node.ram_override_mb != 0 ? node.ram_override_mb : node.vram_mb;
+    return load.vcpu + vm.vcpu <= vcpu && load.vram_mb + vm.vram_mb <= vram;
   }
   return node.capacity == 0 || load.instances < node.capacity;
 }
@@ -103,7 +106,7 @@ std::vector<Placement> PlanPlacements(const reducers::Views& views, size_t max_p
           continue;
         }
         const reducers::Node& node = found->second;
-        if (node.state != fb::NodeState::Active ||
+        if (node.state != fb::NodeState::Active || node.drain_mode ||
             (!vm->requested_node_id.empty() && vm->requested_node_id != node_id) ||
             !HasRoom(node, loads[node_id], *vm)) {
           continue;

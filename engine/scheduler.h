@@ -8,9 +8,11 @@
 //  * Waiting: an instance in Scheduling that has no node yet. Waiting instances are taken by
 //    priority (lower is more urgent), then by request order (the seq of their request).
 //  * Eligible node: state Active (Offline, Updating, Unhealthy and Drain Mode nodes take no new
-//    VMs), matching the instance's pinned node_id if it has one, with capacity left:
+//    VMs) and not put in drain mode by its operator (join --drain-mode, node config),
+//    matching the instance's pinned node_id if it has one, with capacity left:
 //      - capacity_mode "resource": the vcpu and vram_mb of the instances it holds plus this one
-//        fit in the node's vcpu_count and vram_mb (an instance that names no vcpu or vram counts
+//        fit in the node's vcpu_count and vram_mb, or the operator's vcpu_override and
+//        ram_override_mb where those are set (an instance that names no vcpu or vram counts
 //        as 0 of it);
 //      - otherwise (number mode): fewer instances than capacity (0 means no limit).
 //    An instance holds its node from placement until it is Terminated or in Error.

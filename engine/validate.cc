@@ -76,10 +76,20 @@ class Validation {
   bool ValidateCommand(const UpdateNodeStatus& c);
   bool ValidateCommand(const ScheduleVms& c);
   bool ValidateCommand(const ChangeGroupMembership& c);
+  bool ValidateCommand(const UpdateVm& c);
+  bool ValidateCommand(const RestartVm& c);
+  bool ValidateCommand(const ConfigureNode& c);
+  bool ValidateCommand(const RequestNodeUpdate& c);
+  bool ValidateCommand(const RegisterTemplateTag& c);
+  bool ValidateCommand(const RequestSaveImage& c);
+  bool ValidateCommand(const FinishSaveImage& c);
 
  private:
   bool GroupNameTaken(const std::string& name, const std::string& except_id) const;
   bool CheckFallback(const std::string& group_id, const std::string& fallback_id);
+  bool CheckTemplate(const std::string& vmid, const std::string& tag, int32_t version);
+  const reducers::VmInstance* FindInstance(const std::string& instance_id);
+  const reducers::Template* TemplateNamed(const std::string& name) const;
 
   const reducers::Views& views_;
   Rng* rng_;
@@ -254,7 +264,7 @@ bool Validation::ValidateCommand(const JoinNode& c) {
   Emit(fb::CreateNodeJoinedDirect(fbb, id.c_str(), c.node_name.c_str(), c.ip_address.c_str(),
                                   c.cpu_count, c.ram_mb, c.vcpu_count, c.vram_mb, c.capacity,
                                   c.capacity_mode.c_str(), c.arch.c_str(), c.hypervisor.c_str(),
-                                  &groups),
+                                  &groups, c.drain_mode),
        &builder);
   ids_.push_back(id);
   return true;
@@ -319,6 +329,9 @@ bool Validation::ValidateCommand(const RequestVm& c) {
   if (!c.node_id.empty() && !views_.nodes.nodes.contains(c.node_id)) {
     return Reject(Rejection::kNotFound, "node " + c.node_id.substr(0, 64) + " not found");
   }
+  if (!CheckTemplate(c.vmid, c.tag, c.version)) {
+    return false;
+  }
   for (uint32_t i = 0; i < c.count; ++i) {
     const std::string id = rng_->NewUuid();
     log::DraftBuilder builder;
@@ -357,10 +370,17 @@ bool Validation::ValidateCommand(const ChangeVmState& c) {
   if (!CheckText("message", c.message, kDescriptionBytesMax, false)) {
     return false;
   }
+  if (c.report_seq != 0) {
+    auto node = views_.nodes.nodes.find(c.node_id);
+    if (node != views_.nodes.nodes.end() && c.report_seq <= node->second.last_report_seq) {
+      return true;  // A report the agent sent again (its ack was lost): recorded already.
+    }
+  }
   log::DraftBuilder builder;
   Emit(fb::CreateVmInstanceStateChangedDirect(builder.fbb(), c.instance_id.c_str(), c.state,
                                               c.message.c_str(), c.progress, c.node_id.c_str(),
-                                              c.vm_uuid.c_str(), c.ip.c_str(), c.vnc_port),
+                                              c.vm_uuid.c_str(), c.ip.c_str(), c.vnc_port,
+                                              c.report_seq),
        &builder);
   return true;
 }
@@ -475,6 +495,280 @@ bool Validation::ValidateCommand(const ChangeGroupMembership& c) {
                                                       node_id.c_str(), c.member),
            &builder);
     }
+  }
+  return true;
+}
+
+const reducers::VmInstance* Validation::FindInstance(const std::string& instance_id) {
+  auto it = views_.vm_instances.instances.find(instance_id);
+  if (it == views_.vm_instances.instances.end()) {
+    Reject(Rejection::kNotFound, "instance " + instance_id.substr(0, 64) + " not found");
+    return nullptr;
+  }
+  return &it->second;
+}
+
+const reducers::Template* Validation::TemplateNamed(const std::string& name) const {
+  for (const auto& [id, t] : views_.templates.templates) {
+    if (t.name == name) {
+      return &t;
+    }
+  }
+  return nullptr;
+}
+
+// The Anka answers clients match on: "VM not in the registry", "No such tag <tag>".
+bool Validation::CheckTemplate(const std::string& vmid, const std::string& tag,
+                               int32_t version) {
+  auto it = views_.templates.templates.find(vmid);
+  if (it == views_.templates.templates.end()) {
+    return Reject(Rejection::kNotFound, "VM not in the registry");
+  }
+  const std::vector<reducers::TemplateTag>& tags = it->second.tags;
+  if (!tag.empty() && std::none_of(tags.begin(), tags.end(), [&](const auto& t) {
+        return t.tag == tag;
+      })) {
+    return Reject(Rejection::kNotFound, "No such tag " + tag);
+  }
+  if (tag.empty() && version >= 0 && std::none_of(tags.begin(), tags.end(), [&](const auto& t) {
+        return t.version == version;
+      })) {
+    return Reject(Rejection::kNotFound, "No such version " + std::to_string(version));
+  }
+  return true;
+}
+
+bool Validation::ValidateCommand(const UpdateVm& c) {
+  const reducers::VmInstance* vm = FindInstance(c.instance_id);
+  if (vm == nullptr) {
+    return false;
+  }
+  if (vm->state == fb::VmState::Terminated) {
+    return Reject(Rejection::kAlreadyTerminated, "instance " + c.instance_id + " is terminated");
+  }
+  if ((c.name && !CheckText("name", *c.name, kNameBytesMax, false)) ||
+      (c.external_id && !CheckText("external_id", *c.external_id, kNameBytesMax, false))) {
+    return false;
+  }
+  if (c.metadata_json && c.metadata_json->size() > kMetadataBytesMax) {
+    return Reject(Rejection::kInvalidArgument, "metadata is too large");
+  }
+  const bool same = c.name.value_or(vm->name) == vm->name &&
+                    c.external_id.value_or(vm->external_id) == vm->external_id &&
+                    c.metadata_json.value_or(vm->metadata_json) == vm->metadata_json;
+  if (same) {
+    return true;  // Nothing changes: no event.
+  }
+  log::DraftBuilder builder;
+  auto& fbb = builder.fbb();
+  auto id = fbb.CreateString(c.instance_id);
+  auto name = c.name ? fbb.CreateString(*c.name) : flatbuffers::Offset<flatbuffers::String>();
+  auto external = c.external_id ? fbb.CreateString(*c.external_id)
+                                : flatbuffers::Offset<flatbuffers::String>();
+  auto metadata = c.metadata_json ? fbb.CreateString(*c.metadata_json)
+                                  : flatbuffers::Offset<flatbuffers::String>();
+  Emit(fb::CreateVmInstanceUpdated(fbb, id, name, external, metadata), &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const RestartVm& c) {
+  const reducers::VmInstance* vm = FindInstance(c.instance_id);
+  if (vm == nullptr) {
+    return false;
+  }
+  if (vm->state != fb::VmState::Started && vm->state != fb::VmState::Stopped) {
+    return Reject(Rejection::kIllegalTransition,
+                  std::string("instance is ") + fb::EnumNameVmState(vm->state) +
+                      ": only a Started or Stopped instance can be restarted");
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreateVmInstanceRestartRequestedDirect(builder.fbb(), c.instance_id.c_str()),
+       &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const ConfigureNode& c) {
+  auto it = views_.nodes.nodes.find(c.node_id);
+  if (it == views_.nodes.nodes.end()) {
+    return Reject(Rejection::kNotFound, "node " + c.node_id.substr(0, 64) + " not found");
+  }
+  const reducers::Node& node = it->second;
+  reducers::Node next = node;
+  next.node_name = c.node_name.value_or(node.node_name);
+  next.capacity = c.capacity.value_or(node.capacity);
+  next.capacity_mode = c.capacity_mode.value_or(node.capacity_mode);
+  next.vcpu_override = c.vcpu_override.value_or(node.vcpu_override);
+  next.ram_override_mb = c.ram_override_mb.value_or(node.ram_override_mb);
+  next.drain_mode = c.drain_mode.value_or(node.drain_mode);
+  if (!CheckText("name", next.node_name, kNameBytesMax, true)) {
+    return false;
+  }
+  if (next.capacity_mode != "number" && next.capacity_mode != "resource" &&
+      !next.capacity_mode.empty()) {
+    return Reject(Rejection::kInvalidArgument, "capacity_mode must be number or resource");
+  }
+  if (next == node) {
+    return true;
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreateNodeConfiguredDirect(builder.fbb(), c.node_id.c_str(), next.node_name.c_str(),
+                                      next.capacity, next.capacity_mode.c_str(),
+                                      next.vcpu_override, next.ram_override_mb, next.drain_mode),
+       &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const RequestNodeUpdate& c) {
+  if (!CheckText("reason", c.reason, kDescriptionBytesMax, false)) {
+    return false;
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreateNodeAgentsUpdateRequestedDirect(builder.fbb(), c.reason.c_str()), &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const RegisterTemplateTag& c) {
+  if (!CheckText("id", c.template_id, kIdBytesMax, false) ||
+      !CheckText("name", c.name, kNameBytesMax, false) ||
+      !CheckText("tag", c.tag, kNameBytesMax, true) ||
+      !CheckText("description", c.description, kDescriptionBytesMax, false)) {
+    return false;
+  }
+  std::string id = c.template_id;
+  const reducers::Template* existing = nullptr;
+  if (!id.empty()) {
+    auto it = views_.templates.templates.find(id);
+    existing = it == views_.templates.templates.end() ? nullptr : &it->second;
+  } else if (c.name.empty()) {
+    return Reject(Rejection::kInvalidArgument, "id or name is required");
+  } else {
+    existing = TemplateNamed(c.name);
+    id = existing != nullptr ? existing->template_id : rng_->NewUuid();
+  }
+  if (existing == nullptr && c.name.empty()) {
+    return Reject(Rejection::kInvalidArgument, "name is required for a new template");
+  }
+  if (!c.name.empty() && (existing == nullptr || existing->name != c.name)) {
+    const reducers::Template* named = TemplateNamed(c.name);
+    if (named != nullptr && named->template_id != id) {
+      return Reject(Rejection::kNameTaken, "a template named " + c.name + " exists");
+    }
+  }
+  int32_t version = 0;
+  if (existing != nullptr) {
+    version = static_cast<int32_t>(existing->tags.size());
+    for (const reducers::TemplateTag& tag : existing->tags) {
+      if (tag.tag == c.tag) {
+        version = tag.version;
+      }
+    }
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreateTemplateTagRegisteredDirect(builder.fbb(), id.c_str(), c.name.c_str(),
+                                             c.tag.c_str(), version, c.description.c_str()),
+       &builder);
+  ids_.push_back(id);
+  return true;
+}
+
+bool Validation::ValidateCommand(const RequestSaveImage& c) {
+  const reducers::VmInstance* vm = FindInstance(c.instance_id);
+  if (vm == nullptr) {
+    return false;
+  }
+  if (vm->state != fb::VmState::Started && vm->state != fb::VmState::Stopped) {
+    return Reject(Rejection::kIllegalTransition,
+                  std::string("instance is ") + fb::EnumNameVmState(vm->state) +
+                      ": only a Started or Stopped instance can be saved");
+  }
+  if (!CheckText("tag", c.tag, kNameBytesMax, true) ||
+      !CheckText("target_vm_id", c.target_vm_id, kIdBytesMax, false) ||
+      !CheckText("new_template_name", c.new_template_name, kNameBytesMax, false) ||
+      !CheckText("description", c.description, kDescriptionBytesMax, false) ||
+      !CheckText("revert_tag", c.revert_tag, kNameBytesMax, false)) {
+    return false;
+  }
+  if (c.script.size() > kStartupScriptBytesMax) {
+    return Reject(Rejection::kInvalidArgument, "script is too large");
+  }
+  if (c.target_vm_id.empty() == c.new_template_name.empty()) {
+    return Reject(Rejection::kInvalidArgument,
+                  "exactly one of target_vm_id and new_template_name is required");
+  }
+  if (!c.target_vm_id.empty()) {
+    auto it = views_.templates.templates.find(c.target_vm_id);
+    if (it == views_.templates.templates.end()) {
+      return Reject(Rejection::kNotFound, "VM not in the registry");
+    }
+    for (const reducers::TemplateTag& tag : it->second.tags) {
+      if (tag.tag == c.tag) {
+        return Reject(Rejection::kNameTaken, "tag " + c.tag + " exists");
+      }
+    }
+  } else if (TemplateNamed(c.new_template_name) != nullptr) {
+    return Reject(Rejection::kNameTaken, "a template named " + c.new_template_name + " exists");
+  }
+  const std::string id = rng_->NewUuid();
+  log::DraftBuilder builder;
+  Emit(fb::CreateSaveImageRequestedDirect(
+           builder.fbb(), c.instance_id.c_str(), c.target_vm_id.c_str(), c.tag.c_str(),
+           c.description.c_str(), c.suspend, c.revert_tag.c_str(), id.c_str(),
+           c.new_template_name.c_str(), c.script.c_str()),
+       &builder);
+  ids_.push_back(id);
+  return true;
+}
+
+bool Validation::ValidateCommand(const FinishSaveImage& c) {
+  auto it = views_.save_images.requests.find(c.request_id);
+  if (it == views_.save_images.requests.end()) {
+    return Reject(Rejection::kNotFound, "save-image request " + c.request_id.substr(0, 64) +
+                                            " not found");
+  }
+  const reducers::SaveImage& request = it->second;
+  if (request.status != reducers::SaveImageStatus::kPending) {
+    return true;  // Finished already (a resent report): nothing more to record.
+  }
+  auto vm = views_.vm_instances.instances.find(request.instance_id);
+  const std::string holder = vm == views_.vm_instances.instances.end() ? "" : vm->second.node_id;
+  if (!c.node_id.empty() && c.node_id != holder) {
+    return Reject(Rejection::kInvalidArgument, "the instance is not placed on this node");
+  }
+  if (!CheckText("message", c.message, kDescriptionBytesMax, false)) {
+    return false;
+  }
+  bool ok = c.ok;
+  std::string message = c.message;
+  std::string vmid = request.target_vm_id;
+  if (ok && vmid.empty()) {
+    const reducers::Template* named = TemplateNamed(request.new_template_name);
+    vmid = named != nullptr ? named->template_id : rng_->NewUuid();
+  }
+  const reducers::Template* target = nullptr;
+  if (ok) {
+    auto t = views_.templates.templates.find(vmid);
+    target = t == views_.templates.templates.end() ? nullptr : &t->second;
+    const bool taken = target != nullptr &&
+                       std::any_of(target->tags.begin(), target->tags.end(),
+                                   [&](const auto& tag) { return tag.tag == request.tag; });
+    if (taken) {
+      ok = false;  // Registered by someone else meanwhile: the save cannot land there.
+      message = "tag " + request.tag + " exists";
+    }
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreateSaveImageFinishedDirect(builder.fbb(), request.instance_id.c_str(), ok,
+                                         message.c_str(), ok ? vmid.c_str() : "",
+                                         request.tag.c_str(), c.request_id.c_str()),
+       &builder);
+  if (ok) {
+    const int32_t version = target == nullptr ? 0 : static_cast<int32_t>(target->tags.size());
+    log::DraftBuilder tag_builder;
+    Emit(fb::CreateTemplateTagRegisteredDirect(
+             tag_builder.fbb(), vmid.c_str(),
+             target == nullptr ? request.new_template_name.c_str() : "", request.tag.c_str(),
+             version, request.description.c_str()),
+         &tag_builder);
   }
   return true;
 }

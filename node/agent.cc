@@ -34,6 +34,7 @@ std::optional<DesiredState> ParseDesired(const std::string& text) {
 
 Json ReportJson(const Report& report) {
   Json j;
+  j["seq"] = report.seq;  // The controller records each seq once (resends are harmless).
   j["instance_id"] = report.instance_id;
   j["state"] = InstanceStateName(report.state);
   if (!report.message.empty()) j["message"] = report.message;
@@ -74,6 +75,7 @@ Result<AgentConfig> LoadAgentConfig(const std::string& dir) {
     c.reserve_space_mb = j.value("reserve_space_mb", uint64_t{0});
     c.ip_address = j.value("ip_address", "");
     c.sim_delay_ms = j.value("sim_delay_ms", uint64_t{0});
+    c.update_seq = j.value("update_seq", uint64_t{0});
   } catch (const std::exception& e) {
     return Status::Corruption(ConfigPath(dir) + ": " + e.what());
   }
@@ -95,6 +97,7 @@ Status SaveAgentConfig(const std::string& dir, const AgentConfig& c) {
   j["reserve_space_mb"] = c.reserve_space_mb;
   j["ip_address"] = c.ip_address;
   j["sim_delay_ms"] = c.sim_delay_ms;
+  j["update_seq"] = c.update_seq;
   const std::string text = j.dump(2) + "\n";
   const std::string temp = ConfigPath(dir) + ".tmp";
   const int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -145,6 +148,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const std::string& dir, AgentConfig c
 }
 
 ControllerClientOptions Agent::ClientOptions() const {
+  std::lock_guard<std::mutex> lock(config_mu_);
   ControllerClientOptions options;
   options.url = config_.controller_url;
   options.ca_file = config_.ca_file;
@@ -174,6 +178,7 @@ Status Agent::Join() {
   }
   body["hypervisor"] = "sim";
   body["groups"] = config_.groups;
+  body["drain_mode"] = config_.drain_mode;
   auto reply = client.Call("POST", "/node/v1/join", body.dump(), kCallTimeoutMs);
   if (!reply.ok()) {
     return reply.status();
@@ -181,6 +186,7 @@ Status Agent::Join() {
   if (!reply->ok || !reply->body.is_object() || !reply->body["node_id"].is_string()) {
     return Status::InvalidArgument("the controller refused the join: " + reply->message);
   }
+  std::lock_guard<std::mutex> lock(config_mu_);
   config_.node_id = reply->body["node_id"];
   return SaveAgentConfig(dir_, config_);
 }
@@ -192,30 +198,86 @@ void Agent::Pause(uint64_t ms) {
   }
 }
 
+void Agent::RefreshClient(std::unique_ptr<ControllerClient>* client,
+                          uint64_t* generation) const {
+  const uint64_t now = credentials_generation_.load();
+  if (*client == nullptr || *generation != now) {
+    *client = std::make_unique<ControllerClient>(ClientOptions());
+    *generation = now;
+  }
+}
+
+std::vector<std::string> Agent::Templates() const {
+  std::vector<std::string> templates;
+  auto records = store_->List();
+  if (!records.ok()) {
+    return templates;
+  }
+  for (const InstanceRecord& record : *records) {
+    if (record.vm_created && !record.spec.template_id.empty()) {
+      templates.push_back(record.spec.template_id);
+    }
+  }
+  std::sort(templates.begin(), templates.end());
+  templates.erase(std::unique(templates.begin(), templates.end()), templates.end());
+  return templates;
+}
+
+void Agent::ReloadCredentials(uint64_t update_seq) {
+  auto saved = LoadAgentConfig(dir_);
+  std::lock_guard<std::mutex> lock(config_mu_);
+  if (saved.ok()) {
+    config_.ca_file = saved->ca_file;
+    config_.insecure = saved->insecure;
+  }
+  config_.update_seq = update_seq;
+  // Best effort: a failed save means the next start reloads once more, which is harmless.
+  (void)SaveAgentConfig(dir_, config_);
+  credentials_generation_++;
+  std::fprintf(stderr, "cloister-node: credentials reloaded (controller update %llu)%s\n",
+               static_cast<unsigned long long>(update_seq),
+               saved.ok() ? "" : ": node.json unreadable, kept the current ones");
+}
+
 void Agent::HeartbeatLoop() {
-  ControllerClient client(ClientOptions());
+  std::unique_ptr<ControllerClient> client;
+  uint64_t generation = 0;
   while (!stop_) {
+    RefreshClient(&client, &generation);
     Json body;
     body["node_id"] = config_.node_id;
     body["vm_count"] = vm_count_.load();
-    body["drain_mode"] = config_.drain_mode;
-    auto reply = client.Call("POST", "/node/v1/heartbeat", body.dump(), kCallTimeoutMs);
+    body["templates"] = Templates();
+    auto reply = client->Call("POST", "/node/v1/heartbeat", body.dump(), kCallTimeoutMs);
     if (reply.ok() && !reply->ok && reply->message == "Not found") {
       rejoin_ = true;  // Removed from the controller: the main loop joins again.
+    }
+    if (reply.ok() && reply->ok && reply->body.is_object()) {
+      const uint64_t wanted = reply->body.value("update_seq", uint64_t{0});
+      uint64_t applied = 0;
+      {
+        std::lock_guard<std::mutex> lock(config_mu_);
+        applied = config_.update_seq;
+      }
+      if (wanted > applied) {
+        ReloadCredentials(wanted);
+      }
     }
     Pause(config_.heartbeat_ms);
   }
 }
 
 void Agent::ReportLoop() {
-  ControllerClient client(ClientOptions());
+  std::unique_ptr<ControllerClient> client;
+  uint64_t generation = 0;
   while (!stop_) {
-    SendReports(client);
+    RefreshClient(&client, &generation);
+    SendReports(*client);
     std::unique_lock<std::mutex> lock(reports_mu_);
     reports_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return reports_new_ || stop_; });
     reports_new_ = false;
   }
-  SendReports(client);  // What the last commands produced.
+  SendReports(*client);  // What the last commands produced.
 }
 
 bool Agent::SendReports(ControllerClient& client) {
@@ -263,13 +325,18 @@ Status Agent::ApplyInstances(const Json& instances) {
     if (!record.ok()) {
       return record.status();
     }
-    if (record->has_value() && (*record)->desired == *desired) {
+    // A restart asked for after the command that last changed the record: once, by seq.
+    const uint64_t restart_seq = item->value("restart_seq", uint64_t{0});
+    const bool restart = record->has_value() && *desired != DesiredState::kTerminated &&
+                         restart_seq > (*record)->cursor;
+    if (record->has_value() && (*record)->desired == *desired && !restart) {
       continue;  // Already what the controller wants (a report of ours woke the poll).
     }
     NodeCommand command;
     command.cursor = std::max(item->value("changed_seq", uint64_t{0}), reconciler_->cursor() + 1);
     command.instance_id = id;
-    command.kind = *desired == DesiredState::kStarted   ? CommandKind::kStart
+    command.kind = restart                              ? CommandKind::kRestart
+                   : *desired == DesiredState::kStarted ? CommandKind::kStart
                    : *desired == DesiredState::kStopped ? CommandKind::kStop
                                                         : CommandKind::kTerminate;
     command.spec.template_id = item->value("vmid", "");
@@ -293,7 +360,8 @@ Status Agent::Run() {
   }
   std::thread heartbeat([this] { HeartbeatLoop(); });
   std::thread reporter([this] { ReportLoop(); });
-  ControllerClient client(ClientOptions());
+  std::unique_ptr<ControllerClient> client;
+  uint64_t generation = 0;
   uint64_t after = 0;
   Status result;
   while (!stop_) {
@@ -306,10 +374,11 @@ Status Agent::Run() {
       }
       after = 0;
     }
+    RefreshClient(&client, &generation);
     const std::string path = "/node/v1/instances?node_id=" + config_.node_id +
                              "&after=" + std::to_string(after) +
                              "&wait_ms=" + std::to_string(kPollWaitMs);
-    auto reply = client.Call("GET", path, "", static_cast<long>(kPollWaitMs + kCallTimeoutMs));
+    auto reply = client->Call("GET", path, "", static_cast<long>(kPollWaitMs + kCallTimeoutMs));
     if (!reply.ok()) {
       Pause(kRetryPauseMs);  // The controller is away: try again.
       continue;

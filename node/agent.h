@@ -43,6 +43,7 @@ struct AgentConfig {
   uint64_t reserve_space_mb = 0;  // Reported with the host facts; the sim driver ignores it.
   std::string ip_address;         // Empty: the address the controller sees is not guessed here.
   uint64_t sim_delay_ms = 0;      // The sim driver's clone and start take this long (tests).
+  uint64_t update_seq = 0;        // The controller's last "reload credentials" request applied.
 };
 
 // DIR/node.json. Errors: kNotFound (never joined), kCorruption (unreadable).
@@ -63,6 +64,7 @@ class Agent {
   Status Run();
   void Stop() { stop_ = true; }
 
+  // Not synchronised with a running agent's credential reloads: read it before Run or after.
   const AgentConfig& config() const { return config_; }
   Reconciler& reconciler() { return *reconciler_; }
 
@@ -75,7 +77,14 @@ class Agent {
   bool SendReports(ControllerClient& client);
   // Applies the desired states in a long-poll answer.
   Status ApplyInstances(const nlohmann::json& instances);
+  // The template ids of the VMs this node has made (reported with each heartbeat).
+  std::vector<std::string> Templates() const;
+  // The controller asked every agent to reload its credentials (PUT /api/v1/node/update): read
+  // node.json again for the credential settings, and have every loop build a new client.
+  void ReloadCredentials(uint64_t update_seq);
   ControllerClientOptions ClientOptions() const;
+  // A client with the current credentials; rebuilt in *client when they were reloaded since.
+  void RefreshClient(std::unique_ptr<ControllerClient>* client, uint64_t* generation) const;
   // Sleeps up to ms, waking early on Stop.
   void Pause(uint64_t ms);
 
@@ -87,6 +96,8 @@ class Agent {
   std::atomic<bool> stop_{false};
   std::atomic<bool> rejoin_{false};
   std::atomic<uint32_t> vm_count_{0};
+  mutable std::mutex config_mu_;                // Guards config_'s credential fields and
+  std::atomic<uint64_t> credentials_generation_{0};  // update_seq while Run reloads them.
   std::mutex reports_mu_;
   std::condition_variable reports_cv_;
   bool reports_new_ = false;  // Guarded by reports_mu_.

@@ -123,6 +123,11 @@ void Write(Writer* w, const Node& n) {
   w->Strings(n.templates);
   w->Str(n.message);
   w->Strings(n.groups);
+  w->Bool(n.drain_mode);
+  w->U64(n.vcpu_override);
+  w->U64(n.ram_override_mb);
+  w->U64(n.update_seq);
+  w->U64(n.last_report_seq);
   w->Stamp(n.joined);
   w->Stamp(n.updated);
 }
@@ -172,8 +177,40 @@ void Write(Writer* w, const VmInstance& v) {
   w->Str(v.ip);
   w->U64(v.vnc_port);
   w->Str(v.terminated_reason);
+  w->U64(v.restart_seq);
   w->Stamp(v.created);
   w->Stamp(v.updated);
+}
+
+void Write(Writer* w, const Template& t) {
+  w->Str(t.template_id);
+  w->Str(t.name);
+  w->U64(t.tags.size());
+  for (const TemplateTag& tag : t.tags) {
+    w->Str(tag.tag);
+    w->I64(tag.version);
+    w->Str(tag.description);
+    w->Stamp(tag.registered);
+  }
+  w->Stamp(t.created);
+  w->Stamp(t.updated);
+}
+
+void Write(Writer* w, const SaveImage& s) {
+  w->Str(s.request_id);
+  w->Str(s.instance_id);
+  w->Str(s.target_vm_id);
+  w->Str(s.new_template_name);
+  w->Str(s.tag);
+  w->Str(s.description);
+  w->Bool(s.suspend);
+  w->Str(s.revert_tag);
+  w->Str(s.script);
+  w->U8(static_cast<uint8_t>(s.status));
+  w->Str(s.message);
+  w->Str(s.result_vmid);
+  w->Stamp(s.created);
+  w->Stamp(s.updated);
 }
 
 template <typename T>
@@ -363,6 +400,11 @@ void Read(Reader* r, Node* n) {
   r->Strings(&n->templates);
   r->Str(&n->message);
   r->Strings(&n->groups);
+  r->Bool(&n->drain_mode);
+  r->Unsigned(&n->vcpu_override);
+  r->Unsigned(&n->ram_override_mb);
+  r->U64(&n->update_seq);
+  r->U64(&n->last_report_seq);
   r->Stamp(&n->joined);
   r->Stamp(&n->updated);
 }
@@ -414,8 +456,42 @@ void Read(Reader* r, VmInstance* v) {
   r->Str(&v->ip);
   r->Unsigned(&v->vnc_port);
   r->Str(&v->terminated_reason);
+  r->U64(&v->restart_seq);
   r->Stamp(&v->created);
   r->Stamp(&v->updated);
+}
+
+void Read(Reader* r, Template* t) {
+  r->Str(&t->template_id);
+  r->Str(&t->name);
+  uint64_t tags = 0;
+  r->Count(&tags);
+  for (uint64_t i = 0; r->ok() && i < tags; i++) {
+    TemplateTag& tag = t->tags.emplace_back();
+    r->Str(&tag.tag);
+    r->Signed(&tag.version);
+    r->Str(&tag.description);
+    r->Stamp(&tag.registered);
+  }
+  r->Stamp(&t->created);
+  r->Stamp(&t->updated);
+}
+
+void Read(Reader* r, SaveImage* s) {
+  r->Str(&s->request_id);
+  r->Str(&s->instance_id);
+  r->Str(&s->target_vm_id);
+  r->Str(&s->new_template_name);
+  r->Str(&s->tag);
+  r->Str(&s->description);
+  r->Bool(&s->suspend);
+  r->Str(&s->revert_tag);
+  r->Str(&s->script);
+  r->EnumU8(&s->status);
+  r->Str(&s->message);
+  r->Str(&s->result_vmid);
+  r->Stamp(&s->created);
+  r->Stamp(&s->updated);
 }
 
 template <typename T>
@@ -453,6 +529,8 @@ std::string EncodeViews(const Views& views) {
   WriteMap(&w, views.nodes.nodes);
   WriteMap(&w, views.node_groups.groups);
   WriteMap(&w, views.vm_instances.instances);
+  WriteMap(&w, views.templates.templates);
+  WriteMap(&w, views.save_images.requests);
   const uint64_t checksum = Checksum(reinterpret_cast<const uint8_t*>(out.data()), out.size());
   for (int i = 0; i < 8; i++) {
     out.push_back(static_cast<char>(checksum >> (8 * i)));
@@ -485,6 +563,8 @@ Result<Views> DecodeViews(std::span<const uint8_t> bytes) {
   ReadMap(&r, &views.nodes.nodes);
   ReadMap(&r, &views.node_groups.groups);
   ReadMap(&r, &views.vm_instances.instances);
+  ReadMap(&r, &views.templates.templates);
+  ReadMap(&r, &views.save_images.requests);
   if (!r.ok()) {
     return Status::Corruption("views encoding: malformed at byte " +
                               std::to_string(kHeaderBytes + r.where()));

@@ -1,7 +1,8 @@
 // The snapshot encoding of Views: a deterministic, versioned, self-checking byte string.
 //
 //   snapshot := magic "CLVW" | version u8 (= kViewsEncodingVersion) | body | checksum u64 LE
-//   body     := seq | hash[32] | config | nodes | node_groups | vm_instances   (kViewNames order)
+//   body     := seq | hash[32] | config | nodes | node_groups | vm_instances | templates
+//               | save_images   (kViewNames order)
 //   view     := count | count × (key string | entity fields in declaration order)
 // Unsigned integers are LEB128 varints (shortest form only), signed ones zig-zag varints, strings
 // a varint length then bytes, bools and enums one byte, floats their IEEE-754 bits (4 bytes LE),
@@ -26,7 +27,7 @@
 
 namespace cloister::reducers {
 
-inline constexpr uint8_t kViewsEncodingVersion = 1;
+inline constexpr uint8_t kViewsEncodingVersion = 2;
 
 // Encodes views. Byte-identical output for equal Views.
 std::string EncodeViews(const Views& views);

@@ -222,6 +222,11 @@ Json NodeJson(const Node& n) {
   j["templates"] = StringsJson(n.templates);
   j["message"] = n.message;
   j["groups"] = StringsJson(n.groups);
+  j["drain_mode"] = n.drain_mode;
+  j["vcpu_override"] = n.vcpu_override;
+  j["ram_override_mb"] = n.ram_override_mb;
+  j["update_seq"] = n.update_seq;
+  j["last_report_seq"] = n.last_report_seq;
   j["joined"] = StampJson(n.joined);
   j["updated"] = StampJson(n.updated);
   return j;
@@ -278,8 +283,59 @@ Json VmInstanceJson(const VmInstance& v) {
   j["ip"] = v.ip;
   j["vnc_port"] = v.vnc_port;
   j["terminated_reason"] = v.terminated_reason;
+  j["restart_seq"] = v.restart_seq;
   j["created"] = StampJson(v.created);
   j["updated"] = StampJson(v.updated);
+  return j;
+}
+
+Json TemplateJson(const Template& t) {
+  Json j = Json::object();
+  j["template_id"] = t.template_id;
+  j["name"] = t.name;
+  Json tags = Json::array();
+  for (const TemplateTag& tag : t.tags) {
+    Json one = Json::object();
+    one["tag"] = tag.tag;
+    one["version"] = tag.version;
+    one["description"] = tag.description;
+    one["registered"] = StampJson(tag.registered);
+    tags.push_back(std::move(one));
+  }
+  j["tags"] = std::move(tags);
+  j["created"] = StampJson(t.created);
+  j["updated"] = StampJson(t.updated);
+  return j;
+}
+
+const char* SaveImageStatusName(SaveImageStatus status) {
+  switch (status) {
+    case SaveImageStatus::kPending:
+      return "pending";
+    case SaveImageStatus::kDone:
+      return "done";
+    case SaveImageStatus::kError:
+      return "error";
+  }
+  return "unknown";
+}
+
+Json SaveImageJson(const SaveImage& r) {
+  Json j = Json::object();
+  j["request_id"] = r.request_id;
+  j["instance_id"] = r.instance_id;
+  j["target_vm_id"] = r.target_vm_id;
+  j["new_template_name"] = r.new_template_name;
+  j["tag"] = r.tag;
+  j["description"] = r.description;
+  j["suspend"] = r.suspend;
+  j["revert_tag"] = r.revert_tag;
+  j["script"] = r.script;
+  j["status"] = SaveImageStatusName(r.status);
+  j["message"] = r.message;
+  j["result_vmid"] = r.result_vmid;
+  j["created"] = StampJson(r.created);
+  j["updated"] = StampJson(r.updated);
   return j;
 }
 
@@ -299,6 +355,12 @@ Json ViewsJson(const Views& views, std::string_view view) {
   }
   if (Wants(view, "vm_instances")) {
     j["vm_instances"] = MapJson(views.vm_instances.instances, &VmInstanceJson);
+  }
+  if (Wants(view, "templates")) {
+    j["templates"] = MapJson(views.templates.templates, &TemplateJson);
+  }
+  if (Wants(view, "save_images")) {
+    j["save_images"] = MapJson(views.save_images.requests, &SaveImageJson);
   }
   return j;
 }
@@ -321,6 +383,12 @@ Json DiffJson(const Views& a, const Views& b, std::string_view view) {
     DiffMaps("vm_instances", a.vm_instances.instances, b.vm_instances.instances, &VmInstanceJson,
              &j);
   }
+  if (Wants(view, "templates")) {
+    DiffMaps("templates", a.templates.templates, b.templates.templates, &TemplateJson, &j);
+  }
+  if (Wants(view, "save_images")) {
+    DiffMaps("save_images", a.save_images.requests, b.save_images.requests, &SaveImageJson, &j);
+  }
   return j;
 }
 
@@ -341,6 +409,13 @@ Json DiffJson(const PreImages& before, const Views& after, std::string_view view
   if (Wants(view, "vm_instances")) {
     DiffPreImages("vm_instances", before.vm_instances, after.vm_instances.instances,
                   &VmInstanceJson, &j);
+  }
+  if (Wants(view, "templates")) {
+    DiffPreImages("templates", before.templates, after.templates.templates, &TemplateJson, &j);
+  }
+  if (Wants(view, "save_images")) {
+    DiffPreImages("save_images", before.save_images, after.save_images.requests, &SaveImageJson,
+                  &j);
   }
   return j;
 }

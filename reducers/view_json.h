@@ -6,7 +6,9 @@
 //    "config":{"<key>":{"value":"true","changed":{"seq":1,"time":"2026-11-24T12:00:00.003Z"}}},
 //    "nodes":{"<node_id>":{"node_id":...,"state":"Active",...,"joined":{...},"updated":{...}}},
 //    "node_groups":{"<group_id>":{...}},
-//    "vm_instances":{"<instance_id>":{...,"state":"Started",...}}}
+//    "vm_instances":{"<instance_id>":{...,"state":"Started",...}},
+//    "templates":{"<template_id>":{...,"tags":[{"tag":"v1","version":0,...}]}},
+//    "save_images":{"<request_id>":{...,"status":"pending",...}}}
 // With a single view name only that view's key appears (after seq and hash). Entities are keyed by
 // id in id order, fields appear in declaration order (views.h), enums are their names
 // ("Unknown(N)" for a value this build does not know), times are RFC 3339 UTC with nanoseconds,
@@ -40,7 +42,7 @@ inline constexpr std::string_view kAllViews = "all";
 // True for a name in kViewNames or "all".
 bool IsViewName(std::string_view name);
 
-// "config, nodes, node_groups, vm_instances, all": for error messages and help.
+// "config, nodes, node_groups, vm_instances, templates, save_images, all": for messages and help.
 std::string ViewNameList();
 
 // The views named by view (a kViewNames entry or "all"). Precondition: IsViewName(view).
@@ -59,6 +61,11 @@ Json ConfigEntryJson(const ConfigEntry& entry);
 Json NodeJson(const Node& node);
 Json NodeGroupJson(const NodeGroup& group);
 Json VmInstanceJson(const VmInstance& instance);
+Json TemplateJson(const Template& t);
+Json SaveImageJson(const SaveImage& request);
+
+// "pending", "done" or "error" (the Anka save-image status words).
+const char* SaveImageStatusName(SaveImageStatus status);
 
 // j as text (indent < 0: one line), with ill-formed UTF-8 replaced rather than thrown about.
 std::string DumpJson(const Json& j, int indent = -1);

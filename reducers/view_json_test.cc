@@ -56,8 +56,8 @@ TEST_CASE("views as JSON: keyed by view and id, enums as names, times as RFC 333
   for (const auto& [key, value] : j.items()) {
     keys.push_back(key);
   }
-  CHECK(keys ==
-        std::vector<std::string>{"seq", "hash", "config", "nodes", "node_groups", "vm_instances"});
+  CHECK(keys == std::vector<std::string>{"seq", "hash", "config", "nodes", "node_groups",
+                                         "vm_instances", "templates", "save_images"});
   CHECK(j["config"]["ANKA_ENABLE_API_KEYS"]["value"] == "true");
   CHECK(j["config"]["ANKA_ENABLE_API_KEYS"]["changed"]["time"] == "2026-11-18T12:00:00Z");
   CHECK(j["config"]["ANKA_ROOT_TOKEN"]["changed"]["time"] == "2026-11-18T12:00:00.0015Z");
@@ -93,7 +93,8 @@ TEST_CASE("a single view name gives only that view; every name is valid, others 
   CHECK(IsViewName("all"));
   CHECK_FALSE(IsViewName("node"));
   CHECK_FALSE(IsViewName(""));
-  CHECK(ViewNameList() == "config, nodes, node_groups, vm_instances, all");
+  CHECK(ViewNameList() ==
+        "config, nodes, node_groups, vm_instances, templates, save_images, all");
 }
 
 TEST_CASE("an enum value this build does not know shows as Unknown(N)") {

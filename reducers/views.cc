@@ -75,6 +75,20 @@ class Reducer {
         return OnVmStateChanged(*event.payload_as_VmInstanceStateChanged());
       case fb::Payload::VmInstanceTerminated:
         return OnVmTerminated(*event.payload_as_VmInstanceTerminated());
+      case fb::Payload::VmInstanceUpdated:
+        return OnVmUpdated(*event.payload_as_VmInstanceUpdated());
+      case fb::Payload::VmInstanceRestartRequested:
+        return OnVmRestartRequested(*event.payload_as_VmInstanceRestartRequested());
+      case fb::Payload::NodeConfigured:
+        return OnNodeConfigured(*event.payload_as_NodeConfigured());
+      case fb::Payload::NodeAgentsUpdateRequested:
+        return OnNodeAgentsUpdateRequested();
+      case fb::Payload::TemplateTagRegistered:
+        return OnTemplateTagRegistered(*event.payload_as_TemplateTagRegistered());
+      case fb::Payload::SaveImageRequested:
+        return OnSaveImageRequested(*event.payload_as_SaveImageRequested());
+      case fb::Payload::SaveImageFinished:
+        return OnSaveImageFinished(*event.payload_as_SaveImageFinished());
       default:
         return;
     }
@@ -109,6 +123,19 @@ class Reducer {
       return nullptr;
     }
     Remember(views_.vm_instances.instances, id, before_ ? &before_->vm_instances : nullptr);
+    it->second.updated = stamp_;
+    return &it->second;
+  }
+
+  // The entity map[id] for writing, created (with created = stamp) if absent.
+  template <typename T>
+  T* Upsert(std::map<std::string, T>* map, const std::string& id,
+            std::map<std::string, std::optional<T>>* before) {
+    Remember(*map, id, before_ ? before : nullptr);
+    auto [it, created] = map->try_emplace(id);
+    if (created) {
+      it->second.created = stamp_;
+    }
     it->second.updated = stamp_;
     return &it->second;
   }
@@ -161,11 +188,16 @@ class Reducer {
       return;
     }
     const std::string id = p.node_id()->str();
-    if (auto old = views_.nodes.nodes.find(id); old != views_.nodes.nodes.end()) {
-      LeaveGroups(old->second);  // A rejoin replaces the node, memberships included.
-    }
     Remember(views_.nodes.nodes, id, before_ ? &before_->nodes : nullptr);
     Node node;
+    if (auto old = views_.nodes.nodes.find(id); old != views_.nodes.nodes.end()) {
+      LeaveGroups(old->second);  // A rejoin replaces the node, memberships included ...
+      // ... but not the operator's overrides, the pending agent update or the report dedup.
+      node.vcpu_override = old->second.vcpu_override;
+      node.ram_override_mb = old->second.ram_override_mb;
+      node.update_seq = old->second.update_seq;
+      node.last_report_seq = old->second.last_report_seq;
+    }
     node.node_id = id;
     node.node_name = Str(p.node_name());
     node.ip_address = Str(p.ip_address());
@@ -177,6 +209,7 @@ class Reducer {
     node.capacity_mode = Str(p.capacity_mode());
     node.arch = Str(p.arch());
     node.hypervisor = Str(p.hypervisor());
+    node.drain_mode = p.drain_mode();
     node.joined = stamp_;
     node.updated = stamp_;
     for (const std::string& group_id : Strings(p.groups())) {
@@ -210,6 +243,29 @@ class Reducer {
     }
     if (p.templates() != nullptr) {
       node->templates = Strings(p.templates());
+    }
+  }
+
+  void OnNodeConfigured(const fb::NodeConfigured& p) {
+    Node* node = MutableNode(Str(p.node_id()));
+    if (node == nullptr) {
+      return;
+    }
+    node->node_name = Str(p.node_name());
+    node->capacity = p.capacity();
+    node->capacity_mode = Str(p.capacity_mode());
+    node->vcpu_override = p.vcpu_override();
+    node->ram_override_mb = p.ram_override_mb();
+    node->drain_mode = p.drain_mode();
+  }
+
+  void OnNodeAgentsUpdateRequested() {
+    std::vector<std::string> ids;
+    for (const auto& [id, node] : views_.nodes.nodes) {
+      ids.push_back(id);
+    }
+    for (const std::string& id : ids) {
+      MutableNode(id)->update_seq = stamp_.seq;
     }
   }
 
@@ -359,6 +415,87 @@ class Reducer {
     if (p.vnc_port() != 0) {
       vm->vnc_port = p.vnc_port();
     }
+    if (p.report_seq() != 0 && Given(p.node_id())) {
+      Node* node = MutableNode(p.node_id()->str());
+      if (node != nullptr) {
+        node->last_report_seq = std::max(node->last_report_seq, p.report_seq());
+      }
+    }
+  }
+
+  void OnVmUpdated(const fb::VmInstanceUpdated& p) {
+    VmInstance* vm = MutableInstance(Str(p.instance_id()));
+    if (vm == nullptr) {
+      return;
+    }
+    if (p.name() != nullptr) {
+      vm->name = p.name()->str();
+    }
+    if (p.external_id() != nullptr) {
+      vm->external_id = p.external_id()->str();
+    }
+    if (p.metadata_json() != nullptr) {
+      vm->metadata_json = p.metadata_json()->str();
+    }
+  }
+
+  void OnVmRestartRequested(const fb::VmInstanceRestartRequested& p) {
+    if (VmInstance* vm = MutableInstance(Str(p.instance_id()))) {
+      vm->restart_seq = stamp_.seq;
+    }
+  }
+
+  // ---- Templates and save-image requests ------------------------------------------------------
+
+  void OnTemplateTagRegistered(const fb::TemplateTagRegistered& p) {
+    if (!Given(p.template_id()) || !Given(p.tag())) {
+      return;
+    }
+    Template* t = Upsert(&views_.templates.templates, p.template_id()->str(),
+                         before_ ? &before_->templates : nullptr);
+    t->template_id = p.template_id()->str();
+    if (Given(p.name())) {
+      t->name = p.name()->str();
+    }
+    TemplateTag tag{p.tag()->str(), p.version(), Str(p.description()), stamp_};
+    auto same = std::find_if(t->tags.begin(), t->tags.end(),
+                             [&](const TemplateTag& old) { return old.tag == tag.tag; });
+    if (same != t->tags.end()) {
+      tag.version = same->version;
+      *same = std::move(tag);
+    } else {
+      t->tags.push_back(std::move(tag));
+    }
+  }
+
+  void OnSaveImageRequested(const fb::SaveImageRequested& p) {
+    if (!Given(p.request_id())) {
+      return;
+    }
+    SaveImage* r = Upsert(&views_.save_images.requests, p.request_id()->str(),
+                          before_ ? &before_->save_images : nullptr);
+    r->request_id = p.request_id()->str();
+    r->instance_id = Str(p.instance_id());
+    r->target_vm_id = Str(p.target_vmid());
+    r->new_template_name = Str(p.new_template_name());
+    r->tag = Str(p.tag());
+    r->description = Str(p.description());
+    r->suspend = p.suspend();
+    r->revert_tag = Str(p.revert_tag());
+    r->script = Str(p.script());
+    r->status = SaveImageStatus::kPending;
+  }
+
+  void OnSaveImageFinished(const fb::SaveImageFinished& p) {
+    auto it = views_.save_images.requests.find(Str(p.request_id()));
+    if (it == views_.save_images.requests.end()) {
+      return;
+    }
+    SaveImage* r = Upsert(&views_.save_images.requests, it->first,
+                          before_ ? &before_->save_images : nullptr);
+    r->status = p.ok() ? SaveImageStatus::kDone : SaveImageStatus::kError;
+    r->message = Str(p.message());
+    r->result_vmid = Str(p.vmid());
   }
 
   void OnVmTerminated(const fb::VmInstanceTerminated& p) {

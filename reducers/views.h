@@ -69,6 +69,12 @@ struct Node {
   std::vector<std::string> templates;
   std::string message;
   std::set<std::string> groups;  // Node group ids.
+  // Operator's configuration (NodeJoined, NodeConfigured): overrides 0 mean the node's own.
+  bool drain_mode = false;
+  uint32_t vcpu_override = 0;
+  uint64_t ram_override_mb = 0;
+  uint64_t update_seq = 0;       // The last NodeAgentsUpdateRequested (agents reload credentials).
+  uint64_t last_report_seq = 0;  // The highest agent report number recorded (dedups resends).
   Stamp joined;
   Stamp updated;
 
@@ -143,6 +149,7 @@ struct VmInstance {
   std::string ip;
   uint16_t vnc_port = 0;
   std::string terminated_reason;
+  uint64_t restart_seq = 0;  // The last VmInstanceRestartRequested (0: never).
   Stamp created;
   Stamp updated;
 
@@ -155,6 +162,62 @@ struct VmInstancesView {
   bool operator==(const VmInstancesView&) const = default;
 };
 
+// ---- templates ------------------------------------------------------------------------------
+
+struct TemplateTag {
+  std::string tag;
+  int32_t version = 0;  // Index in the template's tags, from 0.
+  std::string description;
+  Stamp registered;
+
+  bool operator==(const TemplateTag&) const = default;
+};
+
+struct Template {
+  std::string template_id;
+  std::string name;
+  std::vector<TemplateTag> tags;  // In registration (version) order.
+  Stamp created;
+  Stamp updated;
+
+  bool operator==(const Template&) const = default;
+};
+
+struct TemplatesView {
+  std::map<std::string, Template> templates;  // By template_id.
+
+  bool operator==(const TemplatesView&) const = default;
+};
+
+// ---- save-image requests --------------------------------------------------------------------
+
+enum class SaveImageStatus : uint8_t { kPending = 0, kDone = 1, kError = 2 };
+
+struct SaveImage {
+  std::string request_id;
+  std::string instance_id;
+  std::string target_vm_id;       // A new tag of this template ...
+  std::string new_template_name;  // ... or a new template with this name.
+  std::string tag;
+  std::string description;
+  bool suspend = false;
+  std::string revert_tag;
+  std::string script;
+  SaveImageStatus status = SaveImageStatus::kPending;
+  std::string message;      // From SaveImageFinished.
+  std::string result_vmid;  // The template the image landed in, once done.
+  Stamp created;
+  Stamp updated;
+
+  bool operator==(const SaveImage&) const = default;
+};
+
+struct SaveImagesView {
+  std::map<std::string, SaveImage> requests;  // By request_id.
+
+  bool operator==(const SaveImagesView&) const = default;
+};
+
 // ---- all views ------------------------------------------------------------------------------
 
 struct Views {
@@ -164,12 +227,15 @@ struct Views {
   NodesView nodes;
   NodeGroupsView node_groups;
   VmInstancesView vm_instances;
+  TemplatesView templates;
+  SaveImagesView save_images;
 
   bool operator==(const Views&) const = default;
 };
 
 // The view names the replay tool and snapshots use, in this order.
-inline constexpr const char* kViewNames[] = {"config", "nodes", "node_groups", "vm_instances"};
+inline constexpr const char* kViewNames[] = {"config",       "nodes",     "node_groups",
+                                             "vm_instances", "templates", "save_images"};
 
 // Applies one verified event. Precondition: seq == views->seq + 1. Sets views->seq = seq and
 // views->hash = hash. Payload types that no view of this issue uses change only seq and hash.
@@ -178,8 +244,9 @@ inline constexpr const char* kViewNames[] = {"config", "nodes", "node_groups", "
 // absent or empty, or that names an entity the views do not hold, changes only seq and hash):
 //  * ConfigChanged: sets entries[key]. A value_digest that is present and not all zeros makes the
 //    entry secret (value empty, digest kept); otherwise value is the event's value.
-//  * NodeJoined: creates or replaces the node (a rejoin first leaves its old groups); its groups
-//    are the named groups that exist, and the node is added to their node_ids.
+//  * NodeJoined: creates or replaces the node (a rejoin first leaves its old groups, and keeps
+//    vcpu_override, ram_override_mb, update_seq and last_report_seq); its groups are the named
+//    groups that exist, and the node is added to their node_ids.
 //  * NodeUpdated: state and vm_count always (they are the node's status report; absent reads as
 //    Offline / 0); node_name, capacity_mode and message when non-empty; capacity when non-zero;
 //    templates when the vector is present (an empty one says the node holds none).
@@ -195,6 +262,16 @@ inline constexpr const char* kViewNames[] = {"config", "nodes", "node_groups", "
 //    progress and vnc_port when non-zero (a report that does not know where the VM runs must not
 //    erase it).
 //  * VmInstanceTerminated: state Terminated and terminated_reason.
+//  * VmInstanceStateChanged with a report_seq also raises its node's last_report_seq to it.
+//  * VmInstanceUpdated: name, external_id and metadata_json when present (empty clears).
+//  * VmInstanceRestartRequested: restart_seq = seq.
+//  * NodeJoined: drain_mode from the event. NodeConfigured: node_name, capacity, capacity_mode,
+//    vcpu_override, ram_override_mb and drain_mode, all of them (the event is the whole config).
+//  * NodeAgentsUpdateRequested: every node's update_seq = seq.
+//  * TemplateTagRegistered: creates the template (name when non-empty) and appends the tag; a tag
+//    the template already has is replaced in place (its version kept).
+//  * SaveImageRequested: creates the request (keyed by request_id), status pending.
+//  * SaveImageFinished: status done (ok) or error, message, result_vmid = vmid.
 // Every entity a payload changes gets updated = stamp (and joined/created on creation).
 void Apply(Views* views, uint64_t seq, const log::Hash& hash, const fb::Event& event);
 
@@ -206,9 +283,12 @@ struct PreImages {
   std::map<std::string, std::optional<Node>> nodes;
   std::map<std::string, std::optional<NodeGroup>> node_groups;
   std::map<std::string, std::optional<VmInstance>> vm_instances;
+  std::map<std::string, std::optional<Template>> templates;
+  std::map<std::string, std::optional<SaveImage>> save_images;
 
   bool empty() const {
-    return config.empty() && nodes.empty() && node_groups.empty() && vm_instances.empty();
+    return config.empty() && nodes.empty() && node_groups.empty() && vm_instances.empty() &&
+           templates.empty() && save_images.empty();
   }
 };
 

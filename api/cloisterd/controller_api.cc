@@ -1,6 +1,7 @@
 #include "api/cloisterd/controller_api.h"
 
 #include "api/cloisterd/request_fields.h"
+#include "reducers/view_json.h"
 
 #include <time.h>
 
@@ -18,10 +19,15 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr uint64_t kBytesPerGb = 1024;  // Views hold MB; Anka shows ram and vram in GB.
+// Node configuration bounds: beyond any real Mac, small enough that nothing overflows.
+constexpr uint64_t kNodeVmCountMax = 10'000;
+constexpr uint64_t kNodeVcpuMax = 100'000;
+constexpr uint64_t kNodeRamGbMax = 1'000'000;
 
 api::Response BadBody() { return api::FailResponse(400, "the body must be a JSON object"); }
 api::Response NotFound() { return api::FailResponse(200, "Not found"); }
 api::Response MethodNotAllowed() { return api::FailResponse(405, "method not allowed"); }
+std::string NullBody(const engine::Reply&) { return "null"; }
 
 // The id of the entity a request names: ?id= first, then the body's key.
 std::optional<std::string> TargetId(const api::Request& request, const nlohmann::json& body,
@@ -71,8 +77,13 @@ std::string Rfc3339Nano(int64_t time_ns) {
   return text;
 }
 
-const char* NodeStateText(fb::NodeState state) {
-  return state == fb::NodeState::DrainMode ? "Drain Mode" : fb::EnumNameNodeState(state);
+// The Anka state word. An Active node its operator put in drain mode shows "Drain Mode".
+const char* NodeStateText(const reducers::Node& node) {
+  if (node.state == fb::NodeState::DrainMode ||
+      (node.drain_mode && node.state == fb::NodeState::Active)) {
+    return "Drain Mode";
+  }
+  return fb::EnumNameNodeState(node.state);
 }
 
 Json GroupJson(const reducers::NodeGroup& group) {
@@ -94,9 +105,11 @@ Json NodeJson(const reducers::Views& views, const reducers::Node& node) {
   j["vcpu_count"] = node.vcpu_count;
   j["vram"] = node.vram_mb / kBytesPerGb;
   j["ip_address"] = node.ip_address;
-  j["state"] = NodeStateText(node.state);
+  j["state"] = NodeStateText(node);
   j["capacity"] = node.capacity;
   j["capacity_mode"] = node.capacity_mode.empty() ? "number" : node.capacity_mode;
+  if (node.vcpu_override != 0) j["vcpu_override"] = node.vcpu_override;
+  if (node.ram_override_mb != 0) j["ram_override"] = node.ram_override_mb / kBytesPerGb;
   Json groups = Json::array();
   for (const std::string& id : node.groups) {
     auto group = views.node_groups.groups.find(id);
@@ -176,6 +189,66 @@ Json InstanceJson(const reducers::Views& views, const reducers::VmInstance& vm) 
   return j;
 }
 
+Json TemplateListItem(const reducers::Template& t) {
+  Json j;
+  j["id"] = t.template_id;
+  j["name"] = t.name;
+  return j;
+}
+
+Json TemplateVersionsJson(const reducers::Template& t) {
+  Json j = TemplateListItem(t);
+  Json versions = Json::array();
+  for (const reducers::TemplateTag& tag : t.tags) {
+    Json v;
+    v["number"] = tag.version;
+    v["tag"] = tag.tag;
+    if (!tag.description.empty()) v["description"] = tag.description;
+    v["creation_date"] = Rfc3339Nano(tag.registered.time_ns);
+    versions.push_back(v);
+  }
+  j["versions"] = versions;
+  return j;
+}
+
+Json SaveImageJsonOut(const reducers::SaveImage& r) {
+  Json j;
+  j["id"] = r.request_id;
+  j["instance_id"] = r.instance_id;
+  j["status"] = reducers::SaveImageStatusName(r.status);
+  if (!r.target_vm_id.empty()) j["target_vm_id"] = r.target_vm_id;
+  if (!r.new_template_name.empty()) j["new_template_name"] = r.new_template_name;
+  j["tag"] = r.tag;
+  if (!r.description.empty()) j["description"] = r.description;
+  if (!r.message.empty()) j["message"] = r.message;
+  if (!r.result_vmid.empty()) j["vmid"] = r.result_vmid;
+  j["cr_time"] = Rfc3339Nano(r.created.time_ns);
+  j["ts"] = Rfc3339Nano(r.updated.time_ns);
+  return j;
+}
+
+// An optional whole number in [0, max]; false (error set) when present and out of range or not
+// a number. Anka clients send counts as numbers; a negative one is a clear error, not a clamp.
+template <typename T>
+bool RangedInt(const nlohmann::json& body, const char* key, uint64_t max, std::optional<T>* out,
+               std::string* error) {
+  if (!body.contains(key) || body[key].is_null()) {
+    return true;
+  }
+  const nlohmann::json& value = body[key];
+  if (!value.is_number_integer()) {
+    *error = std::string(key) + ": must be a whole number";
+    return false;
+  }
+  const bool negative = !value.is_number_unsigned() && value.get<int64_t>() < 0;
+  if (negative || value.get<uint64_t>() > max) {
+    *error = std::string(key) + ": must be between 0 and " + std::to_string(max);
+    return false;
+  }
+  *out = static_cast<T>(value.get<uint64_t>());
+  return true;
+}
+
 Json InstanceListItem(const reducers::Views& views, const reducers::VmInstance& vm) {
   Json j;
   j["instance_id"] = vm.instance_id;
@@ -197,6 +270,18 @@ bool ControllerApi::Handle(const api::Request& request, Respond& respond) {
     Nodes(request, std::move(respond));
   } else if (path == "/api/v1/vm") {
     Vms(request, std::move(respond));
+  } else if (path == "/api/v1/rpc/vm/restart") {
+    RestartVm(request, std::move(respond));
+  } else if (path == "/api/v1/node/config") {
+    NodeConfig(request, std::move(respond));
+  } else if (path == "/api/v1/node/update") {
+    NodeUpdate(request, std::move(respond));
+  } else if (path == "/api/v1/image") {
+    Images(request, std::move(respond));
+  } else if (path == "/api/v1/registry/vm") {
+    Templates(request, std::move(respond));
+  } else if (path == "/api/v1/admin/template") {
+    RegisterTemplate(request, std::move(respond));
   } else {
     return false;
   }
@@ -368,8 +453,8 @@ void ControllerApi::Nodes(const api::Request& request, Respond respond) {
   if (!id) {
     return;
   }
-  Submit(request, engine::RemoveNode{*id, "removed through the API"}, false,
-         [](const engine::Reply&) { return std::string("null"); }, std::move(respond));
+  Submit(request, engine::RemoveNode{*id, "removed through the API"}, false, NullBody,
+         std::move(respond));
 }
 
 void ControllerApi::Vms(const api::Request& request, Respond respond) {
@@ -391,6 +476,10 @@ void ControllerApi::Vms(const api::Request& request, Respond respond) {
   }
   if (request.method == "POST") {
     StartVms(request, std::move(respond));
+    return;
+  }
+  if (request.method == "PUT") {
+    UpdateVm(request, std::move(respond));
     return;
   }
   if (request.method != "DELETE") {
@@ -469,6 +558,224 @@ void ControllerApi::StartVms(const api::Request& request, Respond respond) {
   }
   Submit(request, std::move(start), true,
          [](const engine::Reply& reply) { return Json(reply.ids).dump(); }, std::move(respond));
+}
+
+void ControllerApi::UpdateVm(const api::Request& request, Respond respond) {
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadBody());
+    return;
+  }
+  std::string error;
+  std::optional<std::string> id = TargetId(request, *body, "id", &error);
+  if (!id) {
+    respond(api::FailResponse(400, error));
+    return;
+  }
+  Fields fields(*body);
+  engine::UpdateVm update;
+  update.instance_id = *id;
+  std::string name, external_id;
+  if (!fields.String("name", &name) || !fields.String("external_id", &external_id)) {
+    respond(api::FailResponse(400, fields.error()));
+    return;
+  }
+  if (fields.Has("name")) update.name = name;
+  if (fields.Has("external_id")) update.external_id = external_id;
+  if (fields.Has("metadata")) {
+    if (!(*body)["metadata"].is_object()) {
+      respond(api::FailResponse(400, "metadata: must be an object"));
+      return;
+    }
+    update.metadata_json = (*body)["metadata"].dump();
+  }
+  if (!update.name && !update.external_id && !update.metadata_json) {
+    respond(api::FailResponse(400, "nothing to change: give name, external_id or metadata"));
+    return;
+  }
+  if (!engine_->views().vm_instances.instances.contains(*id)) {
+    respond(NotFound());
+    return;
+  }
+  Submit(request, std::move(update), false, NullBody, std::move(respond));
+}
+
+void ControllerApi::RestartVm(const api::Request& request, Respond respond) {
+  if (request.method != "POST") {
+    respond(MethodNotAllowed());
+    return;
+  }
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadBody());
+    return;
+  }
+  std::string error;
+  std::optional<std::string> id = TargetId(request, *body, "id", &error);
+  if (!id) {
+    respond(api::FailResponse(400, error));
+    return;
+  }
+  if (!engine_->views().vm_instances.instances.contains(*id)) {
+    respond(NotFound());
+    return;
+  }
+  Submit(request, engine::RestartVm{*id}, false, NullBody, std::move(respond));
+}
+
+void ControllerApi::NodeConfig(const api::Request& request, Respond respond) {
+  if (request.method != "POST") {
+    respond(MethodNotAllowed());
+    return;
+  }
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadBody());
+    return;
+  }
+  std::string error;
+  std::optional<std::string> id = TargetId(request, *body, "node_id", &error);
+  if (!id) {
+    respond(api::FailResponse(400, error));
+    return;
+  }
+  Fields fields(*body);
+  engine::ConfigureNode config;
+  config.node_id = *id;
+  std::string name, mode;
+  bool drain = false;
+  std::optional<uint64_t> ram_gb;
+  if (!fields.String("name", &name) || !fields.String("capacity_mode", &mode) ||
+      !fields.Bool("drain_mode", &drain)) {
+    respond(api::FailResponse(400, fields.error()));
+    return;
+  }
+  if (!RangedInt(*body, "max_vm_count", kNodeVmCountMax, &config.capacity, &error) ||
+      !RangedInt(*body, "vcpu_override", kNodeVcpuMax, &config.vcpu_override, &error) ||
+      !RangedInt(*body, "ram_override", kNodeRamGbMax, &ram_gb, &error)) {
+    respond(api::FailResponse(400, error));
+    return;
+  }
+  if (fields.Has("name")) config.node_name = name;
+  if (fields.Has("capacity_mode")) config.capacity_mode = mode;
+  if (fields.Has("drain_mode")) config.drain_mode = drain;
+  if (ram_gb) config.ram_override_mb = *ram_gb * kBytesPerGb;
+  if (!engine_->views().nodes.nodes.contains(*id)) {
+    respond(NotFound());
+    return;
+  }
+  Submit(request, std::move(config), true, NullBody, std::move(respond));
+}
+
+void ControllerApi::NodeUpdate(const api::Request& request, Respond respond) {
+  if (request.method != "PUT") {
+    respond(MethodNotAllowed());
+    return;
+  }
+  if (!BodyObject(request)) {
+    respond(BadBody());
+    return;
+  }
+  Submit(request, engine::RequestNodeUpdate{"requested through the API"}, false, NullBody,
+         std::move(respond));
+}
+
+void ControllerApi::Images(const api::Request& request, Respond respond) {
+  const reducers::Views& views = engine_->views();
+  if (request.method == "GET" || request.method == "HEAD") {
+    if (auto id = QueryParam(request.query, "id")) {
+      auto found = views.save_images.requests.find(*id);
+      respond(found == views.save_images.requests.end()
+                  ? NotFound()
+                  : OkResponse(SaveImageJsonOut(found->second).dump()));
+      return;
+    }
+    Json list = Json::array();
+    for (const auto& [id, r] : views.save_images.requests) {
+      list.push_back(SaveImageJsonOut(r));
+    }
+    respond(OkResponse(list.dump()));
+    return;
+  }
+  if (request.method != "POST") {
+    respond(MethodNotAllowed());
+    return;
+  }
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadBody());
+    return;
+  }
+  Fields fields(*body);
+  engine::RequestSaveImage save;
+  if (!fields.String("id", &save.instance_id) || !fields.String("tag", &save.tag) ||
+      !fields.String("target_vm_id", &save.target_vm_id) ||
+      !fields.String("new_template_name", &save.new_template_name) ||
+      !fields.String("description", &save.description) ||
+      !fields.Bool("suspend", &save.suspend) || !fields.String("revert_tag", &save.revert_tag) ||
+      !fields.String("script", &save.script)) {
+    respond(api::FailResponse(400, fields.error()));
+    return;
+  }
+  if (save.instance_id.empty()) {
+    respond(api::FailResponse(400, "id is required"));
+    return;
+  }
+  if (!views.vm_instances.instances.contains(save.instance_id)) {
+    respond(NotFound());
+    return;
+  }
+  Submit(request, std::move(save), false,
+         [](const engine::Reply& reply) { return Json(reply.ids.at(0)).dump(); },
+         std::move(respond));
+}
+
+void ControllerApi::Templates(const api::Request& request, Respond respond) {
+  if (request.method != "GET" && request.method != "HEAD") {
+    respond(MethodNotAllowed());
+    return;
+  }
+  const reducers::Views& views = engine_->views();
+  if (auto id = QueryParam(request.query, "id")) {
+    auto found = views.templates.templates.find(*id);
+    respond(found == views.templates.templates.end()
+                ? NotFound()
+                : OkResponse(TemplateVersionsJson(found->second).dump()));
+    return;
+  }
+  Json list = Json::array();
+  for (const auto& [id, t] : views.templates.templates) {
+    list.push_back(TemplateListItem(t));
+  }
+  respond(OkResponse(list.dump()));
+}
+
+void ControllerApi::RegisterTemplate(const api::Request& request, Respond respond) {
+  if (request.method != "POST") {
+    respond(MethodNotAllowed());
+    return;
+  }
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadBody());
+    return;
+  }
+  Fields fields(*body);
+  engine::RegisterTemplateTag reg;
+  if (!fields.String("id", &reg.template_id) || !fields.String("name", &reg.name) ||
+      !fields.String("tag", &reg.tag) || !fields.String("description", &reg.description)) {
+    respond(api::FailResponse(400, fields.error()));
+    return;
+  }
+  const std::string tag = reg.tag;
+  Submit(request, std::move(reg), true,
+         [this, tag](const engine::Reply& reply) {
+           const auto& templates = engine_->views().templates.templates;
+           auto found = templates.find(reply.ids.at(0));
+           return found == templates.end() ? std::string("null")
+                                           : TemplateVersionsJson(found->second).dump();
+         },
+         std::move(respond));
 }
 
 }  // namespace cloister::cloisterd

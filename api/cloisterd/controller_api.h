@@ -6,7 +6,17 @@
 //   /api/v1/node/group   POST / DELETE {"group_ids":[...],"node_ids":[...]}
 //   /api/v1/node         GET [?id=] (always an array) · DELETE {"node_id"} (or ?id=)
 //   /api/v1/vm           GET [?id=] · POST (the Anka start request; body: the new instance ids)
-//                        DELETE {"id"} (or ?id=): terminate
+//                        PUT ?id= {name, external_id, metadata} · DELETE {"id"} (or ?id=)
+//   /api/v1/rpc/vm/restart  POST {"id"} (or ?id=): stop and start a Started or Stopped instance
+//   /api/v1/node/config  POST {node_id, max_vm_count, name, capacity_mode, vcpu_override,
+//                        ram_override (GB), drain_mode}: absent fields keep their value
+//   /api/v1/node/update  PUT: every agent reloads its credentials
+//   /api/v1/image        POST {id, tag, target_vm_id | new_template_name, description, suspend,
+//                        revert_tag, script}: save image (body: the request id) · GET [?id=]
+//                        with status pending, done or error
+//   /api/v1/registry/vm  GET [?id=]: the templates the controller knows, and one's versions
+//   /api/v1/admin/template  POST {id | name, tag, description}: register a template tag (until
+//                        the registry records pushes; answers the template with its versions)
 //
 // Shapes follow what Anka's clients read (docs/api.md): lists are arrays, GET /api/v1/vm?id=
 // answers the instance object itself while the list wraps each in {instance_id, vm}, GET
@@ -56,6 +66,13 @@ class ControllerApi {
   void Nodes(const api::Request& request, Respond respond);
   void Vms(const api::Request& request, Respond respond);
   void StartVms(const api::Request& request, Respond respond);
+  void UpdateVm(const api::Request& request, Respond respond);
+  void RestartVm(const api::Request& request, Respond respond);
+  void NodeConfig(const api::Request& request, Respond respond);
+  void NodeUpdate(const api::Request& request, Respond respond);
+  void Images(const api::Request& request, Respond respond);
+  void Templates(const api::Request& request, Respond respond);
+  void RegisterTemplate(const api::Request& request, Respond respond);
 
   // Submits command; on success answers OK with body(reply) (evaluated after the events are
   // applied) and, if reschedule, asks for a scheduler pass.

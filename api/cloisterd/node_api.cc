@@ -88,6 +88,9 @@ bool NodeApi::Handle(const api::Request& request, Respond& respond) {
   } else if (path == "/node/v1/report") {
     post ? Report(request, std::move(respond))
          : respond(api::FailResponse(405, "method not allowed"));
+  } else if (path == "/node/v1/save_image") {
+    post ? SaveImageDone(request, std::move(respond))
+         : respond(api::FailResponse(405, "method not allowed"));
   } else {
     return false;
   }
@@ -109,7 +112,8 @@ void NodeApi::Join(const api::Request& request, Respond respond) {
       !fields.Int("vcpu_count", &join.vcpu_count) || !fields.Int("vram_mb", &join.vram_mb) ||
       !fields.Int("max_vm_count", &join.capacity) ||
       !fields.String("capacity_mode", &join.capacity_mode) || !fields.String("arch", &join.arch) ||
-      !fields.String("hypervisor", &join.hypervisor) || !fields.Strings("groups", &groups)) {
+      !fields.String("hypervisor", &join.hypervisor) || !fields.Strings("groups", &groups) ||
+      !fields.Bool("drain_mode", &join.drain_mode)) {
     respond(BadRequest(fields.error()));
     return;
   }
@@ -147,10 +151,9 @@ void NodeApi::Heartbeat(const api::Request& request, Respond respond) {
   Fields fields(*body);
   std::string node_id;
   uint32_t vm_count = 0;
-  bool drain_mode = false;
   std::vector<std::string> templates;
   if (!fields.String("node_id", &node_id) || !fields.Int("vm_count", &vm_count) ||
-      !fields.Bool("drain_mode", &drain_mode) || !fields.Strings("templates", &templates)) {
+      !fields.Strings("templates", &templates)) {
     respond(BadRequest(fields.error()));
     return;
   }
@@ -160,7 +163,8 @@ void NodeApi::Heartbeat(const api::Request& request, Respond respond) {
     return;
   }
   last_seen_[node_id] = Clock::now();
-  const fb::NodeState state = drain_mode ? fb::NodeState::DrainMode : fb::NodeState::Active;
+  // Drain mode is the operator's (join, node config), not the agent's: a heartbeat says Active.
+  const fb::NodeState state = fb::NodeState::Active;
   const bool templates_given = fields.Has("templates");
   const bool changed = node->second.state != state || node->second.vm_count != vm_count ||
                        (templates_given && node->second.templates != templates);
@@ -170,6 +174,8 @@ void NodeApi::Heartbeat(const api::Request& request, Respond respond) {
     body["seq"] = engine_->views().seq;
     if (now != engine_->views().nodes.nodes.end()) {
       body["state"] = fb::EnumNameNodeState(now->second.state);
+      body["drain_mode"] = now->second.drain_mode;
+      body["update_seq"] = now->second.update_seq;  // Above the agent's: reload credentials.
     }
     respond(OkResponse(body.dump()));
   };
@@ -232,6 +238,7 @@ std::string NodeApi::InstancesBody(const std::string& node_id) const {
     item["script_timeout"] = vm.script_timeout;
     item["port_forwarding"] = PortForwardsJson(vm.port_forwarding_override);
     item["changed_seq"] = vm.updated.seq;
+    item["restart_seq"] = vm.restart_seq;
     list.push_back(item);
   }
   Json body;
@@ -306,7 +313,8 @@ void NodeApi::Report(const api::Request& request, Respond respond) {
     }
     if (!report.String("instance_id", &change.instance_id) || !report.String("state", &state) ||
         !report.String("message", &change.message) || !report.String("vm_uuid", &change.vm_uuid) ||
-        !report.String("ip", &change.ip) || !report.Int("vnc_port", &change.vnc_port)) {
+        !report.String("ip", &change.ip) || !report.Int("vnc_port", &change.vnc_port) ||
+        !report.Int("seq", &change.report_seq)) {
       respond(BadRequest("reports: " + report.error()));
       return;
     }
@@ -367,6 +375,35 @@ void NodeApi::Report(const api::Request& request, Respond respond) {
                       }
                     });
   }
+}
+
+void NodeApi::SaveImageDone(const api::Request& request, Respond respond) {
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadRequest("the body must be a JSON object"));
+    return;
+  }
+  Fields fields(*body);
+  engine::FinishSaveImage finish;
+  if (!fields.String("node_id", &finish.node_id) ||
+      !fields.String("request_id", &finish.request_id) || !fields.Bool("ok", &finish.ok) ||
+      !fields.String("message", &finish.message)) {
+    respond(BadRequest(fields.error()));
+    return;
+  }
+  if (finish.node_id.empty() || finish.request_id.empty() || !fields.Has("ok")) {
+    respond(BadRequest("node_id, request_id and ok are required"));
+    return;
+  }
+  if (!engine_->views().nodes.nodes.contains(finish.node_id)) {
+    respond(NodeNotFound());
+    return;
+  }
+  last_seen_[finish.node_id] = Clock::now();
+  engine_->Submit(engine::Principal::Anonymous(), std::move(finish), request.id,
+                  [respond = std::move(respond)](engine::Reply reply) {
+                    respond(reply.ok() ? OkResponse("{}") : FailedReplyResponse(reply));
+                  });
 }
 
 uint64_t NodeApi::HeartbeatTimeoutSeconds() const {

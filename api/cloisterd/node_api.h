@@ -2,19 +2,25 @@
 //
 //   POST /node/v1/join       register (or re-register) a node: its name, host facts, capacity and
 //                            node groups (names or ids); answers {"node_id"}
-//   POST /node/v1/heartbeat  "still here": vm_count, templates, drain_mode. A heartbeat is not an
-//                            event; a change of state, vm_count or templates is (NodeUpdated).
+//   POST /node/v1/heartbeat  "still here": vm_count, templates. A heartbeat is not an event; a
+//                            change of state, vm_count or templates is (NodeUpdated). Answers
+//                            the node's drain_mode and update_seq (reload credentials when it
+//                            grows).
 //   GET  /node/v1/instances  ?node_id=&after=SEQ&wait_ms=N: the instances placed on the node with
 //                            the state each should be in (level-triggered), answered at once if
 //                            anything about the node changed after SEQ, else when it does or
 //                            after wait_ms (at most 25 s, to the second)
 //   POST /node/v1/report     state changes of the node's instances; each a ChangeVmState command,
-//                            each answered with its own OK or FAIL
+//                            each answered with its own OK or FAIL; a report's seq at or below
+//                            the node's last recorded one is a resend and records nothing
+//   POST /node/v1/save_image the outcome of a save-image request for one of the node's instances
+//                            (FinishSaveImage)
 //
 // Heartbeat timeout: Tick (every second) marks a node Offline (an event) once it has not sent a
 // heartbeat for the node_heartbeat_timeout setting. After a restart every node gets a full
-// timeout before it can be marked. Instances on an Offline node keep their state; the agent
-// reconciles them when it comes back (or a user terminates them).
+// timeout before it can be marked. Instances on an Offline node keep their node and state (see
+// docs/node_protocol.md for why none is moved); the agent reconciles them when it comes back,
+// or a user terminates them.
 //
 // Threading: everything on the event-loop thread that owns the engine.
 #pragma once
@@ -61,6 +67,7 @@ class NodeApi {
   void Heartbeat(const api::Request& request, Respond respond);
   void Instances(const api::Request& request, Respond respond);
   void Report(const api::Request& request, Respond respond);
+  void SaveImageDone(const api::Request& request, Respond respond);
   // The seq of the last change to the node or to an instance placed on it.
   uint64_t NodeChangeSeq(const std::string& node_id) const;
   std::string InstancesBody(const std::string& node_id) const;

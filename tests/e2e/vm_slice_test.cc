@@ -82,6 +82,7 @@ TEST_CASE("20 VMs over two agents reach Started, survive an agent crash, and ter
   const WireTarget api = controller->controller();
   const std::string url = api.BaseUrl();
   RequireOk(Call(api, "PUT", "/api/v1/config", R"({"node_heartbeat_timeout":"5s"})"));
+  RegisterTemplate(api, "tmpl-1", "macos-15", "v1");
   const std::string group_a = RequireOk(Call(api, "POST", "/api/v1/group", R"({"name":"a"})"))["id"];
   const std::string group_b = RequireOk(Call(api, "POST", "/api/v1/group", R"({"name":"b"})"))["id"];
 

@@ -158,6 +158,7 @@ std::optional<Command> Script::Parse(const std::vector<std::string>& words, std:
     join.capacity_mode = get("capacity_mode");
     join.vcpu_count = static_cast<uint32_t>(number("vcpu", 0));
     join.vram_mb = number("vram", 0);
+    join.drain_mode = get("drain") == "true";
     std::stringstream groups(get("groups"));
     for (std::string group; std::getline(groups, group, ',');) {
       join.groups.push_back(group);
@@ -225,9 +226,41 @@ std::optional<Command> Script::Parse(const std::vector<std::string>& words, std:
     change.state = *state;
     change.node_id = get("node");
     change.message = get("message");
+    change.report_seq = number("seq", 0);
     return change;
   }
   if (verb == "vm terminate") return TerminateVm{get("id"), get("reason")};
+  if (verb == "vm update") return UpdateVm{get("id"), opt("name"), opt("external_id"), opt("metadata")};
+  if (verb == "vm restart") return RestartVm{get("id")};
+  if (verb == "node config") {
+    ConfigureNode config;
+    config.node_id = get("id");
+    config.node_name = opt("name");
+    config.capacity_mode = opt("capacity_mode");
+    if (args.contains("capacity")) config.capacity = static_cast<uint32_t>(number("capacity", 0));
+    if (args.contains("vcpu_override")) {
+      config.vcpu_override = static_cast<uint32_t>(number("vcpu_override", 0));
+    }
+    if (args.contains("ram_override")) config.ram_override_mb = number("ram_override", 0);
+    if (args.contains("drain")) config.drain_mode = get("drain") == "true";
+    return config;
+  }
+  if (verb == "node update") return RequestNodeUpdate{get("reason")};
+  if (verb == "template add") {
+    return RegisterTemplateTag{get("id"), get("name"), get("tag"), get("description")};
+  }
+  if (verb == "image save") {
+    RequestSaveImage save;
+    save.instance_id = get("id");
+    save.tag = get("tag");
+    save.target_vm_id = get("target");
+    save.new_template_name = get("new_name");
+    save.description = get("description");
+    return save;
+  }
+  if (verb == "image finish") {
+    return FinishSaveImage{get("id"), get("node"), get("ok") == "true", get("message")};
+  }
   *error = "unknown command " + verb;
   return std::nullopt;
 }

@@ -34,6 +34,10 @@ struct Daemon {
     REQUIRE(started.ok());
     process = std::move(*started);
     api = process->controller();
+    // What the VM requests below name: a VM request for an unknown template is refused.
+    RegisterTemplate(api, "t", "macos-t", "v1");
+    RegisterTemplate(api, "tmpl-1", "macos-15", "v1");
+    RegisterTemplate(api, "tmpl-2", "macos-14", "base");
   }
 
   // The events in the log, as JSON lines from the real audit tool (read-only, beside the
@@ -163,6 +167,8 @@ TEST_CASE("bad input on every endpoint: a clear FAIL, and nothing appended") {
   Daemon d;
   Json group = RequireOk(Call(d.api, "POST", "/api/v1/group", R"({"name":"g"})"));
   const std::string g = group["id"];
+  const std::string vm = RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":"t"})"))[0];
+  RequireOk(Call(d.api, "PUT", "/api/v1/config", R"({"scheduler_enabled":false})"));
   const size_t events_before = d.Events().size();
   const Json vms_before = RequireOk(Call(d.api, "GET", "/api/v1/vm"));
   struct Case {
@@ -224,6 +230,49 @@ TEST_CASE("bad input on every endpoint: a clear FAIL, and nothing appended") {
       {"DELETE", "/api/v1/vm", "{}", 400, "id"},
       {"DELETE", "/api/v1/vm", R"({"id":"nope"})", 200, "Not found"},
       {"PATCH", "/api/v1/vm", "{}", 405, ""},
+      // Templates and tags: the Anka strings clients match.
+      {"POST", "/api/v1/vm", R"({"vmid":"unknown"})", 200, "VM not in the registry"},
+      {"POST", "/api/v1/vm", R"({"vmid":"t","tag":"v9"})", 200, "No such tag v9"},
+      {"POST", "/api/v1/vm", R"({"vmid":"t","version":7})", 200, "No such version 7"},
+      {"PUT", "/api/v1/vm", R"({"name":"x"})", 400, "id"},
+      {"PUT", "/api/v1/vm?id=nope", R"({"name":"x"})", 200, "Not found"},
+      {"PUT", "/api/v1/vm?id=" + vm, "{}", 400, "nothing to change"},
+      {"PUT", "/api/v1/vm?id=" + vm, R"({"name":7})", 400, "name"},
+      {"PUT", "/api/v1/vm?id=" + vm, R"({"metadata":[1]})", 400, "metadata"},
+      {"PUT", "/api/v1/vm?id=" + vm, R"({"external_id":"a\u0002"})", 200, "external_id"},
+      {"POST", "/api/v1/rpc/vm/restart", "{}", 400, "id"},
+      {"POST", "/api/v1/rpc/vm/restart", R"({"id":"nope"})", 200, "Not found"},
+      {"POST", "/api/v1/rpc/vm/restart", R"({"id":")" + vm + R"("})", 200, "Scheduling"},
+      {"GET", "/api/v1/rpc/vm/restart", "", 405, ""},
+      {"POST", "/api/v1/node/config", "{}", 400, "node_id"},
+      {"POST", "/api/v1/node/config", R"({"node_id":"nope","drain_mode":true})", 200,
+       "Not found"},
+      {"POST", "/api/v1/node/config", R"({"node_id":"n","max_vm_count":-1})", 400,
+       "max_vm_count"},
+      {"POST", "/api/v1/node/config", R"({"node_id":"n","max_vm_count":99999999999})", 400,
+       "max_vm_count"},
+      {"POST", "/api/v1/node/config", R"({"node_id":"n","ram_override":"8"})", 400,
+       "ram_override"},
+      {"POST", "/api/v1/node/config", R"({"node_id":"n","drain_mode":"yes"})", 400,
+       "drain_mode"},
+      {"GET", "/api/v1/node/config", "", 405, ""},
+      {"PUT", "/api/v1/node/update", "not json", 400, "JSON object"},
+      {"POST", "/api/v1/node/update", "{}", 405, ""},
+      {"POST", "/api/v1/image", "{}", 400, "id"},
+      {"POST", "/api/v1/image", R"({"id":"nope","tag":"x","target_vm_id":"t"})", 200,
+       "Not found"},
+      {"POST", "/api/v1/image", R"({"id":")" + vm + R"(","tag":"x","target_vm_id":"t"})", 200,
+       "Scheduling"},
+      {"POST", "/api/v1/image", R"({"id":")" + vm + R"(","suspend":"no"})", 400, "suspend"},
+      {"GET", "/api/v1/image?id=nope", "", 200, "Not found"},
+      {"DELETE", "/api/v1/image", "", 405, ""},
+      {"GET", "/api/v1/registry/vm?id=nope", "", 200, "Not found"},
+      {"POST", "/api/v1/registry/vm", "{}", 405, ""},
+      {"POST", "/api/v1/admin/template", R"({"tag":"v1"})", 200, "id or name"},
+      {"POST", "/api/v1/admin/template", R"({"name":"n"})", 200, "tag"},
+      {"POST", "/api/v1/admin/template", R"({"id":"other","name":"macos-t","tag":"v1"})", 200,
+       "macos-t"},
+      {"POST", "/api/v1/admin/template", R"({"name":1,"tag":"v1"})", 400, "name"},
   };
   for (const Case& c : cases) {
     INFO(c.method << " " << c.path << " " << c.body);
@@ -232,6 +281,60 @@ TEST_CASE("bad input on every endpoint: a clear FAIL, and nothing appended") {
   }
   CHECK(d.Events().size() == events_before);
   CHECK(RequireOk(Call(d.api, "GET", "/api/v1/vm")) == vms_before);
+}
+
+TEST_CASE("PUT /api/v1/vm changes name, external_id and metadata; absent fields stay") {
+  Daemon d;
+  const std::string id =
+      RequireOk(Call(d.api, "POST", "/api/v1/vm",
+                     R"({"vmid":"t","name":"a","external_id":"e1","metadata":{"k":1}})"))[0];
+  CHECK(RequireOk(Call(d.api, "PUT", "/api/v1/vm?id=" + id, R"({"name":"b"})")).is_null());
+  Json vm = RequireOk(Call(d.api, "GET", "/api/v1/vm?id=" + id));
+  CHECK(vm["name"] == "b");
+  CHECK(vm["external_id"] == "e1");
+  CHECK(vm["metadata"] == Json{{"k", 1}});
+  RequireOk(Call(d.api, "PUT", "/api/v1/vm", R"({"id":")" + id +
+                                                 R"(","external_id":"","metadata":{"k":2}})"));
+  vm = RequireOk(Call(d.api, "GET", "/api/v1/vm?id=" + id));
+  CHECK(!vm.contains("external_id"));  // Cleared, so left out.
+  CHECK(vm["metadata"] == Json{{"k", 2}});
+  CHECK(vm["name"] == "b");
+}
+
+TEST_CASE("templates: registered, listed and shown with their versions as Anka does") {
+  Daemon d;
+  Json created = RequireOk(Call(d.api, "POST", "/api/v1/admin/template",
+                                R"({"name":"sonoma","tag":"base","description":"clean"})"));
+  const std::string id = created["id"];
+  CHECK(created["name"] == "sonoma");
+  RequireOk(Call(d.api, "POST", "/api/v1/admin/template",
+                 R"({"id":")" + id + R"(","tag":"xcode"})"));
+  Json list = RequireOk(Call(d.api, "GET", "/api/v1/registry/vm"));
+  REQUIRE(list.is_array());
+  CHECK(list.size() == 4);  // With the three the fixture registered.
+  Json shown = RequireOk(Call(d.api, "GET", "/api/v1/registry/vm?id=" + id));
+  CHECK(shown["id"] == id);
+  REQUIRE(shown["versions"].size() == 2);
+  CHECK(shown["versions"][0]["number"] == 0);
+  CHECK(shown["versions"][0]["tag"] == "base");
+  CHECK(shown["versions"][0]["description"] == "clean");
+  CHECK(shown["versions"][1]["number"] == 1);
+  CHECK(IsRfc3339Nano(shown["versions"][1]["creation_date"]));
+  // A request by tag or by version number; the latest when neither is given.
+  RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":")" + id + R"(","tag":"xcode"})"));
+  RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":")" + id + R"(","version":0})"));
+  RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":")" + id + R"("})"));
+}
+
+TEST_CASE("node update and save-image list answer in the Anka envelope") {
+  Daemon d;
+  CHECK(RequireOk(Call(d.api, "PUT", "/api/v1/node/update")).is_null());
+  CHECK(RequireOk(Call(d.api, "GET", "/api/v1/image")) == Json::array());
+  bool recorded = false;
+  for (const std::string& line : d.Events()) {
+    recorded = recorded || line.find("NodeAgentsUpdateRequested") != std::string::npos;
+  }
+  CHECK(recorded);
 }
 
 TEST_CASE("a VNC password is accepted but never recorded") {

@@ -45,4 +45,10 @@ std::string RequireFail(const WireResponse& response, int status) {
   return json["message"];
 }
 
+void RegisterTemplate(const WireTarget& target, const std::string& id, const std::string& name,
+                      const std::string& tag) {
+  const nlohmann::json body = {{"id", id}, {"name", name}, {"tag", tag}};
+  RequireOk(Call(target, "POST", "/api/v1/admin/template", body.dump()));
+}
+
 }  // namespace cloister::testing

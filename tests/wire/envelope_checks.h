@@ -22,4 +22,8 @@ nlohmann::json RequireOk(const WireResponse& response);
 // status + "FAIL" with a non-empty message; returns the message.
 std::string RequireFail(const WireResponse& response, int status);
 
+// Registers template id (named name) with tag through the admin endpoint; REQUIREs OK.
+void RegisterTemplate(const WireTarget& target, const std::string& id, const std::string& name,
+                      const std::string& tag);
+
 }  // namespace cloister::testing

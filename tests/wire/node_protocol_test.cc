@@ -34,6 +34,8 @@ struct Daemon {
     REQUIRE(started.ok());
     process = std::move(*started);
     api = process->controller();
+    RegisterTemplate(api, "tmpl-1", "macos-15", "v1");
+    RegisterTemplate(api, "t", "macos-t", "v1");
   }
 };
 
@@ -153,9 +155,99 @@ TEST_CASE("a node without heartbeats goes Offline, and comes back with the next"
   }
   CHECK(state == "Offline");
   CHECK(Heartbeat(d.api, node_id)["state"] == "Active");
-  // Draining is the agent's to say.
-  CHECK(Heartbeat(d.api, node_id, R"(,"drain_mode":true)")["state"] == "DrainMode");
+  // Draining is the operator's: a heartbeat cannot end it, and the node config sets it.
+  RequireOk(Call(d.api, "POST", "/api/v1/node/config",
+                 R"({"node_id":")" + node_id + R"(","drain_mode":true})"));
+  Json beat = Heartbeat(d.api, node_id);
+  CHECK(beat["state"] == "Active");
+  CHECK(beat["drain_mode"] == true);
   CHECK(Node(d.api, node_id)["state"] == "Drain Mode");
+  RequireOk(Call(d.api, "POST", "/api/v1/node/config",
+                 R"({"node_id":")" + node_id + R"(","drain_mode":false})"));
+  CHECK(Node(d.api, node_id)["state"] == "Active");
+}
+
+TEST_CASE("an agent joining in drain mode takes nothing until the operator ends it") {
+  Daemon d;
+  Json body = RequireOk(Call(d.api, "POST", "/node/v1/join",
+                             R"({"node_name":"mac-d","max_vm_count":2,"drain_mode":true})"));
+  const std::string node_id = body["node_id"];
+  Heartbeat(d.api, node_id);
+  CHECK(Node(d.api, node_id)["state"] == "Drain Mode");
+  const std::string id = RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":"t"})"))[0];
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // A scheduler tick or more.
+  CHECK(!RequireOk(Call(d.api, "GET", "/api/v1/vm?id=" + id)).contains("node_id"));
+  RequireOk(Call(d.api, "POST", "/api/v1/node/config",
+                 R"({"node_id":")" + node_id + R"(","drain_mode":false})"));
+  const int64_t deadline = MonotonicMs() + 5000;
+  Json vm;
+  do {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    vm = RequireOk(Call(d.api, "GET", "/api/v1/vm?id=" + id));
+  } while (!vm.contains("node_id") && MonotonicMs() < deadline);
+  CHECK(vm["node_id"] == node_id);
+}
+
+TEST_CASE("restart, agent update, report resends and save-image outcomes over the protocol") {
+  Daemon d;
+  const std::string node_id = Join(d.api, "mac-1", "[]");
+  Heartbeat(d.api, node_id);
+  const std::string id = RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":"t"})"))[0];
+  Json news;
+  const int64_t deadline = MonotonicMs() + 5000;
+  do {
+    news = RequireOk(Call(d.api, "GET", "/node/v1/instances?node_id=" + node_id));
+  } while (news["instances"].empty() && MonotonicMs() < deadline);
+  REQUIRE(news["instances"].size() == 1);
+  CHECK(news["instances"][0]["restart_seq"] == 0);
+  // A report and its resend: one event.
+  const std::string started = R"([{"seq":1,"instance_id":")" + id + R"(","state":"Started"}])";
+  CHECK(Report(d.api, node_id, started)[0]["status"] == "OK");
+  Json vm = RequireOk(Call(d.api, "GET", "/api/v1/vm?id=" + id));
+  CHECK(vm["instance_state"] == "Started");
+  const std::string ts = vm["ts"];
+  CHECK(Report(d.api, node_id, started)[0]["status"] == "OK");
+  CHECK(RequireOk(Call(d.api, "GET", "/api/v1/vm?id=" + id))["ts"] == ts);  // Unchanged.
+
+  // Restart: the long-poll shows the request's seq.
+  const uint64_t after = RequireOk(Call(d.api, "GET", "/node/v1/instances?node_id=" + node_id))
+                             ["seq"];
+  CHECK(RequireOk(Call(d.api, "POST", "/api/v1/rpc/vm/restart", R"({"id":")" + id + R"("})"))
+            .is_null());
+  news = RequireOk(Call(d.api, "GET", "/node/v1/instances?node_id=" + node_id + "&after=" +
+                                          std::to_string(after) + "&wait_ms=5000"));
+  CHECK(news["instances"][0]["restart_seq"].get<uint64_t>() > after);
+  CHECK(RequireFail(Call(d.api, "POST", "/api/v1/rpc/vm/restart", R"({"id":"nope"})"), 200) ==
+        "Not found");
+
+  // PUT /api/v1/node/update: the next heartbeat answers a higher update_seq.
+  const uint64_t update_before = Heartbeat(d.api, node_id)["update_seq"];
+  CHECK(RequireOk(Call(d.api, "PUT", "/api/v1/node/update")).is_null());
+  CHECK(Heartbeat(d.api, node_id)["update_seq"].get<uint64_t>() > update_before);
+
+  // Save image: pending until the node reports; only the node holding the instance may.
+  const std::string request = RequireOk(Call(d.api, "POST", "/api/v1/image",
+                                             R"({"id":")" + id + R"(","tag":"saved",)"
+                                             R"("target_vm_id":"t","description":"d"})"));
+  CHECK(RequireOk(Call(d.api, "GET", "/api/v1/image?id=" + request))["status"] == "pending");
+  const std::string other = Join(d.api, "mac-2", "[]");
+  RequireFail(Call(d.api, "POST", "/node/v1/save_image",
+                   R"({"node_id":")" + other + R"(","request_id":")" + request +
+                       R"(","ok":true})"),
+              200);
+  RequireFail(Call(d.api, "POST", "/node/v1/save_image",
+                   R"({"node_id":")" + node_id + R"(","request_id":")" + request + R"("})"),
+              400);
+  RequireOk(Call(d.api, "POST", "/node/v1/save_image",
+                 R"({"node_id":")" + node_id + R"(","request_id":")" + request +
+                     R"(","ok":true})"));
+  Json done = RequireOk(Call(d.api, "GET", "/api/v1/image?id=" + request));
+  CHECK(done["status"] == "done");
+  CHECK(done["vmid"] == "t");
+  Json versions = RequireOk(Call(d.api, "GET", "/api/v1/registry/vm?id=t"))["versions"];
+  REQUIRE(versions.size() == 2);
+  CHECK(versions[1]["tag"] == "saved");
+  CHECK(versions[1]["number"] == 1);
 }
 
 TEST_CASE("node protocol bad input: clear FAILs") {
@@ -196,6 +288,17 @@ TEST_CASE("node protocol bad input: clear FAILs") {
       {"POST", "/node/v1/report",
        R"({"node_id":")" + node_id + R"(","reports":[{"state":"Started"}]})", 400,
        "instance_id"},
+      {"POST", "/node/v1/report",
+       R"({"node_id":")" + node_id + R"(","reports":[{"instance_id":"x","seq":"1"}]})", 400,
+       "seq"},
+      {"POST", "/node/v1/save_image", "[]", 400, "JSON object"},
+      {"POST", "/node/v1/save_image", R"({"node_id":")" + node_id + R"(","ok":"yes"})", 400,
+       "ok"},
+      {"POST", "/node/v1/save_image", R"({"node_id":"nope","request_id":"r","ok":true})", 200,
+       "Not found"},
+      {"POST", "/node/v1/save_image",
+       R"({"node_id":")" + node_id + R"(","request_id":"nope","ok":true})", 200, "nope"},
+      {"GET", "/node/v1/save_image", "", 405, ""},
   };
   for (const Case& c : cases) {
     INFO(c.method << " " << c.path << " " << c.body);
