@@ -353,7 +353,7 @@ TEST_CASE("replay bad arguments exit 2 with a one-line message") {
   CheckUsageError(RunCloister({"replay", "--data", tmp.Sub("missing")}), "no cloister event log in");
   CheckUsageError(RunCloister({"replay", "--data", dir, "--view", "bogus"}),
                   "--view: unknown view 'bogus'; valid views: config, nodes, node_groups, "
-                  "vm_instances, all");
+                  "vm_instances, templates, save_images, all");
   CheckUsageError(RunCloister({"replay", "--data", dir, "--format", "yaml"}),
                   "--format: unknown format 'yaml'; expected json or text");
   CheckUsageError(RunCloister({"replay", "--data", dir, "--to", "13"}),
