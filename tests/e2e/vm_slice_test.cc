@@ -173,5 +173,74 @@ TEST_CASE("20 VMs over two agents reach Started, survive an agent crash, and ter
   CHECK(WIFEXITED(*stopped));
 }
 
+TEST_CASE("through a real agent: restart once, credentials reload, templates, drain mode") {
+  TempDir dir;
+  auto started = CloisterdProcess::Start(dir.Sub("data"), dir.path(), {"--access-log=false"});
+  INFO(started.status().ToString());
+  REQUIRE(started.ok());
+  std::unique_ptr<CloisterdProcess> controller = std::move(*started);
+  const WireTarget api = controller->controller();
+  RegisterTemplate(api, "tmpl-1", "macos-15", "v1");
+  auto agent = StartAgent({"join", api.BaseUrl(), "--name", "n1", "--max-vm-count", "2",
+                           "--heartbeat", "300ms", "--data", dir.Sub("n1")},
+                          dir.Sub("n1.log"));
+  auto drained = StartAgent({"join", api.BaseUrl(), "--name", "n2", "--drain-mode",
+                             "--heartbeat", "300ms", "--data", dir.Sub("n2")},
+                            dir.Sub("n2.log"));
+  INFO("agent logs: " << ReadFileOrEmpty(dir.Sub("n1.log")) << ReadFileOrEmpty(dir.Sub("n2.log")));
+  REQUIRE(WaitFor(15000, [&] {
+    auto nodes = Nodes(api);
+    return nodes.size() == 2 && nodes["n1"]["state"] == "Active" &&
+           nodes["n2"]["state"] == "Drain Mode";
+  }));
+  const Json ids = RequireOk(Call(api, "POST", "/api/v1/vm", R"({"vmid":"tmpl-1","count":2})"));
+  REQUIRE(WaitFor(15000, [&] { return CountInState(Instances(api), "Started") == 2; }));
+  const std::string n1 = Nodes(api)["n1"]["node_id"];
+  for (const auto& [id, vm] : Instances(api)) {
+    CHECK(vm["node_id"] == n1);  // Never the draining node.
+  }
+  // The agent reports the templates it holds with its heartbeat.
+  CHECK(WaitFor(5000, [&] {
+    return Nodes(api)["n1"]["templates"] == Json::parse(R"([{"id":"tmpl-1"}])");
+  }));
+
+  // A restart is one stop and one start of that VM, and the instance ends Started.
+  const std::string id = ids[0];
+  const std::string ts = Instances(api)[id]["ts"];
+  RequireOk(Call(api, "POST", "/api/v1/rpc/vm/restart", R"({"id":")" + id + R"("})"));
+  REQUIRE(WaitFor(10000, [&] {
+    Json vm = Instances(api)[id];
+    return vm["ts"] != ts && vm["instance_state"] == "Started" &&
+           vm["vminfo"]["status"] == "running";
+  }));
+
+  // PUT /api/v1/node/update: every agent reloads its credentials, once.
+  RequireOk(Call(api, "PUT", "/api/v1/node/update"));
+  CHECK(WaitFor(5000, [&] {
+    return ReadFileOrEmpty(dir.Sub("n1.log")).find("credentials reloaded") != std::string::npos &&
+           ReadFileOrEmpty(dir.Sub("n2.log")).find("credentials reloaded") != std::string::npos;
+  }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // Several more heartbeats.
+  const std::string log = ReadFileOrEmpty(dir.Sub("n1.log"));
+  const size_t first = log.find("credentials reloaded");
+  CHECK(log.find("credentials reloaded", first + 1) == std::string::npos);
+  CHECK(Json::parse(ReadFileOrEmpty(dir.Sub("n1") + "/node.json"))["update_seq"] > 0);
+
+  agent->Kill(SIGTERM);
+  drained->Kill(SIGTERM);
+  CHECK(WIFEXITED(agent->Wait()));
+  CHECK(WIFEXITED(drained->Wait()));
+  auto sim = node::SimDriver::Open(dir.Sub("n1") + "/sim");
+  REQUIRE(sim.ok());
+  CHECK((*sim)->Calls(node::SimOp::kClone, "cloister-" + id) == 1);
+  CHECK((*sim)->Calls(node::SimOp::kStop, "cloister-" + id) == 1);
+  CHECK((*sim)->Calls(node::SimOp::kStart, "cloister-" + id) == 2);
+  const std::string other = ids[1];
+  CHECK((*sim)->Calls(node::SimOp::kStart, "cloister-" + other) == 1);
+  CHECK((*sim)->Calls(node::SimOp::kStop, "cloister-" + other) == 0);
+  auto stopped = controller->Stop(SIGTERM);
+  REQUIRE(stopped.ok());
+}
+
 }  // namespace
 }  // namespace cloister::testing
