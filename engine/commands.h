@@ -52,6 +52,8 @@ struct JoinNode {
   std::string hypervisor;
   std::vector<std::string> groups;  // Node group ids; each must exist.
   bool drain_mode = false;
+  std::string agent_version = {};
+  uint64_t free_disk_space_mb = 0;
 };
 
 struct RemoveNode {

@@ -242,7 +242,8 @@ bool Validation::ValidateCommand(const JoinNode& c) {
       !CheckText("ip_address", c.ip_address, kNameBytesMax, false) ||
       !CheckText("capacity_mode", c.capacity_mode, kNameBytesMax, false) ||
       !CheckText("arch", c.arch, kNameBytesMax, false) ||
-      !CheckText("hypervisor", c.hypervisor, kNameBytesMax, false)) {
+      !CheckText("hypervisor", c.hypervisor, kNameBytesMax, false) ||
+      !CheckText("agent_version", c.agent_version, kNameBytesMax, false)) {
     return false;
   }
   if (c.groups.size() > kGroupsPerNodeMax) {
@@ -264,7 +265,8 @@ bool Validation::ValidateCommand(const JoinNode& c) {
   Emit(fb::CreateNodeJoinedDirect(fbb, id.c_str(), c.node_name.c_str(), c.ip_address.c_str(),
                                   c.cpu_count, c.ram_mb, c.vcpu_count, c.vram_mb, c.capacity,
                                   c.capacity_mode.c_str(), c.arch.c_str(), c.hypervisor.c_str(),
-                                  &groups, c.drain_mode),
+                                  &groups, c.drain_mode, c.agent_version.c_str(),
+                                  c.free_disk_space_mb),
        &builder);
   ids_.push_back(id);
   return true;

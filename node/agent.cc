@@ -1,6 +1,7 @@
 #include "node/agent.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -179,6 +180,15 @@ Status Agent::Join() {
   body["hypervisor"] = "sim";
   body["groups"] = config_.groups;
   body["drain_mode"] = config_.drain_mode;
+  body["agent_version"] = kAgentVersion;
+  // The space left for VMs: what the data directory's filesystem has free, less the reserve.
+  struct statvfs fs {};
+  if (statvfs(dir_.c_str(), &fs) == 0) {
+    const uint64_t free_mb = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize >> 20;
+    body["free_disk_space_mb"] = free_mb > config_.reserve_space_mb
+                                     ? free_mb - config_.reserve_space_mb
+                                     : 0;
+  }
   auto reply = client.Call("POST", "/node/v1/join", body.dump(), kCallTimeoutMs);
   if (!reply.ok()) {
     return reply.status();

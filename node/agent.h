@@ -29,6 +29,8 @@
 
 namespace cloister::node {
 
+inline constexpr const char kAgentVersion[] = "0.3.0-cloister";
+
 struct AgentConfig {
   std::string controller_url;
   std::string ca_file;
@@ -40,7 +42,7 @@ struct AgentConfig {
   std::string capacity_mode = "number";
   bool drain_mode = false;
   uint64_t heartbeat_ms = 5000;
-  uint64_t reserve_space_mb = 0;  // Reported with the host facts; the sim driver ignores it.
+  uint64_t reserve_space_mb = 0;  // Subtracted from the free disk space reported at join.
   std::string ip_address;         // Empty: the address the controller sees is not guessed here.
   uint64_t sim_delay_ms = 0;      // The sim driver's clone and start take this long (tests).
   uint64_t update_seq = 0;        // The controller's last "reload credentials" request applied.

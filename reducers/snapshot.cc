@@ -118,6 +118,8 @@ void Write(Writer* w, const Node& n) {
   w->Str(n.capacity_mode);
   w->Str(n.arch);
   w->Str(n.hypervisor);
+  w->Str(n.agent_version);
+  w->U64(n.free_disk_space_mb);
   w->U8(static_cast<uint8_t>(n.state));
   w->U64(n.vm_count);
   w->Strings(n.templates);
@@ -395,6 +397,8 @@ void Read(Reader* r, Node* n) {
   r->Str(&n->capacity_mode);
   r->Str(&n->arch);
   r->Str(&n->hypervisor);
+  r->Str(&n->agent_version);
+  r->U64(&n->free_disk_space_mb);
   r->EnumU8(&n->state);
   r->Unsigned(&n->vm_count);
   r->Strings(&n->templates);

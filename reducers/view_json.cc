@@ -217,6 +217,8 @@ Json NodeJson(const Node& n) {
   j["capacity_mode"] = n.capacity_mode;
   j["arch"] = n.arch;
   j["hypervisor"] = n.hypervisor;
+  j["agent_version"] = n.agent_version;
+  j["free_disk_space_mb"] = n.free_disk_space_mb;
   j["state"] = EnumText(fb::EnumNameNodeState(n.state), static_cast<uint8_t>(n.state));
   j["vm_count"] = n.vm_count;
   j["templates"] = StringsJson(n.templates);

@@ -210,6 +210,8 @@ class Reducer {
     node.arch = Str(p.arch());
     node.hypervisor = Str(p.hypervisor());
     node.drain_mode = p.drain_mode();
+    node.agent_version = Str(p.agent_version());
+    node.free_disk_space_mb = p.free_disk_space_mb();
     node.joined = stamp_;
     node.updated = stamp_;
     for (const std::string& group_id : Strings(p.groups())) {

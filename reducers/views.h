@@ -64,6 +64,8 @@ struct Node {
   std::string capacity_mode;
   std::string arch;
   std::string hypervisor;
+  std::string agent_version;
+  uint64_t free_disk_space_mb = 0;  // As the node reported at its last join.
   fb::NodeState state = fb::NodeState::Offline;
   uint32_t vm_count = 0;
   std::vector<std::string> templates;

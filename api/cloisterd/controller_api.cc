@@ -123,6 +123,8 @@ Json NodeJson(const reducers::Views& views, const reducers::Node& node) {
     templates.push_back(Json{{"id", id}});
   }
   j["templates"] = templates;
+  if (!node.agent_version.empty()) j["agent_version"] = node.agent_version;
+  j["free_disk_space"] = node.free_disk_space_mb / kBytesPerGb;
   if (!node.arch.empty()) j["arch"] = node.arch;
   if (!node.message.empty()) j["message"] = node.message;
   j["last_updated"] = Rfc3339Nano(node.updated.time_ns);

@@ -113,7 +113,9 @@ void NodeApi::Join(const api::Request& request, Respond respond) {
       !fields.Int("max_vm_count", &join.capacity) ||
       !fields.String("capacity_mode", &join.capacity_mode) || !fields.String("arch", &join.arch) ||
       !fields.String("hypervisor", &join.hypervisor) || !fields.Strings("groups", &groups) ||
-      !fields.Bool("drain_mode", &join.drain_mode)) {
+      !fields.Bool("drain_mode", &join.drain_mode) ||
+      !fields.String("agent_version", &join.agent_version) ||
+      !fields.Int("free_disk_space_mb", &join.free_disk_space_mb)) {
     respond(BadRequest(fields.error()));
     return;
   }

@@ -196,6 +196,8 @@ TEST_CASE("through a real agent: restart once, credentials reload, templates, dr
   const Json ids = RequireOk(Call(api, "POST", "/api/v1/vm", R"({"vmid":"tmpl-1","count":2})"));
   REQUIRE(WaitFor(15000, [&] { return CountInState(Instances(api), "Started") == 2; }));
   const std::string n1 = Nodes(api)["n1"]["node_id"];
+  CHECK(Nodes(api)["n1"]["agent_version"] == "0.3.0-cloister");
+  CHECK(Nodes(api)["n1"]["free_disk_space"].is_number());
   for (const auto& [id, vm] : Instances(api)) {
     CHECK(vm["node_id"] == n1);  // Never the draining node.
   }
