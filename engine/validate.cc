@@ -88,7 +88,11 @@ class Validation {
   bool GroupNameTaken(const std::string& name, const std::string& except_id) const;
   bool CheckFallback(const std::string& group_id, const std::string& fallback_id);
   bool CheckTemplate(const std::string& vmid, const std::string& tag, int32_t version);
+  // The instance, or nullptr after a kNotFound rejection.
   const reducers::VmInstance* FindInstance(const std::string& instance_id);
+  // Also rejects (kIllegalTransition) an instance that is not Started or Stopped.
+  const reducers::VmInstance* FindSettledInstance(const std::string& instance_id,
+                                                  const char* verb);
   const reducers::Template* TemplateNamed(const std::string& name) const;
 
   const reducers::Views& views_;
@@ -510,6 +514,18 @@ const reducers::VmInstance* Validation::FindInstance(const std::string& instance
   return &it->second;
 }
 
+const reducers::VmInstance* Validation::FindSettledInstance(const std::string& instance_id,
+                                                            const char* verb) {
+  const reducers::VmInstance* vm = FindInstance(instance_id);
+  if (vm != nullptr && vm->state != fb::VmState::Started && vm->state != fb::VmState::Stopped) {
+    Reject(Rejection::kIllegalTransition,
+           std::string("instance is ") + fb::EnumNameVmState(vm->state) +
+               ": only a Started or Stopped instance can be " + verb);
+    return nullptr;
+  }
+  return vm;
+}
+
 const reducers::Template* Validation::TemplateNamed(const std::string& name) const {
   for (const auto& [id, t] : views_.templates.templates) {
     if (t.name == name) {
@@ -574,14 +590,8 @@ bool Validation::ValidateCommand(const UpdateVm& c) {
 }
 
 bool Validation::ValidateCommand(const RestartVm& c) {
-  const reducers::VmInstance* vm = FindInstance(c.instance_id);
-  if (vm == nullptr) {
+  if (FindSettledInstance(c.instance_id, "restarted") == nullptr) {
     return false;
-  }
-  if (vm->state != fb::VmState::Started && vm->state != fb::VmState::Stopped) {
-    return Reject(Rejection::kIllegalTransition,
-                  std::string("instance is ") + fb::EnumNameVmState(vm->state) +
-                      ": only a Started or Stopped instance can be restarted");
   }
   log::DraftBuilder builder;
   Emit(fb::CreateVmInstanceRestartRequestedDirect(builder.fbb(), c.instance_id.c_str()),
@@ -674,14 +684,8 @@ bool Validation::ValidateCommand(const RegisterTemplateTag& c) {
 }
 
 bool Validation::ValidateCommand(const RequestSaveImage& c) {
-  const reducers::VmInstance* vm = FindInstance(c.instance_id);
-  if (vm == nullptr) {
+  if (FindSettledInstance(c.instance_id, "saved") == nullptr) {
     return false;
-  }
-  if (vm->state != fb::VmState::Started && vm->state != fb::VmState::Stopped) {
-    return Reject(Rejection::kIllegalTransition,
-                  std::string("instance is ") + fb::EnumNameVmState(vm->state) +
-                      ": only a Started or Stopped instance can be saved");
   }
   if (!CheckText("tag", c.tag, kNameBytesMax, true) ||
       !CheckText("target_vm_id", c.target_vm_id, kIdBytesMax, false) ||

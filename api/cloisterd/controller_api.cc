@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <utility>
@@ -61,6 +62,55 @@ std::optional<std::string> DeleteTarget(const api::Request& request, const char*
     respond(api::FailResponse(400, error));
   }
   return id;
+}
+
+// GET of a collection: ?id= answers one(entity) (unknown: "Not found"), no id the array of
+// each(entity) for every entity in id order.
+template <typename T, typename One, typename Each>
+void AnswerGet(const api::Request& request, const std::map<std::string, T>& entities, One one,
+               Each each, const std::function<void(api::Response)>& respond) {
+  if (auto id = QueryParam(request.query, "id")) {
+    auto found = entities.find(*id);
+    respond(found == entities.end() ? NotFound() : OkResponse(one(found->second).dump()));
+    return;
+  }
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const auto& [id, entity] : entities) {
+    list.push_back(each(entity));
+  }
+  respond(OkResponse(list.dump()));
+}
+
+// The JSON-object body of a write; answers (and returns nullopt) when the method is not method
+// or the body is malformed.
+std::optional<nlohmann::json> WriteBody(const api::Request& request, const char* method,
+                                        const std::function<void(api::Response)>& respond) {
+  if (request.method != method) {
+    respond(MethodNotAllowed());
+    return std::nullopt;
+  }
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(BadBody());
+  }
+  return body;
+}
+
+// WriteBody of a write that names its target (?id= or body_key); also answers a missing id.
+std::optional<std::pair<nlohmann::json, std::string>> TargetedBody(
+    const api::Request& request, const char* method, const char* body_key,
+    const std::function<void(api::Response)>& respond) {
+  std::optional<nlohmann::json> body = WriteBody(request, method, respond);
+  if (!body) {
+    return std::nullopt;
+  }
+  std::string error;
+  std::optional<std::string> id = TargetId(request, *body, body_key, &error);
+  if (!id) {
+    respond(api::FailResponse(400, error));
+    return std::nullopt;
+  }
+  return std::make_pair(std::move(*body), std::move(*id));
 }
 
 // ---- output ------------------------------------------------------------------------------------
@@ -334,18 +384,7 @@ void ControllerApi::RequestSchedulePass() {
 void ControllerApi::Groups(const api::Request& request, Respond respond) {
   const reducers::Views& views = engine_->views();
   if (request.method == "GET" || request.method == "HEAD") {
-    if (auto id = QueryParam(request.query, "id")) {
-      auto group = views.node_groups.groups.find(*id);
-      respond(group == views.node_groups.groups.end()
-                  ? NotFound()
-                  : OkResponse(GroupJson(group->second).dump()));
-      return;
-    }
-    Json list = Json::array();
-    for (const auto& [id, group] : views.node_groups.groups) {
-      list.push_back(GroupJson(group));
-    }
-    respond(OkResponse(list.dump()));
+    AnswerGet(request, views.node_groups.groups, GroupJson, GroupJson, respond);
     return;
   }
   std::optional<nlohmann::json> body = BodyObject(request);
@@ -462,18 +501,10 @@ void ControllerApi::Nodes(const api::Request& request, Respond respond) {
 void ControllerApi::Vms(const api::Request& request, Respond respond) {
   const reducers::Views& views = engine_->views();
   if (request.method == "GET" || request.method == "HEAD") {
-    if (auto id = QueryParam(request.query, "id")) {
-      auto vm = views.vm_instances.instances.find(*id);
-      respond(vm == views.vm_instances.instances.end()
-                  ? NotFound()
-                  : OkResponse(InstanceJson(views, vm->second).dump()));
-      return;
-    }
-    Json list = Json::array();
-    for (const auto& [id, vm] : views.vm_instances.instances) {
-      list.push_back(InstanceListItem(views, vm));
-    }
-    respond(OkResponse(list.dump()));
+    AnswerGet(
+        request, views.vm_instances.instances,
+        [&](const reducers::VmInstance& vm) { return InstanceJson(views, vm); },
+        [&](const reducers::VmInstance& vm) { return InstanceListItem(views, vm); }, respond);
     return;
   }
   if (request.method == "POST") {
@@ -563,18 +594,13 @@ void ControllerApi::StartVms(const api::Request& request, Respond respond) {
 }
 
 void ControllerApi::UpdateVm(const api::Request& request, Respond respond) {
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(BadBody());
+  auto target = TargetedBody(request, "PUT", "id", respond);
+  if (!target) {
     return;
   }
-  std::string error;
-  std::optional<std::string> id = TargetId(request, *body, "id", &error);
-  if (!id) {
-    respond(api::FailResponse(400, error));
-    return;
-  }
-  Fields fields(*body);
+  const nlohmann::json& body = target->first;
+  const std::string* id = &target->second;
+  Fields fields(body);
   engine::UpdateVm update;
   update.instance_id = *id;
   std::string name, external_id;
@@ -585,11 +611,11 @@ void ControllerApi::UpdateVm(const api::Request& request, Respond respond) {
   if (fields.Has("name")) update.name = name;
   if (fields.Has("external_id")) update.external_id = external_id;
   if (fields.Has("metadata")) {
-    if (!(*body)["metadata"].is_object()) {
+    if (!body["metadata"].is_object()) {
       respond(api::FailResponse(400, "metadata: must be an object"));
       return;
     }
-    update.metadata_json = (*body)["metadata"].dump();
+    update.metadata_json = body["metadata"].dump();
   }
   if (!update.name && !update.external_id && !update.metadata_json) {
     respond(api::FailResponse(400, "nothing to change: give name, external_id or metadata"));
@@ -603,21 +629,11 @@ void ControllerApi::UpdateVm(const api::Request& request, Respond respond) {
 }
 
 void ControllerApi::RestartVm(const api::Request& request, Respond respond) {
-  if (request.method != "POST") {
-    respond(MethodNotAllowed());
+  auto target = TargetedBody(request, "POST", "id", respond);
+  if (!target) {
     return;
   }
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(BadBody());
-    return;
-  }
-  std::string error;
-  std::optional<std::string> id = TargetId(request, *body, "id", &error);
-  if (!id) {
-    respond(api::FailResponse(400, error));
-    return;
-  }
+  const std::string* id = &target->second;
   if (!engine_->views().vm_instances.instances.contains(*id)) {
     respond(NotFound());
     return;
@@ -626,21 +642,13 @@ void ControllerApi::RestartVm(const api::Request& request, Respond respond) {
 }
 
 void ControllerApi::NodeConfig(const api::Request& request, Respond respond) {
-  if (request.method != "POST") {
-    respond(MethodNotAllowed());
+  auto target = TargetedBody(request, "POST", "node_id", respond);
+  if (!target) {
     return;
   }
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(BadBody());
-    return;
-  }
+  const nlohmann::json* body = &target->first;
+  const std::string* id = &target->second;
   std::string error;
-  std::optional<std::string> id = TargetId(request, *body, "node_id", &error);
-  if (!id) {
-    respond(api::FailResponse(400, error));
-    return;
-  }
   Fields fields(*body);
   engine::ConfigureNode config;
   config.node_id = *id;
@@ -670,12 +678,7 @@ void ControllerApi::NodeConfig(const api::Request& request, Respond respond) {
 }
 
 void ControllerApi::NodeUpdate(const api::Request& request, Respond respond) {
-  if (request.method != "PUT") {
-    respond(MethodNotAllowed());
-    return;
-  }
-  if (!BodyObject(request)) {
-    respond(BadBody());
+  if (!WriteBody(request, "PUT", respond)) {
     return;
   }
   Submit(request, engine::RequestNodeUpdate{"requested through the API"}, false, NullBody,
@@ -685,27 +688,11 @@ void ControllerApi::NodeUpdate(const api::Request& request, Respond respond) {
 void ControllerApi::Images(const api::Request& request, Respond respond) {
   const reducers::Views& views = engine_->views();
   if (request.method == "GET" || request.method == "HEAD") {
-    if (auto id = QueryParam(request.query, "id")) {
-      auto found = views.save_images.requests.find(*id);
-      respond(found == views.save_images.requests.end()
-                  ? NotFound()
-                  : OkResponse(SaveImageJsonOut(found->second).dump()));
-      return;
-    }
-    Json list = Json::array();
-    for (const auto& [id, r] : views.save_images.requests) {
-      list.push_back(SaveImageJsonOut(r));
-    }
-    respond(OkResponse(list.dump()));
+    AnswerGet(request, views.save_images.requests, SaveImageJsonOut, SaveImageJsonOut, respond);
     return;
   }
-  if (request.method != "POST") {
-    respond(MethodNotAllowed());
-    return;
-  }
-  std::optional<nlohmann::json> body = BodyObject(request);
+  std::optional<nlohmann::json> body = WriteBody(request, "POST", respond);
   if (!body) {
-    respond(BadBody());
     return;
   }
   Fields fields(*body);
@@ -737,29 +724,13 @@ void ControllerApi::Templates(const api::Request& request, Respond respond) {
     respond(MethodNotAllowed());
     return;
   }
-  const reducers::Views& views = engine_->views();
-  if (auto id = QueryParam(request.query, "id")) {
-    auto found = views.templates.templates.find(*id);
-    respond(found == views.templates.templates.end()
-                ? NotFound()
-                : OkResponse(TemplateVersionsJson(found->second).dump()));
-    return;
-  }
-  Json list = Json::array();
-  for (const auto& [id, t] : views.templates.templates) {
-    list.push_back(TemplateListItem(t));
-  }
-  respond(OkResponse(list.dump()));
+  AnswerGet(request, engine_->views().templates.templates, TemplateVersionsJson, TemplateListItem,
+            respond);
 }
 
 void ControllerApi::RegisterTemplate(const api::Request& request, Respond respond) {
-  if (request.method != "POST") {
-    respond(MethodNotAllowed());
-    return;
-  }
-  std::optional<nlohmann::json> body = BodyObject(request);
+  std::optional<nlohmann::json> body = WriteBody(request, "POST", respond);
   if (!body) {
-    respond(BadBody());
     return;
   }
   Fields fields(*body);
@@ -769,9 +740,8 @@ void ControllerApi::RegisterTemplate(const api::Request& request, Respond respon
     respond(api::FailResponse(400, fields.error()));
     return;
   }
-  const std::string tag = reg.tag;
   Submit(request, std::move(reg), true,
-         [this, tag](const engine::Reply& reply) {
+         [this](const engine::Reply& reply) {
            const auto& templates = engine_->views().templates.templates;
            auto found = templates.find(reply.ids.at(0));
            return found == templates.end() ? std::string("null")
