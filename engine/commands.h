@@ -102,6 +102,9 @@ struct ChangeVmState {
   uint16_t vnc_port = 0;
   uint64_t report_seq = 0;  // The agent's report number; one at or below the node's last is a
                             // resend and records nothing. 0: not from an agent report.
+  bool script_done = false;  // The startup script ran: its exit code and output.
+  int32_t script_exit_code = 0;
+  std::string script_output = {};
 };
 
 struct TerminateVm {

@@ -20,6 +20,7 @@ inline constexpr uint32_t kVmPriorityMax = 10000;
 inline constexpr size_t kPortForwardsMax = 64;          // port_forwarding_override entries.
 inline constexpr size_t kStartupScriptBytesMax = 256 * 1024;
 inline constexpr size_t kMetadataBytesMax = 64 * 1024;
+inline constexpr size_t kScriptOutputBytesMax = 16 * 1024;  // A startup script's reported output.
 
 // Commands whose events are appended but not yet durable. Past it, commands wait in the engine's
 // own queue, so the log's producer queue (which blocks) is never filled from the event loop.

@@ -1,6 +1,7 @@
 // Validate + Stamp: one function per command kind, each checking the command against the durable
 // views and, if it is valid, encoding its events. Nothing here changes a view or appends.
 #include <algorithm>
+#include <cctype>
 #include <set>
 #include <string>
 #include <utility>
@@ -12,6 +13,17 @@
 #include "log/draft.h"
 
 namespace cloister::engine {
+
+// Padded RFC 4648 base64 (the empty string included), as Anka clients send scripts.
+bool IsBase64(const std::string& text) {
+  if (text.size() % 4 != 0) {
+    return false;
+  }
+  const size_t pad = text.ends_with("==") ? 2 : text.ends_with("=") ? 1 : 0;
+  return std::all_of(text.begin(), text.end() - static_cast<std::ptrdiff_t>(pad), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/';
+  });
+}
 
 // Everything one validator needs: the views, the envelope to stamp with, and the plan to fill.
 class Validation {
@@ -325,6 +337,9 @@ bool Validation::ValidateCommand(const RequestVm& c) {
     return Reject(Rejection::kInvalidArgument,
                   "count must be between 1 and " + std::to_string(kVmsPerRequestMax));
   }
+  if (!IsBase64(c.startup_script)) {
+    return Reject(Rejection::kInvalidArgument, "startup_script: must be base64");
+  }
   if (c.startup_script.size() > kStartupScriptBytesMax ||
       c.metadata_json.size() > kMetadataBytesMax) {
     return Reject(Rejection::kInvalidArgument, "startup_script or metadata is too large");
@@ -383,10 +398,15 @@ bool Validation::ValidateCommand(const ChangeVmState& c) {
     }
   }
   log::DraftBuilder builder;
-  Emit(fb::CreateVmInstanceStateChangedDirect(builder.fbb(), c.instance_id.c_str(), c.state,
-                                              c.message.c_str(), c.progress, c.node_id.c_str(),
-                                              c.vm_uuid.c_str(), c.ip.c_str(), c.vnc_port,
-                                              c.report_seq),
+  if (c.script_output.size() > kScriptOutputBytesMax) {
+    return Reject(Rejection::kInvalidArgument, "script output is longer than " +
+                                                   std::to_string(kScriptOutputBytesMax) +
+                                                   " bytes");
+  }
+  Emit(fb::CreateVmInstanceStateChangedDirect(
+           builder.fbb(), c.instance_id.c_str(), c.state, c.message.c_str(), c.progress,
+           c.node_id.c_str(), c.vm_uuid.c_str(), c.ip.c_str(), c.vnc_port, c.report_seq,
+           c.script_done, c.script_exit_code, c.script_done ? c.script_output.c_str() : nullptr),
        &builder);
   return true;
 }

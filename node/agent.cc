@@ -33,6 +33,45 @@ std::optional<DesiredState> ParseDesired(const std::string& text) {
   return std::nullopt;
 }
 
+// Base64 (RFC 4648, padded) to bytes; the controller accepted only valid base64, so anything
+// else yields nullopt and the script is not run.
+std::optional<std::string> Base64Decode(const std::string& text) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (text.size() % 4 != 0) {
+    return std::nullopt;
+  }
+  std::string out;
+  for (size_t i = 0; i < text.size(); i += 4) {
+    uint32_t bits = 0;
+    int pad = 0;
+    for (size_t j = 0; j < 4; j++) {
+      const char c = text[i + j];
+      const bool last_quad = i + 4 == text.size();
+      if (c == '=' && last_quad && j >= 2 && (j == 3 || text[i + 3] == '=')) {
+        pad++;
+        bits <<= 6;
+        continue;
+      }
+      const int v = value(c);
+      if (v < 0 || pad > 0) {
+        return std::nullopt;
+      }
+      bits = (bits << 6) | static_cast<uint32_t>(v);
+    }
+    out.push_back(static_cast<char>(bits >> 16));
+    if (pad < 2) out.push_back(static_cast<char>(bits >> 8 & 0xFF));
+    if (pad < 1) out.push_back(static_cast<char>(bits & 0xFF));
+  }
+  return out;
+}
+
 Json ReportJson(const Report& report) {
   Json j;
   j["seq"] = report.seq;  // The controller records each seq once (resends are harmless).
@@ -44,6 +83,10 @@ Json ReportJson(const Report& report) {
     j["vm_uuid"] = report.vm->uuid;
     if (!report.vm->ip.empty()) j["ip"] = report.vm->ip;
     if (report.vm->vnc_port != 0) j["vnc_port"] = report.vm->vnc_port;
+  }
+  if (report.script_result) {
+    j["script"] = {{"exit_code", report.script_result->exit_code},
+                   {"output", report.script_result->output}};
   }
   return j;
 }
@@ -353,7 +396,8 @@ Status Agent::ApplyInstances(const Json& instances) {
     command.spec.tag = item->value("tag", "");
     command.spec.cpu_cores = item->value("vcpu", 0u);
     command.spec.ram_mb = static_cast<uint32_t>(item->value("vram_mb", uint64_t{0}));
-    command.spec.startup_script = item->value("startup_script", "");
+    // Anka sends the script base64-encoded; the driver runs the text.
+    command.spec.startup_script = Base64Decode(item->value("startup_script", "")).value_or("");
     Status applied = reconciler_->Apply(command);
     if (!applied.ok()) {
       return applied;

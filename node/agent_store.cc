@@ -24,7 +24,7 @@ constexpr char kMetaFormatVersion[] = "format_version";
 constexpr char kMetaCursor[] = "cursor";
 constexpr char kMetaReportSeqLast[] = "report_seq_last";
 // The first byte of every encoded record and report.
-constexpr uint8_t kRecordFormat = 1;
+constexpr uint8_t kRecordFormat = 2;  // 2: script results.
 // Invariant: report keys are exactly 8 bytes, big-endian, so LMDB's order is seq order.
 constexpr size_t kSeqKeyBytes = 8;
 static_assert(kSeqKeyBytes == sizeof(uint64_t));
@@ -137,6 +137,25 @@ void EncodeVm(const std::optional<VmInfo>& vm, Encoder* e) {
 }
 
 // Bounded by the value's size: each port forward takes at least 12 bytes.
+void EncodeScript(const std::optional<ScriptResult>& script, Encoder* e) {
+  e->U8(script ? 1 : 0);
+  if (script) {
+    e->U32(static_cast<uint32_t>(script->exit_code));
+    e->Str(script->output);
+  }
+}
+
+bool DecodeScript(Decoder* d, std::optional<ScriptResult>* out) {
+  const uint8_t present = d->U8();
+  if (present == 1) {
+    ScriptResult script;
+    script.exit_code = static_cast<int32_t>(d->U32());
+    script.output = d->Str();
+    *out = std::move(script);
+  }
+  return present <= 1 && !d->failed();
+}
+
 bool DecodeVm(Decoder* d, std::optional<VmInfo>* out) {
   const uint8_t present = d->U8();
   if (present == 0) {
@@ -191,6 +210,7 @@ std::string EncodeRecord(const InstanceRecord& r) {
   e.Str(r.message);
   EncodeVm(r.vm, &e);
   e.U64(r.last_report_seq);
+  EncodeScript(r.script_result, &e);
   return e.Take();
 }
 
@@ -226,6 +246,7 @@ Result<InstanceRecord> DecodeRecord(const std::string& key, const MDB_val& value
   r.message = d.Str();
   ok = DecodeVm(&d, &r.vm) && ok;
   r.last_report_seq = d.U64();
+  ok = DecodeScript(&d, &r.script_result) && ok;
   ok = ok && !d.failed() && d.at_end() && r.instance_id == key;
   ok = ok && desired >= static_cast<uint8_t>(DesiredState::kStarted) &&
        desired <= static_cast<uint8_t>(DesiredState::kTerminated);
@@ -249,6 +270,7 @@ std::string EncodeReport(const Report& r) {
   e.U64(r.cursor);
   e.Str(r.message);
   EncodeVm(r.vm, &e);
+  EncodeScript(r.script_result, &e);
   return e.Take();
 }
 
@@ -266,7 +288,7 @@ Result<Report> DecodeReport(uint64_t seq, const MDB_val& value) {
   const uint8_t state = d.U8();
   r.cursor = d.U64();
   r.message = d.Str();
-  const bool vm_ok = DecodeVm(&d, &r.vm);
+  const bool vm_ok = DecodeVm(&d, &r.vm) && DecodeScript(&d, &r.script_result);
   if (!vm_ok || d.failed() || !d.at_end() || r.seq != seq ||
       state > static_cast<uint8_t>(InstanceState::kPushing)) {
     return Status::Corruption(what + " is malformed");

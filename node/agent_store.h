@@ -92,6 +92,14 @@ struct InstanceSpec {
   bool operator==(const InstanceSpec&) const = default;
 };
 
+// How the startup script ended (its output truncated to what a report may carry).
+struct ScriptResult {
+  int32_t exit_code = 0;
+  std::string output;
+
+  bool operator==(const ScriptResult&) const = default;
+};
+
 struct InstanceRecord {
   std::string instance_id;
   std::string vm_name;  // The VM's name in the driver.
@@ -106,6 +114,7 @@ struct InstanceRecord {
   InstanceState state = InstanceState::kScheduling;  // As last reported.
   std::string message;           // As last reported: the error for kError, else empty.
   std::optional<VmInfo> vm;      // As last reported (absent: no VM, or never observed).
+  std::optional<ScriptResult> script_result;  // Once the startup script has run.
   uint64_t last_report_seq = 0;  // The newest report about this instance (0: none).
 
   bool operator==(const InstanceRecord&) const = default;
@@ -120,6 +129,7 @@ struct Report {
   uint64_t cursor = 0;        // The instance's command cursor when the change happened.
   std::string message;        // The error (the driver's words) for kError; otherwise empty.
   std::optional<VmInfo> vm;   // For Started and Stopped: the VM as the driver showed it.
+  std::optional<ScriptResult> script_result;  // Once the startup script has run.
 
   bool operator==(const Report&) const = default;
 };

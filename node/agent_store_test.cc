@@ -52,6 +52,7 @@ InstanceRecord FullRecord(const std::string& id) {
   r.message = "a message";
   r.vm = SomeVm();
   r.last_report_seq = 3;
+  r.script_result = ScriptResult{-2, "out\nerr"};
   return r;
 }
 
@@ -63,6 +64,7 @@ Report SomeReport(uint64_t seq, const std::string& id, InstanceState state) {
   report.cursor = seq * 10;
   if (state == InstanceState::kStarted) {
     report.vm = SomeVm();
+    report.script_result = ScriptResult{0, "ok"};
   }
   if (state == InstanceState::kError) {
     report.message = "clone cloister-" + id + ": template is corrupt";

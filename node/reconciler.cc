@@ -127,6 +127,17 @@ std::string Truncated(const std::string& text, size_t bytes_max) {
   return text.size() <= bytes_max ? text : text.substr(0, bytes_max) + "...";
 }
 
+// text on one line (control characters become spaces): a report's message is one line, and the
+// controller refuses control characters in it.
+std::string OneLine(std::string text) {
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      c = ' ';
+    }
+  }
+  return text;
+}
+
 }  // namespace
 
 const char* CommandKindName(CommandKind kind) {
@@ -363,6 +374,8 @@ Status Reconciler::ConvergeLocked(InstanceRecord record) {
     }
     record.intent = Step::kNone;  // In memory; the next write records it.
     if (action.step == Step::kRunScript) {
+      record.script_result = ScriptResult{guest.exit_code,
+                                          Truncated(guest.output, kScriptOutputBytesMax)};
       if (guest.exit_code != 0) {
         return Fail(&record, "startup script in " + record.vm_name + " exited with code " +
                                  std::to_string(guest.exit_code) + ": " +
@@ -436,7 +449,7 @@ Status Reconciler::Fail(InstanceRecord* record, const std::string& message) {
   InstanceRecord next = *record;
   next.intent = Step::kNone;
   next.state = InstanceState::kError;
-  next.message = message;
+  next.message = OneLine(message);
   next.settled_cursor = record->cursor;
   StoreWrite write;
   AddReport(&write, &next);
@@ -455,6 +468,7 @@ void Reconciler::AddReport(StoreWrite* write, InstanceRecord* record) {
   report.state = record->state;
   report.cursor = record->cursor;
   report.message = record->message;
+  report.script_result = record->script_result;
   if (record->state == InstanceState::kStarted || record->state == InstanceState::kStopped) {
     report.vm = record->vm;
   }

@@ -180,6 +180,9 @@ void Write(Writer* w, const VmInstance& v) {
   w->U64(v.vnc_port);
   w->Str(v.terminated_reason);
   w->U64(v.restart_seq);
+  w->Bool(v.script_done);
+  w->I64(v.script_exit_code);
+  w->Str(v.script_output);
   w->Stamp(v.created);
   w->Stamp(v.updated);
 }
@@ -461,6 +464,9 @@ void Read(Reader* r, VmInstance* v) {
   r->Unsigned(&v->vnc_port);
   r->Str(&v->terminated_reason);
   r->U64(&v->restart_seq);
+  r->Bool(&v->script_done);
+  r->Signed(&v->script_exit_code);
+  r->Str(&v->script_output);
   r->Stamp(&v->created);
   r->Stamp(&v->updated);
 }

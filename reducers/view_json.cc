@@ -286,6 +286,9 @@ Json VmInstanceJson(const VmInstance& v) {
   j["vnc_port"] = v.vnc_port;
   j["terminated_reason"] = v.terminated_reason;
   j["restart_seq"] = v.restart_seq;
+  j["script_done"] = v.script_done;
+  j["script_exit_code"] = v.script_exit_code;
+  j["script_output"] = v.script_output;
   j["created"] = StampJson(v.created);
   j["updated"] = StampJson(v.updated);
   return j;

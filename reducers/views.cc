@@ -417,6 +417,11 @@ class Reducer {
     if (p.vnc_port() != 0) {
       vm->vnc_port = p.vnc_port();
     }
+    if (p.script_done()) {
+      vm->script_done = true;
+      vm->script_exit_code = p.script_exit_code();
+      vm->script_output = Str(p.script_output());
+    }
     if (p.report_seq() != 0 && Given(p.node_id())) {
       Node* node = MutableNode(p.node_id()->str());
       if (node != nullptr) {

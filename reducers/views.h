@@ -152,6 +152,9 @@ struct VmInstance {
   uint16_t vnc_port = 0;
   std::string terminated_reason;
   uint64_t restart_seq = 0;  // The last VmInstanceRestartRequested (0: never).
+  bool script_done = false;  // The startup script's outcome, once reported.
+  int32_t script_exit_code = 0;
+  std::string script_output;
   Stamp created;
   Stamp updated;
 
@@ -264,7 +267,8 @@ inline constexpr const char* kViewNames[] = {"config",       "nodes",     "node_
 //    progress and vnc_port when non-zero (a report that does not know where the VM runs must not
 //    erase it).
 //  * VmInstanceTerminated: state Terminated and terminated_reason.
-//  * VmInstanceStateChanged with a report_seq also raises its node's last_report_seq to it.
+//  * VmInstanceStateChanged with a report_seq also raises its node's last_report_seq to it;
+//    with script_done it sets script_done, script_exit_code and script_output.
 //  * VmInstanceUpdated: name, external_id and metadata_json when present (empty clears).
 //  * VmInstanceRestartRequested: restart_seq = seq.
 //  * NodeJoined: drain_mode from the event. NodeConfigured: node_name, capacity, capacity_mode,

@@ -238,6 +238,14 @@ Json InstanceJson(const reducers::Views& views, const reducers::VmInstance& vm) 
     info["port_forwarding"] = PortForwardsJson(vm.port_forwarding_override);
     j["vminfo"] = info;
   }
+  if (vm.script_monitoring && vm.script_done) {
+    // The monitored startup script's result, as Anka shows it (the agent reports stdout and
+    // stderr interleaved, so all of it is stdout).
+    j["startup_script"] = Json{{"return_code", vm.script_exit_code},
+                               {"did_timeout", false},
+                               {"stdout", vm.script_output},
+                               {"stderr", ""}};
+  }
   return j;
 }
 

@@ -329,6 +329,16 @@ void NodeApi::Report(const api::Request& request, Respond respond) {
       respond(BadRequest("reports: state: not an instance state: " + state.substr(0, 32)));
       return;
     }
+    if (item.contains("script") && !item["script"].is_null()) {
+      const nlohmann::json& script = item["script"];
+      Fields script_fields(script);
+      if (!script.is_object() || !script_fields.Int("exit_code", &change.script_exit_code) ||
+          !script_fields.String("output", &change.script_output)) {
+        respond(BadRequest("reports: script: must be {exit_code, output}"));
+        return;
+      }
+      change.script_done = true;
+    }
     change.state = *parsed;
     change.progress = static_cast<float>(progress);
     change.node_id = node_id;

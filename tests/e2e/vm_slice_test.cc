@@ -181,7 +181,7 @@ TEST_CASE("through a real agent: restart once, credentials reload, templates, dr
   std::unique_ptr<CloisterdProcess> controller = std::move(*started);
   const WireTarget api = controller->controller();
   RegisterTemplate(api, "tmpl-1", "macos-15", "v1");
-  auto agent = StartAgent({"join", api.BaseUrl(), "--name", "n1", "--max-vm-count", "2",
+  auto agent = StartAgent({"join", api.BaseUrl(), "--name", "n1", "--max-vm-count", "4",
                            "--heartbeat", "300ms", "--data", dir.Sub("n1")},
                           dir.Sub("n1.log"));
   auto drained = StartAgent({"join", api.BaseUrl(), "--name", "n2", "--drain-mode",
@@ -205,6 +205,28 @@ TEST_CASE("through a real agent: restart once, credentials reload, templates, dr
   CHECK(WaitFor(5000, [&] {
     return Nodes(api)["n1"]["templates"] == Json::parse(R"([{"id":"tmpl-1"}])");
   }));
+
+  // A monitored startup script's result is shown on the instance; a failing one is an Error.
+  // The scripts are base64 as Anka sends them: "echo hi" and "exit 3".
+  const std::string scripted = RequireOk(Call(
+      api, "POST", "/api/v1/vm",
+      R"({"vmid":"tmpl-1","startup_script":"ZWNobyBoaQ==","script_monitoring":true})"))[0];
+  const std::string failing = RequireOk(Call(
+      api, "POST", "/api/v1/vm",
+      R"({"vmid":"tmpl-1","startup_script":"ZXhpdCAz","script_monitoring":true})"))[0];
+  REQUIRE(WaitFor(15000, [&] {
+    auto all = Instances(api);
+    return all[scripted]["instance_state"] == "Started" &&
+           all[failing]["instance_state"] == "Error";
+  }));
+  Json script = Instances(api)[scripted]["startup_script"];
+  CHECK(script["return_code"] == 0);
+  CHECK(script["stdout"] == "sim: echo hi\n");
+  Json failed = Instances(api)[failing];
+  CHECK(failed["startup_script"]["return_code"] == 3);
+  CHECK(failed["message"].get<std::string>().find("exited with code 3") != std::string::npos);
+  RequireOk(Call(api, "DELETE", "/api/v1/vm", R"({"id":")" + scripted + R"("})"));
+  RequireOk(Call(api, "DELETE", "/api/v1/vm", R"({"id":")" + failing + R"("})"));
 
   // A restart is one stop and one start of that VM, and the instance ends Started.
   const std::string id = ids[0];

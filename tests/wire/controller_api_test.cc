@@ -226,6 +226,7 @@ TEST_CASE("bad input on every endpoint: a clear FAIL, and nothing appended") {
        R"({"vmid":"t","port_forwarding_override":[{"guest_port":22,"protocol":"sctp"}]})", 200,
        "protocol"},
       {"POST", "/api/v1/vm", R"({"vmid":"t","name":"a\u0001b"})", 200, "name"},
+      {"POST", "/api/v1/vm", R"({"vmid":"t","startup_script":"echo hi"})", 200, "base64"},
       {"POST", "/api/v1/vm", R"({"vmid":")" + std::string(300, 'v') + R"("})", 200, "vmid"},
       {"DELETE", "/api/v1/vm", "{}", 400, "id"},
       {"DELETE", "/api/v1/vm", R"({"id":"nope"})", 200, "Not found"},

@@ -291,6 +291,9 @@ TEST_CASE("node protocol bad input: clear FAILs") {
       {"POST", "/node/v1/report",
        R"({"node_id":")" + node_id + R"(","reports":[{"instance_id":"x","seq":"1"}]})", 400,
        "seq"},
+      {"POST", "/node/v1/report",
+       R"({"node_id":")" + node_id + R"(","reports":[{"instance_id":"x","state":"Started",)"
+       R"("script":{"exit_code":"0"}}]})", 400, "script"},
       {"POST", "/node/v1/save_image", "[]", 400, "JSON object"},
       {"POST", "/node/v1/save_image", R"({"node_id":")" + node_id + R"(","ok":"yes"})", 400,
        "ok"},
