@@ -10,20 +10,10 @@
 #include "engine/engine.h"
 #include "engine/limits.h"
 #include "engine/scheduler.h"
+#include "log/base64.h"
 #include "log/draft.h"
 
 namespace cloister::engine {
-
-// Padded RFC 4648 base64 (the empty string included), as Anka clients send scripts.
-bool IsBase64(const std::string& text) {
-  if (text.size() % 4 != 0) {
-    return false;
-  }
-  const size_t pad = text.ends_with("==") ? 2 : text.ends_with("=") ? 1 : 0;
-  return std::all_of(text.begin(), text.end() - static_cast<std::ptrdiff_t>(pad), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/';
-  });
-}
 
 // Everything one validator needs: the views, the envelope to stamp with, and the plan to fill.
 class Validation {
@@ -337,7 +327,7 @@ bool Validation::ValidateCommand(const RequestVm& c) {
     return Reject(Rejection::kInvalidArgument,
                   "count must be between 1 and " + std::to_string(kVmsPerRequestMax));
   }
-  if (!IsBase64(c.startup_script)) {
+  if (!log::Base64Decode(c.startup_script).has_value()) {
     return Reject(Rejection::kInvalidArgument, "startup_script: must be base64");
   }
   if (c.startup_script.size() > kStartupScriptBytesMax ||

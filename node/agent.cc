@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include "log/base64.h"
+
 namespace cloister::node {
 namespace {
 
@@ -31,45 +33,6 @@ std::optional<DesiredState> ParseDesired(const std::string& text) {
   if (text == "Stopped") return DesiredState::kStopped;
   if (text == "Terminated") return DesiredState::kTerminated;
   return std::nullopt;
-}
-
-// Base64 (RFC 4648, padded) to bytes; the controller accepted only valid base64, so anything
-// else yields nullopt and the script is not run.
-std::optional<std::string> Base64Decode(const std::string& text) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  if (text.size() % 4 != 0) {
-    return std::nullopt;
-  }
-  std::string out;
-  for (size_t i = 0; i < text.size(); i += 4) {
-    uint32_t bits = 0;
-    int pad = 0;
-    for (size_t j = 0; j < 4; j++) {
-      const char c = text[i + j];
-      const bool last_quad = i + 4 == text.size();
-      if (c == '=' && last_quad && j >= 2 && (j == 3 || text[i + 3] == '=')) {
-        pad++;
-        bits <<= 6;
-        continue;
-      }
-      const int v = value(c);
-      if (v < 0 || pad > 0) {
-        return std::nullopt;
-      }
-      bits = (bits << 6) | static_cast<uint32_t>(v);
-    }
-    out.push_back(static_cast<char>(bits >> 16));
-    if (pad < 2) out.push_back(static_cast<char>(bits >> 8 & 0xFF));
-    if (pad < 1) out.push_back(static_cast<char>(bits & 0xFF));
-  }
-  return out;
 }
 
 Json ReportJson(const Report& report) {
@@ -397,7 +360,9 @@ Status Agent::ApplyInstances(const Json& instances) {
     command.spec.cpu_cores = item->value("vcpu", 0u);
     command.spec.ram_mb = static_cast<uint32_t>(item->value("vram_mb", uint64_t{0}));
     // Anka sends the script base64-encoded; the driver runs the text.
-    command.spec.startup_script = Base64Decode(item->value("startup_script", "")).value_or("");
+    // (The controller accepts only valid base64, so a failed decode means no script.)
+    command.spec.startup_script =
+        log::Base64Decode(item->value("startup_script", "")).value_or("");
     Status applied = reconciler_->Apply(command);
     if (!applied.ok()) {
       return applied;
