@@ -197,11 +197,19 @@ struct FinishSaveImage {
   std::string message;
 };
 
+// A request that failed authentication (AuthenticationFailed). Never holds the credential.
+struct RecordAuthFailure {
+  fb::AuthMethod method = fb::AuthMethod::Unknown;
+  std::string claimed_id;
+  std::string reason;
+  std::string source_ip;
+};
+
 using Command = std::variant<SetConfig, CreateNodeGroup, UpdateNodeGroup, DeleteNodeGroup, JoinNode,
                              RemoveNode, RequestVm, ChangeVmState, TerminateVm, UpdateNodeStatus,
                              ScheduleVms, ChangeGroupMembership, UpdateVm, RestartVm,
                              ConfigureNode, RequestNodeUpdate, RegisterTemplateTag,
-                             RequestSaveImage, FinishSaveImage>;
+                             RequestSaveImage, FinishSaveImage, RecordAuthFailure>;
 
 // The Anka instance state machine: may an instance in `from` move to `to`? Staying in the same
 // state (a progress or message update) is allowed, except once Terminated.

@@ -78,6 +78,7 @@ std::vector<std::string> ConflictKeys(const Command& command) {
       return {"vm/" + c.instance_id, "templates"};
     }
     std::vector<std::string> operator()(const FinishSaveImage&) const { return {"templates"}; }
+    std::vector<std::string> operator()(const RecordAuthFailure&) const { return {}; }
     std::vector<std::string> operator()(const ScheduleVms&) const {
       // One pass at a time: a pass counts capacity from the views, so a second pass in flight
       // would count without the first one's placements.
@@ -147,7 +148,8 @@ const char* CommandName(const Command& command) {
       "set_config",  "create_node_group", "update_node_group", "delete_node_group", "join_node",
       "remove_node", "request_vm",        "change_vm_state",   "terminate_vm",      "update_node_status",
       "schedule_vms", "change_group_membership", "update_vm", "restart_vm", "configure_node",
-      "request_node_update", "register_template_tag", "request_save_image", "finish_save_image"};
+      "request_node_update", "register_template_tag", "request_save_image", "finish_save_image",
+      "record_auth_failure"};
   static_assert(std::size(kNames) == std::variant_size_v<Command>);
   return kNames[command.index()];
 }

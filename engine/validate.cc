@@ -85,6 +85,7 @@ class Validation {
   bool ValidateCommand(const RegisterTemplateTag& c);
   bool ValidateCommand(const RequestSaveImage& c);
   bool ValidateCommand(const FinishSaveImage& c);
+  bool ValidateCommand(const RecordAuthFailure& c);
 
  private:
   bool GroupNameTaken(const std::string& name, const std::string& except_id) const;
@@ -786,6 +787,19 @@ bool Validation::ValidateCommand(const FinishSaveImage& c) {
              version, request.description.c_str()),
          &tag_builder);
   }
+  return true;
+}
+
+bool Validation::ValidateCommand(const RecordAuthFailure& c) {
+  if (!CheckText("claimed_id", c.claimed_id, kNameBytesMax, false) ||
+      !CheckText("reason", c.reason, kDescriptionBytesMax, false) ||
+      !CheckText("source_ip", c.source_ip, kNameBytesMax, false)) {
+    return false;
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreateAuthenticationFailedDirect(builder.fbb(), c.method, c.claimed_id.c_str(),
+                                            c.reason.c_str(), c.source_ip.c_str()),
+       &builder);
   return true;
 }
 

@@ -83,6 +83,7 @@ Result<AgentConfig> LoadAgentConfig(const std::string& dir) {
     c.ip_address = j.value("ip_address", "");
     c.sim_delay_ms = j.value("sim_delay_ms", uint64_t{0});
     c.update_seq = j.value("update_seq", uint64_t{0});
+    c.root_token = j.value("root_token", "");
   } catch (const std::exception& e) {
     return Status::Corruption(ConfigPath(dir) + ": " + e.what());
   }
@@ -105,6 +106,7 @@ Status SaveAgentConfig(const std::string& dir, const AgentConfig& c) {
   j["ip_address"] = c.ip_address;
   j["sim_delay_ms"] = c.sim_delay_ms;
   j["update_seq"] = c.update_seq;
+  if (!c.root_token.empty()) j["root_token"] = c.root_token;
   const std::string text = j.dump(2) + "\n";
   const std::string temp = ConfigPath(dir) + ".tmp";
   const int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -154,13 +156,22 @@ Result<std::unique_ptr<Agent>> Agent::Open(const std::string& dir, AgentConfig c
   return agent;
 }
 
+ControllerClientOptions ClientOptionsFor(const AgentConfig& config) {
+  ControllerClientOptions options;
+  options.url = config.controller_url;
+  options.ca_file = config.ca_file;
+  options.insecure = config.insecure;
+  if (!config.root_token.empty()) {
+    const std::string header = "Authorization: Basic " + log::Base64Encode("root:" +
+                                                                            config.root_token);
+    options.auth_headers = [header] { return std::vector<std::string>{header}; };
+  }
+  return options;
+}
+
 ControllerClientOptions Agent::ClientOptions() const {
   std::lock_guard<std::mutex> lock(config_mu_);
-  ControllerClientOptions options;
-  options.url = config_.controller_url;
-  options.ca_file = config_.ca_file;
-  options.insecure = config_.insecure;
-  return options;
+  return ClientOptionsFor(config_);
 }
 
 Status Agent::Join() {
@@ -245,6 +256,7 @@ void Agent::ReloadCredentials(uint64_t update_seq) {
   if (saved.ok()) {
     config_.ca_file = saved->ca_file;
     config_.insecure = saved->insecure;
+    config_.root_token = saved->root_token;
   }
   config_.update_seq = update_seq;
   // Best effort: a failed save means the next start reloads once more, which is harmless.

@@ -46,7 +46,13 @@ struct AgentConfig {
   std::string ip_address;         // Empty: the address the controller sees is not guessed here.
   uint64_t sim_delay_ms = 0;      // The sim driver's clone and start take this long (tests).
   uint64_t update_seq = 0;        // The controller's last "reload credentials" request applied.
+  // A credential (kept in node.json, mode 0600, never logged): the controller's root token, sent
+  // as HTTP Basic (root:TOKEN) when the controller has ANKA_ENABLE_AUTH=true.
+  std::string root_token;
 };
+
+// How to reach the controller with config's address, TLS settings and credentials.
+ControllerClientOptions ClientOptionsFor(const AgentConfig& config);
 
 // DIR/node.json. Errors: kNotFound (never joined), kCorruption (unreadable).
 Result<AgentConfig> LoadAgentConfig(const std::string& dir);

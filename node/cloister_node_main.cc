@@ -112,6 +112,11 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   join->add_option("--cacert", ca_file, "CA file to verify an HTTPS controller");
   join->add_flag("--insecure", insecure, "Do not verify an HTTPS controller's certificate");
+  std::string root_token;
+  join->add_option("--root-token", root_token,
+                   "The controller's root token (when it runs with ANKA_ENABLE_AUTH=true); kept "
+                   "in the data directory's node.json (mode 0600)")
+      ->envname("CLOISTER_ROOT_TOKEN");
   uint64_t sim_delay_ms = 0;
   join->add_option("--sim-delay", sim_delay_ms,
                    "sim driver: milliseconds each clone and start takes (for tests)");
@@ -136,6 +141,7 @@ int Main(int argc, char** argv) {
     config.controller_url = url;
     config.ca_file = ca_file;
     config.insecure = insecure;
+    config.root_token = root_token;
     config.name = name;
     config.max_vm_count = max_vm_count;
     config.capacity_mode = capacity_mode;
@@ -154,7 +160,7 @@ int Main(int argc, char** argv) {
     }
     std::printf("Testing connection to the controller...: ");
     std::fflush(stdout);
-    ControllerClient client({url, ca_file, insecure, 5000, nullptr});
+    ControllerClient client(ClientOptionsFor(config));
     auto reply = client.Call("GET", "/api/v1/status", "", 10'000);
     if (!reply.ok() || !reply->ok) {
       std::printf("Failed\n");
@@ -174,8 +180,7 @@ int Main(int argc, char** argv) {
   if (*run) {
     return RunAgent(dir, *config, /*join=*/false);
   }
-  ControllerClient client({config->controller_url, config->ca_file, config->insecure, 5000,
-                           nullptr});
+  ControllerClient client(ClientOptionsFor(*config));
   if (*status) {
     std::printf("Controller: %s\nNode id: %s\nName: %s\n", config->controller_url.c_str(),
                 config->node_id.c_str(), config->name.c_str());

@@ -1,12 +1,14 @@
 // cloisterd: the cloister controller and registry.
 //
 //   cloisterd [--data DIR] [--role all|controller|registry] [options]   see --help
+//   cloisterd --init [--data DIR]     make a root token, print it once, keep its digest
 //
 // Exit status: 0 after a graceful shutdown; 1 when the data directory or a listener cannot be
 // opened; 2 for an invalid configuration (one line on stderr says what); 75 after a fatal I/O
 // error on the log (restart to reopen the last durable state).
 #include <cstdio>
 
+#include "api/cloisterd/auth.h"
 #include "api/cloisterd/logging.h"
 #include "api/cloisterd/options.h"
 #include "api/cloisterd/service.h"
@@ -19,6 +21,21 @@ int main(int argc, char** argv) {
     return outcome.exit_code;
   }
   const Options& options = outcome.options;
+  if (options.init) {
+    const std::string token = NewRootToken();
+    cloister::Status written =
+        token.empty() ? cloister::Status::IoError("no random bytes for a token")
+                      : WriteRootTokenDigest(options.data_dir, DigestToken(token));
+    if (!written.ok()) {
+      std::fprintf(stderr, "cloisterd: --init: %s\n", written.message().c_str());
+      return 2;
+    }
+    std::printf(
+        "Root token (shown this once; only its SHA-256 is kept, in %s):\n\n    %s\n\n"
+        "Start with ANKA_ENABLE_AUTH=true (and without ANKA_ROOT_TOKEN) to require it.\n",
+        RootTokenDigestPath(options.data_dir).c_str(), token.c_str());
+    return 0;
+  }
   SetUpLogging(options.log_format == "json" ? LogFormat::kJson : LogFormat::kText,
                options.log_level);
   return RunService(options);

@@ -48,6 +48,9 @@ class NodeApi {
   // Answers request if its path is one of the endpoints above and returns true.
   bool Handle(const api::Request& request, Respond& respond);
 
+  // Who the request being handled is (see ControllerApi::SetPrincipal).
+  void SetPrincipal(engine::Principal principal) { principal_ = std::move(principal); }
+
   // Heartbeat timeouts and long-poll deadlines (called every second).
   void Tick();
   // The views changed: answer the long-polls that now have news.
@@ -74,6 +77,7 @@ class NodeApi {
   uint64_t HeartbeatTimeoutSeconds() const;
 
   engine::Engine* engine_;
+  engine::Principal principal_ = engine::Principal::Anonymous();
   bool stopped_ = false;
   std::map<std::string, Clock::time_point> last_seen_;  // By node id.
   std::vector<Poll> polls_;

@@ -41,6 +41,10 @@ void AddOptions(CLI::App* app, Options* o, std::string* role) {
       ->envname("ANKA_ENABLE_AUTH");
   app->add_option("--root-token", o->root_token, "Root token (at least 10 characters)")
       ->envname("ANKA_ROOT_TOKEN");
+  app->add_flag("--init", o->init,
+                "Make a root token, print it once, keep only its SHA-256 in the data "
+                "directory (root_token.sha256; used when ANKA_ENABLE_AUTH=true and "
+                "ANKA_ROOT_TOKEN is unset), and exit");
 }
 
 void AddOperationalOptions(CLI::App* app, Options* o) {
@@ -139,12 +143,6 @@ Status ValidateOptions(const Options& o) {
   }
   if (!o.root_token.empty() && o.root_token.size() < kRootTokenBytesMin) {
     return Status::InvalidArgument("ANKA_ROOT_TOKEN must be at least 10 characters");
-  }
-  if (o.enable_auth) {
-    // Authentication lands with its own issue; running "with auth enabled" but without it
-    // would silently leave the API open, so refuse instead.
-    return Status::Unsupported(
-        "ANKA_ENABLE_AUTH=true is not supported by this build yet; refusing to start open");
   }
   if (o.data_dir.empty()) {
     return Status::InvalidArgument("--data must not be empty");

@@ -34,6 +34,7 @@ struct Options {
 
   bool enable_auth = false;
   std::string root_token;  // Never logged; only its presence and length are checked here.
+  bool init = false;       // --init: make a root token, keep its digest in the data dir, exit.
 
   std::string log_format = "text";  // text | json
   std::string log_level = "info";

@@ -77,6 +77,9 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
     }
     return;
   }
+  if (!Admit(request, respond)) {
+    return;
+  }
   if (listener == Listener::kRegistry) {
     if (path == "/registry/status") {
       get ? RegistryStatus(std::move(respond))
@@ -104,6 +107,37 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
     return;
   }
   respond(api::FailResponse(404, "not found"));
+}
+
+bool Routes::Admit(const api::Request& request, Respond& respond) {
+  AuthOutcome outcome = auth_.Authenticate(request);
+  if (outcome.kind != AuthOutcome::Kind::kRefused) {
+    principal_ = outcome.principal;
+    controller_.SetPrincipal(outcome.principal);
+    node_api_.SetPrincipal(outcome.principal);
+    return true;
+  }
+  const std::string source = PeerAddress(request.peer);
+  uint32_t retry_after_s = 0;
+  if (!failures_.Allow(source, FailureLimiter::Clock::now(), &retry_after_s)) {
+    api::Response response = api::FailResponse(429, "too many failed authentications");
+    response.headers.Add("Retry-After", std::to_string(retry_after_s));
+    respond(std::move(response));
+    return false;
+  }
+  // Recorded (who claimed what, from where, why it failed; never the credential), then refused
+  // at once: the answer does not wait for the event to be durable.
+  engine::RecordAuthFailure failure;
+  failure.method = outcome.claimed.empty() && outcome.reason == "no credentials"
+                       ? fb::AuthMethod::Unknown
+                       : fb::AuthMethod::RootToken;
+  failure.claimed_id = outcome.claimed;
+  failure.reason = outcome.reason;
+  failure.source_ip = source;
+  engine_->Submit(engine::Principal::Anonymous(), std::move(failure), request.id,
+                  [](engine::Reply) {});
+  respond(AuthenticationRequired());
+  return false;
 }
 
 void Routes::Status(Respond respond) {
@@ -167,7 +201,7 @@ void Routes::PutConfig(const api::Request& request, Respond respond) {
     }
     command.changes.emplace_back(key, std::move(text));
   }
-  engine_->Submit(engine::Principal::Anonymous(), std::move(command), request.id,
+  engine_->Submit(principal_, std::move(command), request.id,
                   [this, respond = std::move(respond)](engine::Reply reply) {
                     if (!reply.ok()) {
                       respond(FailedReplyResponse(reply));

@@ -13,6 +13,7 @@
 #include <functional>
 #include <string>
 
+#include "api/cloisterd/auth.h"
 #include "api/cloisterd/controller_api.h"
 #include "api/cloisterd/envelope.h"
 #include "api/cloisterd/node_api.h"
@@ -29,8 +30,13 @@ enum class Listener { kController, kRegistry };
 
 class Routes {
  public:
-  Routes(const Options& options, engine::Engine* engine)
-      : options_(options), engine_(engine), controller_(engine), node_api_(engine) {}
+  // root_token: the digest requests must match (nullopt: authentication off).
+  Routes(const Options& options, engine::Engine* engine, std::optional<TokenDigest> root_token)
+      : options_(options),
+        engine_(engine),
+        auth_(root_token),
+        controller_(engine),
+        node_api_(engine) {}
 
   // Answers request through respond, now or (for a change) once it is durable.
   void Handle(Listener listener, api::Request request, Respond respond);
@@ -63,9 +69,14 @@ class Routes {
   void RegistryStatus(Respond respond);
   void GetConfig(Respond respond);
   void PutConfig(const api::Request& request, Respond respond);
+  // Authenticates request; false once it has answered it (401 or 429).
+  bool Admit(const api::Request& request, Respond& respond);
 
   const Options& options_;
   engine::Engine* engine_;
+  Authenticator auth_;
+  FailureLimiter failures_;
+  engine::Principal principal_ = engine::Principal::Anonymous();  // Of the request in Handle.
   ControllerApi controller_;
   NodeApi node_api_;
   bool draining_ = false;

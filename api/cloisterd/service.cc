@@ -131,6 +131,7 @@ class Service {
   engine::SystemRng rng_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<Routes> routes_;
+  std::optional<TokenDigest> root_digest_;  // Authentication on: the root token's SHA-256.
   std::vector<std::unique_ptr<ListenerHandler>> handlers_;
   std::vector<std::unique_ptr<api::HttpServer>> servers_;
   uv_signal_t sigterm_{};
@@ -172,6 +173,25 @@ Status Service::Prepare(Listeners* listeners) {
                                      address.status().message());
     }
     listeners->registry = address.value();
+  }
+  // Last, so that the warning below is not printed by a start that is refused anyway.
+  if (options_.enable_auth) {
+    if (!options_.root_token.empty()) {
+      root_digest_ = DigestToken(options_.root_token);
+    } else {
+      Result<TokenDigest> saved = ReadRootTokenDigest(options_.data_dir);
+      if (!saved.ok()) {
+        return Status::InvalidArgument(
+            "ANKA_ENABLE_AUTH=true needs ANKA_ROOT_TOKEN, or a token made by cloisterd --init (" +
+            saved.status().message() + ")");
+      }
+      root_digest_ = saved.value();
+    }
+    LogInfo("authentication on", {Field("methods", std::string("root token"))});
+  } else {
+    LogWarn("authentication is OFF: anyone who reaches the API can change everything; set "
+            "ANKA_ENABLE_AUTH=true with ANKA_ROOT_TOKEN (or run cloisterd --init)",
+            {Field("root_token_set", std::string(options_.root_token.empty() ? "no" : "yes"))});
   }
   return Status::Ok();
 }
@@ -218,7 +238,7 @@ Status Service::OpenState() {
 }
 
 Status Service::StartServers(const Listeners& listeners) {
-  routes_ = std::make_unique<Routes>(options_, engine_.get());
+  routes_ = std::make_unique<Routes>(options_, engine_.get(), root_digest_);
   engine_->SetOnApplied([routes = routes_.get()] { routes->OnApplied(); });
   api::HttpLimits limits;
   limits.header_bytes_max = static_cast<uint32_t>(options_.header_bytes_max);

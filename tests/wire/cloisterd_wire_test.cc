@@ -414,6 +414,7 @@ TEST_CASE("invalid configuration fails at start with one clear line and exit cod
       {{"--log-format", "xml"}, {}, "--log-format"},
       {{"--http-body-bytes-max", "0"}, {}, "--http-body-bytes-max"},
       {{"--root-token", "short-1"}, {}, "ANKA_ROOT_TOKEN"},
+      {{}, {"ANKA_ENABLE_AUTH=true"}, "cloisterd --init"},
       {{"--no-such-flag"}, {}, "--no-such-flag"},
   };
   for (const Case& c : cases) {

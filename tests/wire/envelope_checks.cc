@@ -46,9 +46,9 @@ std::string RequireFail(const WireResponse& response, int status) {
 }
 
 void RegisterTemplate(const WireTarget& target, const std::string& id, const std::string& name,
-                      const std::string& tag) {
+                      const std::string& tag, const std::string& headers) {
   const nlohmann::json body = {{"id", id}, {"name", name}, {"tag", tag}};
-  RequireOk(Call(target, "POST", "/api/v1/admin/template", body.dump()));
+  RequireOk(Call(target, "POST", "/api/v1/admin/template", body.dump(), headers));
 }
 
 }  // namespace cloister::testing

@@ -24,6 +24,6 @@ std::string RequireFail(const WireResponse& response, int status);
 
 // Registers template id (named name) with tag through the admin endpoint; REQUIREs OK.
 void RegisterTemplate(const WireTarget& target, const std::string& id, const std::string& name,
-                      const std::string& tag);
+                      const std::string& tag, const std::string& headers = "");
 
 }  // namespace cloister::testing

@@ -1,0 +1,193 @@
+#include "api/cloisterd/auth.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "log/base64.h"
+#include "log/hash.h"
+
+namespace cloister::cloisterd {
+namespace {
+
+// Case-insensitive "Basic " prefix; the rest of the header value.
+std::optional<std::string_view> BasicCredentials(std::string_view value) {
+  constexpr std::string_view kScheme = "basic ";
+  if (value.size() < kScheme.size()) {
+    return std::nullopt;
+  }
+  for (size_t i = 0; i < kScheme.size(); i++) {
+    if (std::tolower(static_cast<unsigned char>(value[i])) != kScheme[i]) {
+      return std::nullopt;
+    }
+  }
+  value.remove_prefix(kScheme.size());
+  while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+  while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
+  return value;
+}
+
+AuthOutcome Refused(std::string claimed, std::string reason) {
+  AuthOutcome outcome;
+  outcome.kind = AuthOutcome::Kind::kRefused;
+  outcome.claimed = std::move(claimed);
+  outcome.reason = std::move(reason);
+  return outcome;
+}
+
+}  // namespace
+
+TokenDigest DigestToken(std::string_view token) {
+  TokenDigest digest{};
+  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest.data());
+  return digest;
+}
+
+std::string NewRootToken() {
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+    return "";
+  }
+  std::string text = log::Base64Encode(std::string_view(reinterpret_cast<char*>(bytes), 32));
+  std::replace(text.begin(), text.end(), '+', '-');
+  std::replace(text.begin(), text.end(), '/', '_');
+  text.erase(std::remove(text.begin(), text.end(), '='), text.end());
+  OPENSSL_cleanse(bytes, sizeof(bytes));
+  return "rta_" + text;
+}
+
+bool Authenticator::IsOpenPath(std::string_view path) {
+  return path == "/livez" || path == "/readyz" || path.starts_with("/tap/v1/");
+}
+
+AuthOutcome Authenticator::Authenticate(const api::Request& request) const {
+  if (!enabled() || IsOpenPath(request.path)) {
+    return AuthOutcome{};
+  }
+  const std::string* header = request.headers.Find("Authorization");
+  if (header == nullptr) {
+    return Refused("", "no credentials");
+  }
+  if (request.headers.Count("Authorization") > 1) {
+    return Refused("", "more than one Authorization header");
+  }
+  std::optional<std::string_view> basic = BasicCredentials(*header);
+  if (!basic) {
+    return Refused("", "unsupported authorization scheme");
+  }
+  std::optional<std::string> decoded = log::Base64Decode(*basic);
+  const size_t colon = decoded ? decoded->find(':') : std::string::npos;
+  if (colon == std::string::npos) {
+    return Refused("", "malformed basic credentials");
+  }
+  const std::string user = decoded->substr(0, colon);
+  const TokenDigest given = DigestToken(std::string_view(*decoded).substr(colon + 1));
+  OPENSSL_cleanse(decoded->data(), decoded->size());
+  // Only the digests are compared, in constant time, and the user name after, so the time
+  // taken says nothing about how much of the token matched.
+  const bool token_ok = CRYPTO_memcmp(given.data(), root_->data(), given.size()) == 0;
+  if (user != "root" && !user.empty()) {
+    return Refused(user.substr(0, 64), "unknown user");
+  }
+  if (!token_ok) {
+    return Refused("root", "wrong root token");
+  }
+  AuthOutcome outcome;
+  outcome.kind = AuthOutcome::Kind::kAuthenticated;
+  outcome.principal = engine::Principal{fb::ActorKind::Root, "root", {}};
+  return outcome;
+}
+
+bool FailureLimiter::Allow(const std::string& source, Clock::time_point now,
+                           uint32_t* retry_after_s) {
+  constexpr auto kWindow = std::chrono::minutes(1);
+  if (windows_.size() > 100'000) {
+    // Bounded memory under a spray of sources: forget windows that are over.
+    std::erase_if(windows_, [&](const auto& entry) { return now - entry.second.start >= kWindow; });
+  }
+  Window& window = windows_[source];
+  if (window.failures == 0 || now - window.start >= kWindow) {
+    window = Window{now, 0};
+  }
+  window.failures++;
+  if (window.failures <= kFailuresPerMinute) {
+    return true;
+  }
+  const auto left =
+      std::chrono::duration_cast<std::chrono::seconds>(kWindow - (now - window.start));
+  *retry_after_s = static_cast<uint32_t>(std::max<int64_t>(1, left.count() + 1));
+  return false;
+}
+
+std::string RootTokenDigestPath(const std::string& data_dir) {
+  return data_dir + "/root_token.sha256";
+}
+
+Status WriteRootTokenDigest(const std::string& data_dir, const TokenDigest& digest) {
+  const std::string path = RootTokenDigestPath(data_dir);
+  if (access(path.c_str(), F_OK) == 0) {
+    return Status::Busy(path + " exists: remove it first to make a new root token");
+  }
+  std::error_code error;
+  std::filesystem::create_directories(data_dir, error);
+  const std::string text = log::HashHex(digest) + "\n";
+  const std::string temp = path + ".tmp";
+  const int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Status::IoError("open " + temp + ": " + std::strerror(errno));
+  }
+  const bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                       fsync(fd) == 0;
+  close(fd);
+  if (!written || rename(temp.c_str(), path.c_str()) != 0) {
+    return Status::IoError("write " + path + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+Result<TokenDigest> ReadRootTokenDigest(const std::string& data_dir) {
+  const std::string path = RootTokenDigestPath(data_dir);
+  std::ifstream in(path);
+  if (!in) {
+    return Status::NotFound(path + " not found");
+  }
+  std::string hex;
+  in >> hex;
+  TokenDigest digest{};
+  if (hex.size() != 64 || !std::all_of(hex.begin(), hex.end(), [](char c) {
+        return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+      })) {
+    return Status::Corruption(path + ": not a SHA-256 in hex");
+  }
+  for (size_t i = 0; i < digest.size(); i++) {
+    digest[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+  }
+  return digest;
+}
+
+std::string PeerAddress(std::string_view peer) {
+  if (peer.starts_with("[")) {
+    const size_t close = peer.find(']');
+    return std::string(peer.substr(1, close == std::string_view::npos ? peer.size() : close - 1));
+  }
+  const size_t colon = peer.rfind(':');
+  return std::string(colon == std::string_view::npos ? peer : peer.substr(0, colon));
+}
+
+api::Response AuthenticationRequired() {
+  api::Response response = api::FailResponse(401, "Authentication Required");
+  response.headers.Add("WWW-Authenticate", "Basic realm=\"cloister\"");
+  return response;
+}
+
+}  // namespace cloister::cloisterd
