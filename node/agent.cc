@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "log/atomic_file.h"
 #include "log/base64.h"
 
 namespace cloister::node {
@@ -107,19 +108,7 @@ Status SaveAgentConfig(const std::string& dir, const AgentConfig& c) {
   j["sim_delay_ms"] = c.sim_delay_ms;
   j["update_seq"] = c.update_seq;
   if (!c.root_token.empty()) j["root_token"] = c.root_token;
-  const std::string text = j.dump(2) + "\n";
-  const std::string temp = ConfigPath(dir) + ".tmp";
-  const int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return Status::IoError("open " + temp + ": " + std::strerror(errno));
-  }
-  const bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                       fsync(fd) == 0;
-  close(fd);
-  if (!written || std::rename(temp.c_str(), ConfigPath(dir).c_str()) != 0) {
-    return Status::IoError("write " + ConfigPath(dir) + ": " + std::strerror(errno));
-  }
-  return Status::Ok();
+  return log::WriteFileAtomic(ConfigPath(dir), j.dump(2) + "\n", 0600);
 }
 
 Result<std::unique_ptr<Agent>> Agent::Open(const std::string& dir, AgentConfig config) {

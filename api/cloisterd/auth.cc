@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "log/atomic_file.h"
 #include "log/base64.h"
 #include "log/hash.h"
 
@@ -140,19 +141,7 @@ Status WriteRootTokenDigest(const std::string& data_dir, const TokenDigest& dige
   }
   std::error_code error;
   std::filesystem::create_directories(data_dir, error);
-  const std::string text = log::HashHex(digest) + "\n";
-  const std::string temp = path + ".tmp";
-  const int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return Status::IoError("open " + temp + ": " + std::strerror(errno));
-  }
-  const bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                       fsync(fd) == 0;
-  close(fd);
-  if (!written || rename(temp.c_str(), path.c_str()) != 0) {
-    return Status::IoError("write " + path + ": " + std::strerror(errno));
-  }
-  return Status::Ok();
+  return log::WriteFileAtomic(path, log::HashHex(digest) + "\n", 0600);
 }
 
 Result<TokenDigest> ReadRootTokenDigest(const std::string& data_dir) {

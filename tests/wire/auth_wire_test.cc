@@ -31,19 +31,6 @@ std::string Basic(const std::string& user, const std::string& password) {
   return "Authorization: Basic " + log::Base64Encode(user + ":" + password) + "\r\n";
 }
 
-std::vector<std::string> AuditLines(const std::string& data) {
-  ProgramResult result =
-      RunProgram(RunfilePath("tools/cloister"), {"audit", "export", "--data", data}, 60000);
-  INFO(result.Describe());
-  REQUIRE(result.Succeeded());
-  std::vector<std::string> lines;
-  std::istringstream in(result.out);
-  for (std::string line; std::getline(in, line);) {
-    lines.push_back(line);
-  }
-  return lines;
-}
-
 std::unique_ptr<CloisterdProcess> StartWithAuth(TempDir& dir, std::vector<std::string> env) {
   auto started = CloisterdProcess::Start(dir.Sub("data"), dir.path(), {}, env);
   INFO(started.status().ToString());
@@ -104,7 +91,7 @@ TEST_CASE("root token: the seed's Basic header works, anything else is 401") {
   REQUIRE(stopped.ok());
   bool root_actor = false;
   size_t failures = 0;
-  for (const std::string& line : AuditLines(dir.Sub("data"))) {
+  for (const std::string& line : AuditExportLines(dir.Sub("data"))) {
     CHECK(line.find(kToken) == std::string::npos);  // Never the token, not even in a failure.
     const Json event = Json::parse(line);
     if (event["type"] == "NodeGroupCreated") {
@@ -140,7 +127,7 @@ TEST_CASE("failed authentications are limited per source: 429 with Retry-After")
   auto stopped = daemon->Stop(SIGTERM);
   REQUIRE(stopped.ok());
   size_t failures = 0;
-  for (const std::string& line : AuditLines(dir.Sub("data"))) {
+  for (const std::string& line : AuditExportLines(dir.Sub("data"))) {
     failures += line.find("AuthenticationFailed") != std::string::npos;
   }
   CHECK(failures == 20);  // Past the limit nothing more is recorded.

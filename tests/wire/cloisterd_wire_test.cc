@@ -148,15 +148,8 @@ std::vector<std::string> FilesUnder(const std::string& dir) {
 
 // ConfigChanged values for "description" in the log, in order, read by the real audit tool.
 std::vector<std::string> DescriptionsInLog(const std::string& data_dir) {
-  ProgramResult result =
-      RunProgram(RunfilePath("tools/cloister"),
-                 {"audit", "export", "--data", data_dir, "--format", "jsonl"}, 60000);
-  INFO(result.Describe());
-  REQUIRE(result.Succeeded());
   std::vector<std::string> values;
-  std::istringstream lines(result.out);
-  std::string line;
-  while (std::getline(lines, line)) {
+  for (const std::string& line : AuditExportLines(data_dir)) {
     Json event = Json::parse(line, nullptr, false);
     REQUIRE(event.is_object());
     if (event["type"] == "ConfigChanged" && event["payload"]["key"] == "description") {

@@ -42,18 +42,7 @@ struct Daemon {
 
   // The events in the log, as JSON lines from the real audit tool (read-only, beside the
   // running daemon).
-  std::vector<std::string> Events() const {
-    ProgramResult result = RunProgram(RunfilePath("tools/cloister"),
-                                      {"audit", "export", "--data", dir.Sub("data")}, 60000);
-    INFO(result.Describe());
-    REQUIRE(result.Succeeded());
-    std::vector<std::string> lines;
-    std::istringstream in(result.out);
-    for (std::string line; std::getline(in, line);) {
-      lines.push_back(line);
-    }
-    return lines;
-  }
+  std::vector<std::string> Events() const { return AuditExportLines(dir.Sub("data")); }
 };
 
 bool IsRfc3339Nano(const std::string& text) {

@@ -1,6 +1,9 @@
 #include "tests/wire/envelope_checks.h"
 
 #include <catch2/catch.hpp>
+#include <sstream>
+
+#include "tests/crash/child_process.h"
 
 namespace cloister::testing {
 
@@ -43,6 +46,19 @@ std::string RequireFail(const WireResponse& response, int status) {
   REQUIRE(json["status"] == "FAIL");
   REQUIRE(!json["message"].get<std::string>().empty());
   return json["message"];
+}
+
+std::vector<std::string> AuditExportLines(const std::string& data_dir) {
+  ProgramResult result = RunProgram(RunfilePath("tools/cloister"),
+                                    {"audit", "export", "--data", data_dir}, 60000);
+  INFO(result.Describe());
+  REQUIRE(result.Succeeded());
+  std::vector<std::string> lines;
+  std::istringstream in(result.out);
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(line);
+  }
+  return lines;
 }
 
 void RegisterTemplate(const WireTarget& target, const std::string& id, const std::string& name,

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tests/wire/wire_client.h"
 
@@ -21,6 +22,10 @@ nlohmann::json RequireOk(const WireResponse& response);
 
 // status + "FAIL" with a non-empty message; returns the message.
 std::string RequireFail(const WireResponse& response, int status);
+
+// The events of the log in data_dir as JSON lines, from the real audit tool (`cloister audit
+// export`, read-only: the daemon may be running). REQUIREs that the tool succeeds.
+std::vector<std::string> AuditExportLines(const std::string& data_dir);
 
 // Registers template id (named name) with tag through the admin endpoint; REQUIREs OK.
 void RegisterTemplate(const WireTarget& target, const std::string& id, const std::string& name,
