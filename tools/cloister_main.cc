@@ -29,6 +29,7 @@
 #include "tools/audit.h"
 #include "tools/demo.h"
 #include "tools/event_format.h"
+#include "tools/pki.h"
 #include "tools/replay.h"
 #include "tools/text_format.h"
 
@@ -52,6 +53,13 @@ struct Args {
   ReplayArgs replay;
   std::string replay_from;
   std::string replay_to;
+  // pki
+  std::string pki_dir;
+  std::string pki_subject = "/O=cloister/CN=cloister CA";
+  uint32_t pki_days = 365;
+  IssueRequest issue;
+  std::string issue_subject;
+  std::string serial;
 };
 
 struct Commands {
@@ -59,6 +67,10 @@ struct Commands {
   CLI::App* audit_verify = nullptr;
   CLI::App* demo = nullptr;
   CLI::App* replay = nullptr;
+  CLI::App* pki_init = nullptr;
+  CLI::App* pki_issue = nullptr;
+  CLI::App* pki_revoke = nullptr;
+  CLI::App* pki_crl = nullptr;
   // Options whose presence matters (an empty value is still a value).
   CLI::Option* from = nullptr;
   CLI::Option* to = nullptr;
@@ -235,6 +247,78 @@ void AddReplay(CLI::App* app, Args* args, Commands* commands) {
   commands->replay = cmd;
 }
 
+void AddPki(CLI::App* app, Args* args, Commands* commands) {
+  CLI::App* pki = app->add_subcommand(
+      "pki", "A small CA for mTLS: init, issue, revoke, crl (files are plain PEM; see "
+             "docs/auth.md)");
+  pki->require_subcommand(1, 1);
+  auto dir = [&](CLI::App* cmd) {
+    cmd->add_option("--dir", args->pki_dir, "PKI directory")->type_name("DIR")->required();
+  };
+  CLI::App* init = pki->add_subcommand("init", "Create the CA: DIR/ca-key.pem, DIR/ca-crt.pem");
+  dir(init);
+  init->add_option("--subject", args->pki_subject, "CA subject (/O=.../CN=...)")
+      ->capture_default_str();
+  init->add_option("--days", args->pki_days, "Validity in days")->capture_default_str();
+  commands->pki_init = init;
+  CLI::App* issue = pki->add_subcommand(
+      "issue", "Issue a certificate: DIR/NAME-key.pem and DIR/NAME-crt.pem, signed by the CA");
+  dir(issue);
+  issue->add_option("--name", args->issue.name, "File name stem")->required();
+  issue->add_option("--subject", args->issue_subject,
+                    "/O=Group[/O=Group2...]/CN=User: O= are the groups, CN= the user")
+      ->required();
+  issue->add_flag("--server", args->issue.server,
+                  "A server certificate (serverAuth; needs --ip or --dns) instead of a client one");
+  issue->add_option("--ip", args->issue.ips, "subjectAltName IP (repeatable)");
+  issue->add_option("--dns", args->issue.dns, "subjectAltName DNS name (repeatable)");
+  issue->add_option("--days", args->issue.days, "Validity in days")->capture_default_str();
+  issue->footer("Prints the serial (hex), as `openssl x509 -serial` shows it.");
+  commands->pki_issue = issue;
+  CLI::App* revoke = pki->add_subcommand("revoke", "Revoke a serial and rewrite DIR/crl.pem");
+  dir(revoke);
+  revoke->add_option("--serial", args->serial, "Serial in hex")->required();
+  commands->pki_revoke = revoke;
+  CLI::App* crl = pki->add_subcommand("crl", "Rewrite DIR/crl.pem (all revocations)");
+  dir(crl);
+  crl->add_option("--days", args->pki_days, "Validity in days")->capture_default_str();
+  commands->pki_crl = crl;
+}
+
+int RunPki(Args* args, const Commands& commands) {
+  Status status;
+  if (commands.pki_init->parsed()) {
+    Result<PkiSubject> subject = ParsePkiSubject(args->pki_subject);
+    if (!subject.ok()) {
+      return Usage("--subject: " + subject.status().message());
+    }
+    status = PkiInit(args->pki_dir, subject.value(), args->pki_days);
+    if (status.ok()) {
+      std::printf("CA: %s/ca-crt.pem (key: ca-key.pem)\n", args->pki_dir.c_str());
+    }
+  } else if (commands.pki_issue->parsed()) {
+    Result<PkiSubject> subject = ParsePkiSubject(args->issue_subject);
+    if (!subject.ok()) {
+      return Usage("--subject: " + subject.status().message());
+    }
+    args->issue.subject = subject.value();
+    Result<std::string> serial = PkiIssue(args->pki_dir, args->issue);
+    status = serial.status();
+    if (serial.ok()) {
+      std::printf("%s\n", serial.value().c_str());
+    }
+  } else if (commands.pki_revoke->parsed()) {
+    status = PkiRevoke(args->pki_dir, args->serial);
+  } else {
+    status = PkiCrl(args->pki_dir, args->pki_days);
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "cloister: pki: %s\n", status.message().c_str());
+    return status.code() == StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  return 0;
+}
+
 void Configure(CLI::App* app, Args* args, Commands* commands) {
   app->require_subcommand(1, 1);
   app->footer(
@@ -247,6 +331,7 @@ void Configure(CLI::App* app, Args* args, Commands* commands) {
   AddVerify(audit, args, commands);
   AddDemo(app, args, commands);
   AddReplay(app, args, commands);
+  AddPki(app, args, commands);
 }
 
 Result<std::unique_ptr<log::Log>> OpenReadOnly(const std::string& dir) {
@@ -420,6 +505,10 @@ int Main(int argc, char** argv) {
   }
   if (commands.replay->parsed()) {
     return RunReplay(&args, commands);
+  }
+  if (commands.pki_init->parsed() || commands.pki_issue->parsed() ||
+      commands.pki_revoke->parsed() || commands.pki_crl->parsed()) {
+    return RunPki(&args, commands);
   }
   return Usage("no command given (see --help)");
 }
