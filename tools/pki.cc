@@ -296,8 +296,9 @@ Result<std::string> PkiIssue(const std::string& dir, const IssueRequest& request
       Json{{"name", request.name}, {"serial", SerialHex(serial)}, {"subject", subject}});
   // The serial is taken first, so a crash after it never issues the same serial twice.
   Status saved = SaveState(dir, next);
-  if (saved.ok()) saved = log::WriteFileAtomic(Path(dir, request.name + "-key.pem"), key_pem.value(), 0600);
-  if (saved.ok()) saved = log::WriteFileAtomic(Path(dir, request.name + "-crt.pem"), cert_pem.value(), 0644);
+  const std::string stem = Path(dir, request.name);
+  if (saved.ok()) saved = log::WriteFileAtomic(stem + "-key.pem", key_pem.value(), 0600);
+  if (saved.ok()) saved = log::WriteFileAtomic(stem + "-crt.pem", cert_pem.value(), 0644);
   if (!saved.ok()) {
     return saved;
   }
