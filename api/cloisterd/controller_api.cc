@@ -321,31 +321,27 @@ Json InstanceListItem(const reducers::Views& views, const reducers::VmInstance& 
 }  // namespace
 
 bool ControllerApi::Handle(const api::Request& request, Respond& respond) {
-  const std::string& path = request.path;
-  if (path == "/api/v1/group") {
-    Groups(request, std::move(respond));
-  } else if (path == "/api/v1/node/group") {
-    NodeGroups(request, std::move(respond));
-  } else if (path == "/api/v1/node") {
-    Nodes(request, std::move(respond));
-  } else if (path == "/api/v1/vm") {
-    Vms(request, std::move(respond));
-  } else if (path == "/api/v1/rpc/vm/restart") {
-    RestartVm(request, std::move(respond));
-  } else if (path == "/api/v1/node/config") {
-    NodeConfig(request, std::move(respond));
-  } else if (path == "/api/v1/node/update") {
-    NodeUpdate(request, std::move(respond));
-  } else if (path == "/api/v1/image") {
-    Images(request, std::move(respond));
-  } else if (path == "/api/v1/registry/vm") {
-    Templates(request, std::move(respond));
-  } else if (path == "/api/v1/admin/template") {
-    RegisterTemplate(request, std::move(respond));
-  } else {
-    return false;
+  // Each handler checks its own methods (several serve more than one).
+  static constexpr std::pair<const char*, void (ControllerApi::*)(const api::Request&, Respond)>
+      kRoutes[] = {
+          {"/api/v1/group", &ControllerApi::Groups},
+          {"/api/v1/node/group", &ControllerApi::NodeGroups},
+          {"/api/v1/node", &ControllerApi::Nodes},
+          {"/api/v1/vm", &ControllerApi::Vms},
+          {"/api/v1/rpc/vm/restart", &ControllerApi::RestartVm},
+          {"/api/v1/node/config", &ControllerApi::NodeConfig},
+          {"/api/v1/node/update", &ControllerApi::NodeUpdate},
+          {"/api/v1/image", &ControllerApi::Images},
+          {"/api/v1/registry/vm", &ControllerApi::Templates},
+          {"/api/v1/admin/template", &ControllerApi::RegisterTemplate},
+      };
+  for (const auto& [path, handle] : kRoutes) {
+    if (request.path == path) {
+      (this->*handle)(request, std::move(respond));
+      return true;
+    }
   }
-  return true;
+  return false;
 }
 
 void ControllerApi::Submit(const api::Request& request, engine::Command command, bool reschedule,

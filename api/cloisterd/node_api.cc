@@ -73,28 +73,32 @@ bool ParseCount(const std::string& query, const char* name, uint64_t* out) {
 }  // namespace
 
 bool NodeApi::Handle(const api::Request& request, Respond& respond) {
-  const std::string& path = request.path;
-  const bool post = request.method == "POST";
-  const bool get = request.method == "GET" || request.method == "HEAD";
-  if (path == "/node/v1/join") {
-    post ? Join(request, std::move(respond))
-         : respond(api::FailResponse(405, "method not allowed"));
-  } else if (path == "/node/v1/heartbeat") {
-    post ? Heartbeat(request, std::move(respond))
-         : respond(api::FailResponse(405, "method not allowed"));
-  } else if (path == "/node/v1/instances") {
-    get ? Instances(request, std::move(respond))
-        : respond(api::FailResponse(405, "method not allowed"));
-  } else if (path == "/node/v1/report") {
-    post ? Report(request, std::move(respond))
-         : respond(api::FailResponse(405, "method not allowed"));
-  } else if (path == "/node/v1/save_image") {
-    post ? SaveImageDone(request, std::move(respond))
-         : respond(api::FailResponse(405, "method not allowed"));
-  } else {
-    return false;
+  struct Route {
+    const char* path;
+    bool get;  // GET (and HEAD); otherwise POST.
+    void (NodeApi::*handle)(const api::Request&, Respond);
+  };
+  static constexpr Route kRoutes[] = {
+      {"/node/v1/join", false, &NodeApi::Join},
+      {"/node/v1/heartbeat", false, &NodeApi::Heartbeat},
+      {"/node/v1/instances", true, &NodeApi::Instances},
+      {"/node/v1/report", false, &NodeApi::Report},
+      {"/node/v1/save_image", false, &NodeApi::SaveImageDone},
+  };
+  for (const Route& route : kRoutes) {
+    if (request.path != route.path) {
+      continue;
+    }
+    const bool allowed = route.get ? request.method == "GET" || request.method == "HEAD"
+                                   : request.method == "POST";
+    if (allowed) {
+      (this->*route.handle)(request, std::move(respond));
+    } else {
+      respond(api::FailResponse(405, "method not allowed"));
+    }
+    return true;
   }
-  return true;
+  return false;
 }
 
 void NodeApi::Join(const api::Request& request, Respond respond) {

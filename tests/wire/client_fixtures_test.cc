@@ -101,19 +101,10 @@ std::vector<std::string> FixturePaths() {
 }
 
 // A daemon with what the fixtures name: {template_id}, {group_id}, {node_id}, {instance_id}.
-struct Setup {
-  TempDir dir;
-  std::unique_ptr<CloisterdProcess> process;
-  WireTarget api;
+struct Setup : TestDaemon {
   std::vector<std::pair<std::string, std::string>> vars;
 
-  Setup() {
-    auto started = CloisterdProcess::Start(dir.Sub("data"), dir.path(), {"--access-log=false"});
-    INFO(started.status().ToString());
-    REQUIRE(started.ok());
-    process = std::move(*started);
-    api = process->controller();
-    RegisterTemplate(api, "tmpl-fixture", "macos-15", "v1");
+  Setup() : TestDaemon({{"tmpl-fixture", "macos-15", "v1"}}) {
     const std::string group =
         RequireOk(Call(api, "POST", "/api/v1/group", R"({"name":"ci"})"))["id"];
     const std::string node =

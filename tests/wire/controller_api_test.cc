@@ -23,22 +23,11 @@ namespace {
 
 using Json = nlohmann::json;
 
-struct Daemon {
-  TempDir dir;
-  std::unique_ptr<CloisterdProcess> process;
-  WireTarget api;
-
-  Daemon() {
-    auto started = CloisterdProcess::Start(dir.Sub("data"), dir.path(), {"--access-log=false"});
-    INFO(started.status().ToString());
-    REQUIRE(started.ok());
-    process = std::move(*started);
-    api = process->controller();
-    // What the VM requests below name: a VM request for an unknown template is refused.
-    RegisterTemplate(api, "t", "macos-t", "v1");
-    RegisterTemplate(api, "tmpl-1", "macos-15", "v1");
-    RegisterTemplate(api, "tmpl-2", "macos-14", "base");
-  }
+// What the VM requests below name: a VM request for an unknown template is refused.
+struct Daemon : TestDaemon {
+  Daemon()
+      : TestDaemon({{"t", "macos-t", "v1"}, {"tmpl-1", "macos-15", "v1"},
+                    {"tmpl-2", "macos-14", "base"}}) {}
 
   // The events in the log, as JSON lines from the real audit tool (read-only, beside the
   // running daemon).

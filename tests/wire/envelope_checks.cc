@@ -61,6 +61,17 @@ std::vector<std::string> AuditExportLines(const std::string& data_dir) {
   return lines;
 }
 
+TestDaemon::TestDaemon(const std::vector<std::array<std::string, 3>>& templates) {
+  auto started = CloisterdProcess::Start(dir.Sub("data"), dir.path(), {"--access-log=false"});
+  INFO(started.status().ToString());
+  REQUIRE(started.ok());
+  process = std::move(*started);
+  api = process->controller();
+  for (const auto& [id, name, tag] : templates) {
+    RegisterTemplate(api, id, name, tag);
+  }
+}
+
 void RegisterTemplate(const WireTarget& target, const std::string& id, const std::string& name,
                       const std::string& tag, const std::string& headers) {
   const nlohmann::json body = {{"id", id}, {"name", name}, {"tag", tag}};

@@ -23,20 +23,8 @@ namespace {
 
 using Json = nlohmann::json;
 
-struct Daemon {
-  TempDir dir;
-  std::unique_ptr<CloisterdProcess> process;
-  WireTarget api;
-
-  Daemon() {
-    auto started = CloisterdProcess::Start(dir.Sub("data"), dir.path(), {"--access-log=false"});
-    INFO(started.status().ToString());
-    REQUIRE(started.ok());
-    process = std::move(*started);
-    api = process->controller();
-    RegisterTemplate(api, "tmpl-1", "macos-15", "v1");
-    RegisterTemplate(api, "t", "macos-t", "v1");
-  }
+struct Daemon : TestDaemon {
+  Daemon() : TestDaemon({{"tmpl-1", "macos-15", "v1"}, {"t", "macos-t", "v1"}}) {}
 };
 
 std::string Join(const WireTarget& api, const std::string& name, const std::string& groups) {
