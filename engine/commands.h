@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "log/events_generated.h"
+#include "log/hash.h"
 
 namespace cloister::engine {
 
@@ -205,11 +206,69 @@ struct RecordAuthFailure {
   std::string source_ip;
 };
 
+// POST /api/v1/apikey: a user API key (UAK). api/ has parsed or generated the key pair; only the
+// public half reaches the engine (and the log).
+struct CreateApiKey {
+  std::string key_id;
+  std::string public_key_der;  // PKIX (SubjectPublicKeyInfo) DER of an RSA public key.
+  std::vector<std::string> groups;
+  int64_t ttl_s = 0;           // Seconds from now until the key expires; > 0.
+  std::string description = {};
+};
+
+// PUT /api/v1/apikey: groups and/or a new ttl (from now). The public key cannot change.
+struct UpdateApiKey {
+  std::string key_id;
+  std::optional<std::vector<std::string>> groups;
+  std::optional<int64_t> ttl_s;
+};
+
+// DELETE /api/v1/apikey: the key and every session of it end.
+struct DeleteApiKey {
+  std::string key_id;
+};
+
+// A completed TAP handshake. Digests are HMAC-SHA256 under the server key: neither the session id
+// nor the token reaches the engine.
+struct OpenSession {
+  std::string key_id;
+  log::Hash session_digest{};
+  log::Hash token_digest{};
+  int64_t ttl_ns = 0;
+};
+
+// POST /api/v1/revoke: a session (by its digest), a key, or a certificate serial, at once.
+struct RevokeSession {
+  log::Hash session_digest{};
+  std::string reason;
+};
+struct RevokeKey {
+  std::string key_id;
+  std::string reason;
+};
+struct RevokeCertificate {
+  std::string serial_hex;  // Upper-case hex without leading zeros (as `openssl x509 -serial`).
+  std::string issuer;
+  std::string reason;
+};
+
+// ANKA_CRL was (re)loaded and verified.
+struct RecordCrlLoaded {
+  log::Hash crl_sha256{};
+  std::string issuer;
+  int64_t this_update_ns = 0;
+  int64_t next_update_ns = 0;
+  uint32_t revoked_count = 0;
+  std::string source;
+};
+
 using Command = std::variant<SetConfig, CreateNodeGroup, UpdateNodeGroup, DeleteNodeGroup, JoinNode,
                              RemoveNode, RequestVm, ChangeVmState, TerminateVm, UpdateNodeStatus,
                              ScheduleVms, ChangeGroupMembership, UpdateVm, RestartVm,
                              ConfigureNode, RequestNodeUpdate, RegisterTemplateTag,
-                             RequestSaveImage, FinishSaveImage, RecordAuthFailure>;
+                             RequestSaveImage, FinishSaveImage, RecordAuthFailure, CreateApiKey,
+                             UpdateApiKey, DeleteApiKey, OpenSession, RevokeSession, RevokeKey,
+                             RevokeCertificate, RecordCrlLoaded>;
 
 // The Anka instance state machine: may an instance in `from` move to `to`? Staying in the same
 // state (a progress or message update) is allowed, except once Terminated.

@@ -79,6 +79,25 @@ std::vector<std::string> ConflictKeys(const Command& command) {
     }
     std::vector<std::string> operator()(const FinishSaveImage&) const { return {"templates"}; }
     std::vector<std::string> operator()(const RecordAuthFailure&) const { return {}; }
+    std::vector<std::string> operator()(const CreateApiKey& c) const {
+      return {"apikey/" + c.key_id};
+    }
+    std::vector<std::string> operator()(const UpdateApiKey& c) const {
+      return {"apikey/" + c.key_id};
+    }
+    std::vector<std::string> operator()(const DeleteApiKey& c) const {
+      return {"apikey/" + c.key_id};
+    }
+    std::vector<std::string> operator()(const RevokeKey& c) const {
+      return {"apikey/" + c.key_id};
+    }
+    // Sessions of one key open concurrently (a fleet shares a key; each login must not wait for
+    // the one before it). A delete or revocation racing one is safe in either order: the reducer
+    // ignores a session of a key it no longer holds, and ending a key ends its sessions.
+    std::vector<std::string> operator()(const OpenSession&) const { return {}; }
+    std::vector<std::string> operator()(const RevokeSession&) const { return {}; }
+    std::vector<std::string> operator()(const RevokeCertificate&) const { return {}; }
+    std::vector<std::string> operator()(const RecordCrlLoaded&) const { return {}; }
     std::vector<std::string> operator()(const ScheduleVms&) const {
       // One pass at a time: a pass counts capacity from the views, so a second pass in flight
       // would count without the first one's placements.
@@ -149,7 +168,8 @@ const char* CommandName(const Command& command) {
       "remove_node", "request_vm",        "change_vm_state",   "terminate_vm",      "update_node_status",
       "schedule_vms", "change_group_membership", "update_vm", "restart_vm", "configure_node",
       "request_node_update", "register_template_tag", "request_save_image", "finish_save_image",
-      "record_auth_failure"};
+      "record_auth_failure", "create_api_key", "update_api_key", "delete_api_key", "open_session",
+      "revoke_session", "revoke_key", "revoke_certificate", "record_crl_loaded"};
   static_assert(std::size(kNames) == std::variant_size_v<Command>);
   return kNames[command.index()];
 }

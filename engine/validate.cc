@@ -1,5 +1,7 @@
 // Validate + Stamp: one function per command kind, each checking the command against the durable
 // views and, if it is valid, encoding its events. Nothing here changes a view or appends.
+#include <openssl/sha.h>
+
 #include <algorithm>
 #include <cctype>
 #include <set>
@@ -11,6 +13,7 @@
 #include "engine/limits.h"
 #include "engine/scheduler.h"
 #include "log/base64.h"
+#include "log/hash.h"
 #include "log/draft.h"
 
 namespace cloister::engine {
@@ -86,6 +89,14 @@ class Validation {
   bool ValidateCommand(const RequestSaveImage& c);
   bool ValidateCommand(const FinishSaveImage& c);
   bool ValidateCommand(const RecordAuthFailure& c);
+  bool ValidateCommand(const CreateApiKey& c);
+  bool ValidateCommand(const UpdateApiKey& c);
+  bool ValidateCommand(const DeleteApiKey& c);
+  bool ValidateCommand(const OpenSession& c);
+  bool ValidateCommand(const RevokeSession& c);
+  bool ValidateCommand(const RevokeKey& c);
+  bool ValidateCommand(const RevokeCertificate& c);
+  bool ValidateCommand(const RecordCrlLoaded& c);
 
  private:
   bool GroupNameTaken(const std::string& name, const std::string& except_id) const;
@@ -97,6 +108,11 @@ class Validation {
   const reducers::VmInstance* FindSettledInstance(const std::string& instance_id,
                                                   const char* verb);
   const reducers::Template* TemplateNamed(const std::string& name) const;
+  bool CheckKeyId(const std::string& key_id);
+  bool CheckGroups(const std::vector<std::string>& groups);
+  bool CheckTtl(int64_t ttl_s, int64_t* expires_ns);
+  // The key, or nullptr after a kNotFound rejection.
+  const reducers::ApiKey* FindKey(const std::string& key_id);
 
   const reducers::Views& views_;
   Rng* rng_;
@@ -799,6 +815,209 @@ bool Validation::ValidateCommand(const RecordAuthFailure& c) {
   log::DraftBuilder builder;
   Emit(fb::CreateAuthenticationFailedDirect(builder.fbb(), c.method, c.claimed_id.c_str(),
                                             c.reason.c_str(), c.source_ip.c_str()),
+       &builder);
+  return true;
+}
+
+// ---- API keys, sessions, revocation ----------------------------------------------------------
+
+namespace {
+
+fb::Digest ToDigest(const log::Hash& hash) {
+  return fb::Digest(flatbuffers::span<const uint8_t, 32>(hash.data(), hash.size()));
+}
+
+// A DER public key as PEM text (the form ApiKeyCreated records: readable in an audit export).
+std::string PublicKeyPem(std::string_view der) {
+  const std::string base64 = log::Base64Encode(der);
+  std::string pem = "-----BEGIN PUBLIC KEY-----\n";
+  for (size_t i = 0; i < base64.size(); i += 64) {
+    pem += base64.substr(i, 64) + "\n";
+  }
+  return pem + "-----END PUBLIC KEY-----\n";
+}
+
+bool KeyIdChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.' ||
+         c == '@';
+}
+
+}  // namespace
+
+bool Validation::CheckKeyId(const std::string& key_id) {
+  if (!CheckText("id", key_id, kIdBytesMax, true)) {
+    return false;
+  }
+  if (!std::all_of(key_id.begin(), key_id.end(), KeyIdChar)) {
+    return Reject(Rejection::kInvalidArgument,
+                  "id may only hold letters, digits and the characters - _ . @");
+  }
+  return true;
+}
+
+bool Validation::CheckGroups(const std::vector<std::string>& groups) {
+  if (groups.size() > kKeyGroupsMax) {
+    return Reject(Rejection::kInvalidArgument,
+                  "more than " + std::to_string(kKeyGroupsMax) + " groups");
+  }
+  for (const std::string& group : groups) {
+    if (!CheckText("groups", group, kNameBytesMax, true)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Validation::CheckTtl(int64_t ttl_s, int64_t* expires_ns) {
+  if (ttl_s <= 0 || ttl_s > kKeyTtlMaxSeconds) {
+    return Reject(Rejection::kInvalidArgument,
+                  "ttl must be a number of seconds from 1 to " + std::to_string(kKeyTtlMaxSeconds));
+  }
+  *expires_ns = envelope_.time_ns + ttl_s * 1'000'000'000;
+  return true;
+}
+
+const reducers::ApiKey* Validation::FindKey(const std::string& key_id) {
+  auto it = views_.api_keys.keys.find(key_id);
+  if (it == views_.api_keys.keys.end()) {
+    Reject(Rejection::kNotFound, "no API key " + key_id.substr(0, kIdBytesMax));
+    return nullptr;
+  }
+  return &it->second;
+}
+
+bool Validation::ValidateCommand(const CreateApiKey& c) {
+  int64_t expires_ns = 0;
+  if (!CheckKeyId(c.key_id) || !CheckGroups(c.groups) || !CheckTtl(c.ttl_s, &expires_ns) ||
+      !CheckText("description", c.description, kDescriptionBytesMax, false)) {
+    return false;
+  }
+  if (c.public_key_der.empty() || c.public_key_der.size() > kPublicKeyBytesMax) {
+    return Reject(Rejection::kInvalidArgument, "publicKey is empty or too long");
+  }
+  if (views_.api_keys.keys.contains(c.key_id)) {
+    return Reject(Rejection::kNameTaken, "an API key " + c.key_id + " exists");
+  }
+  log::Hash fingerprint{};
+  SHA256(reinterpret_cast<const unsigned char*>(c.public_key_der.data()), c.public_key_der.size(),
+         fingerprint.data());
+  const fb::Digest digest = ToDigest(fingerprint);
+  log::DraftBuilder builder;
+  auto& fbb = builder.fbb();
+  Emit(fb::CreateApiKeyCreated(fbb, fbb.CreateString(c.key_id), fbb.CreateString(c.description),
+                               fbb.CreateString(PublicKeyPem(c.public_key_der)), &digest,
+                               fbb.CreateVectorOfStrings(c.groups), expires_ns),
+       &builder);
+  ids_.push_back(c.key_id);
+  return true;
+}
+
+bool Validation::ValidateCommand(const UpdateApiKey& c) {
+  const reducers::ApiKey* key = FindKey(c.key_id);
+  if (key == nullptr) {
+    return false;
+  }
+  int64_t expires_ns = key->expires_ns;
+  if ((c.groups && !CheckGroups(*c.groups)) || (c.ttl_s && !CheckTtl(*c.ttl_s, &expires_ns))) {
+    return false;
+  }
+  const std::vector<std::string>& groups = c.groups ? *c.groups : key->groups;
+  if (groups == key->groups && expires_ns == key->expires_ns) {
+    return true;  // Nothing changes: no event.
+  }
+  log::DraftBuilder builder;
+  auto& fbb = builder.fbb();
+  Emit(fb::CreateApiKeyUpdated(fbb, fbb.CreateString(c.key_id), 0,
+                               fbb.CreateVectorOfStrings(groups), expires_ns, key->enabled),
+       &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const DeleteApiKey& c) {
+  if (FindKey(c.key_id) == nullptr) {
+    return false;
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreateApiKeyDeletedDirect(builder.fbb(), c.key_id.c_str()), &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const OpenSession& c) {
+  const reducers::ApiKey* key = FindKey(c.key_id);
+  if (key == nullptr) {
+    return false;
+  }
+  if (!key->enabled || (key->expires_ns != 0 && key->expires_ns <= envelope_.time_ns)) {
+    return Reject(Rejection::kForbidden, "API key " + c.key_id + " is revoked or expired");
+  }
+  if (c.ttl_ns <= 0) {
+    return Reject(Rejection::kInvalidArgument, "session ttl must be positive");
+  }
+  const fb::Digest session = ToDigest(c.session_digest);
+  const fb::Digest token = ToDigest(c.token_digest);
+  log::DraftBuilder builder;
+  Emit(fb::CreateSessionOpenedDirect(builder.fbb(), &session, c.key_id.c_str(),
+                                     envelope_.time_ns + c.ttl_ns, &token),
+       &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const RevokeSession& c) {
+  auto it = views_.sessions.sessions.find(log::HashHex(c.session_digest));
+  if (it == views_.sessions.sessions.end() || it->second.expires_ns <= envelope_.time_ns) {
+    return Reject(Rejection::kNotFound, "no such session");
+  }
+  if (!CheckText("reason", c.reason, kDescriptionBytesMax, false)) {
+    return false;
+  }
+  const fb::Digest session = ToDigest(c.session_digest);
+  log::DraftBuilder builder;
+  Emit(fb::CreateSessionRevokedDirect(builder.fbb(), &session, it->second.key_id.c_str(),
+                                      c.reason.c_str()),
+       &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const RevokeKey& c) {
+  if (FindKey(c.key_id) == nullptr ||
+      !CheckText("reason", c.reason, kDescriptionBytesMax, false)) {
+    return false;
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreateKeyRevokedDirect(builder.fbb(), c.key_id.c_str(), c.reason.c_str()), &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const RevokeCertificate& c) {
+  const bool hex = !c.serial_hex.empty() &&
+                   std::all_of(c.serial_hex.begin(), c.serial_hex.end(), [](char ch) {
+                     return std::isdigit(static_cast<unsigned char>(ch)) != 0 ||
+                            (ch >= 'A' && ch <= 'F');
+                   });
+  if (!hex || c.serial_hex.size() > 64) {
+    return Reject(Rejection::kInvalidArgument,
+                  "serial must be the certificate's serial number in hexadecimal");
+  }
+  if (!CheckText("issuer", c.issuer, kDescriptionBytesMax, false) ||
+      !CheckText("reason", c.reason, kDescriptionBytesMax, false)) {
+    return false;
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreateCertificateRevokedDirect(builder.fbb(), c.serial_hex.c_str(), c.issuer.c_str(),
+                                          c.reason.c_str()),
+       &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const RecordCrlLoaded& c) {
+  if (!CheckText("issuer", c.issuer, kDescriptionBytesMax, false) ||
+      !CheckText("source", c.source, kDescriptionBytesMax, false)) {
+    return false;
+  }
+  const fb::Digest digest = ToDigest(c.crl_sha256);
+  log::DraftBuilder builder;
+  Emit(fb::CreateCrlLoadedDirect(builder.fbb(), &digest, c.issuer.c_str(), c.this_update_ns,
+                                 c.next_update_ns, c.revoked_count, c.source.c_str()),
        &builder);
   return true;
 }

@@ -256,16 +256,42 @@ log::Draft MixedEvents::VmTerminated() {
 log::Draft MixedEvents::Unrelated() {
   log::DraftBuilder b;
   auto& fbb = b.fbb();
-  switch (Below(3)) {
+  const std::string key = "key-" + std::to_string(Below(5));
+  switch (Below(6)) {
     case 0: {
-      const fb::Digest session = DigestOf(Random());
-      auto payload = fb::CreateSessionOpenedDirect(fbb, &session, "ci-runner", time_ns_);
-      return b.Finish(Envelope(fb::ActorKind::ApiKey, "ci-runner"), payload);
+      const fb::Digest fingerprint = DigestOf(Random());
+      std::vector<flatbuffers::Offset<flatbuffers::String>> groups = {fbb.CreateString("ci")};
+      auto payload = fb::CreateApiKeyCreatedDirect(
+          fbb, key.c_str(), "", "-----BEGIN PUBLIC KEY-----\n", &fingerprint, &groups,
+          time_ns_ + static_cast<int64_t>(Below(3600)) * 1'000'000'000);
+      return b.Finish(Envelope(fb::ActorKind::Root, "root"), payload);
     }
     case 1: {
+      const fb::Digest session = DigestOf(Random());
+      const fb::Digest token = DigestOf(Random());
+      auto payload = fb::CreateSessionOpenedDirect(
+          fbb, &session, key.c_str(), time_ns_ + static_cast<int64_t>(Below(60'000)) * kMillisNs,
+          &token);
+      return b.Finish(Envelope(fb::ActorKind::ApiKey, key), payload);
+    }
+    case 2: {
       auto payload = fb::CreateAuthenticationFailedDirect(
           fbb, fb::AuthMethod::ApiKeyTap, "ci-runner", "bad signature", "203.0.113.7");
       return b.Finish(Envelope(fb::ActorKind::Anonymous, ""), payload);
+    }
+    case 3: {
+      if (Chance(50)) {
+        auto payload = fb::CreateKeyRevokedDirect(fbb, key.c_str(), "leaked");
+        return b.Finish(Envelope(fb::ActorKind::Root, "root"), payload);
+      }
+      auto payload = fb::CreateApiKeyDeletedDirect(fbb, key.c_str());
+      return b.Finish(Envelope(fb::ActorKind::Root, "root"), payload);
+    }
+    case 4: {
+      const std::string serial = std::to_string(1000 + Below(50));
+      auto payload = fb::CreateCertificateRevokedDirect(fbb, serial.c_str(), "O=ci, CN=ca",
+                                                        "keyCompromise");
+      return b.Finish(Envelope(fb::ActorKind::Root, "root"), payload);
     }
     default: {
       auto payload = fb::CreateAccessDeniedDirect(fbb, "delete_vm", "vm", "inst-1", "DELETE",

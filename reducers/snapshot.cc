@@ -218,6 +218,35 @@ void Write(Writer* w, const SaveImage& s) {
   w->Stamp(s.updated);
 }
 
+void Write(Writer* w, const ApiKey& k) {
+  w->Str(k.key_id);
+  w->Str(k.description);
+  w->Str(k.public_key_pem);
+  w->Hash(k.public_key_fingerprint);
+  w->Strings(k.groups);
+  w->I64(k.expires_ns);
+  w->Bool(k.enabled);
+  w->Stamp(k.created);
+  w->Stamp(k.updated);
+}
+
+void Write(Writer* w, const Session& s) {
+  w->Str(s.session_digest);
+  w->Str(s.key_id);
+  w->Hash(s.token_digest);
+  w->I64(s.expires_ns);
+  w->Stamp(s.created);
+  w->Stamp(s.updated);
+}
+
+void Write(Writer* w, const CertificateRevocation& c) {
+  w->Str(c.serial_hex);
+  w->Str(c.issuer);
+  w->Str(c.reason);
+  w->Stamp(c.created);
+  w->Stamp(c.updated);
+}
+
 template <typename T>
 void WriteMap(Writer* w, const std::map<std::string, T>& map) {
   w->U64(map.size());
@@ -504,6 +533,35 @@ void Read(Reader* r, SaveImage* s) {
   r->Stamp(&s->updated);
 }
 
+void Read(Reader* r, ApiKey* k) {
+  r->Str(&k->key_id);
+  r->Str(&k->description);
+  r->Str(&k->public_key_pem);
+  r->Hash(&k->public_key_fingerprint);
+  r->Strings(&k->groups);
+  r->Signed(&k->expires_ns);
+  r->Bool(&k->enabled);
+  r->Stamp(&k->created);
+  r->Stamp(&k->updated);
+}
+
+void Read(Reader* r, Session* s) {
+  r->Str(&s->session_digest);
+  r->Str(&s->key_id);
+  r->Hash(&s->token_digest);
+  r->Signed(&s->expires_ns);
+  r->Stamp(&s->created);
+  r->Stamp(&s->updated);
+}
+
+void Read(Reader* r, CertificateRevocation* c) {
+  r->Str(&c->serial_hex);
+  r->Str(&c->issuer);
+  r->Str(&c->reason);
+  r->Stamp(&c->created);
+  r->Stamp(&c->updated);
+}
+
 template <typename T>
 void ReadMap(Reader* r, std::map<std::string, T>* map) {
   uint64_t count = 0;
@@ -541,6 +599,9 @@ std::string EncodeViews(const Views& views) {
   WriteMap(&w, views.vm_instances.instances);
   WriteMap(&w, views.templates.templates);
   WriteMap(&w, views.save_images.requests);
+  WriteMap(&w, views.api_keys.keys);
+  WriteMap(&w, views.sessions.sessions);  // by_expiry is derived: rebuilt on decoding.
+  WriteMap(&w, views.revocations.certificates);
   const uint64_t checksum = Checksum(reinterpret_cast<const uint8_t*>(out.data()), out.size());
   for (int i = 0; i < 8; i++) {
     out.push_back(static_cast<char>(checksum >> (8 * i)));
@@ -575,6 +636,12 @@ Result<Views> DecodeViews(std::span<const uint8_t> bytes) {
   ReadMap(&r, &views.vm_instances.instances);
   ReadMap(&r, &views.templates.templates);
   ReadMap(&r, &views.save_images.requests);
+  ReadMap(&r, &views.api_keys.keys);
+  ReadMap(&r, &views.sessions.sessions);
+  ReadMap(&r, &views.revocations.certificates);
+  for (const auto& [digest, session] : views.sessions.sessions) {
+    views.sessions.by_expiry.emplace(session.expires_ns, digest);
+  }
   if (!r.ok()) {
     return Status::Corruption("views encoding: malformed at byte " +
                               std::to_string(kHeaderBytes + r.where()));

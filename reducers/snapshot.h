@@ -27,7 +27,7 @@
 
 namespace cloister::reducers {
 
-inline constexpr uint8_t kViewsEncodingVersion = 2;
+inline constexpr uint8_t kViewsEncodingVersion = 3;
 
 // Encodes views. Byte-identical output for equal Views.
 std::string EncodeViews(const Views& views);

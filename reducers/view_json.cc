@@ -344,29 +344,77 @@ Json SaveImageJson(const SaveImage& r) {
   return j;
 }
 
+Json ApiKeyJson(const ApiKey& k) {
+  Json j = Json::object();
+  j["key_id"] = k.key_id;
+  j["description"] = k.description;
+  j["public_key_pem"] = k.public_key_pem;
+  j["public_key_fingerprint"] = Hex(k.public_key_fingerprint);
+  j["groups"] = k.groups;
+  j["expires"] = k.expires_ns == 0 ? Json() : Json(TimeRfc3339(k.expires_ns));
+  j["enabled"] = k.enabled;
+  j["created"] = StampJson(k.created);
+  j["updated"] = StampJson(k.updated);
+  return j;
+}
+
+Json SessionJson(const Session& s) {
+  Json j = Json::object();
+  j["session_digest"] = s.session_digest;
+  j["key_id"] = s.key_id;
+  j["token_digest"] = Hex(s.token_digest);
+  j["expires"] = TimeRfc3339(s.expires_ns);
+  j["created"] = StampJson(s.created);
+  return j;
+}
+
+Json RevocationJson(const CertificateRevocation& c) {
+  Json j = Json::object();
+  j["serial"] = c.serial_hex;
+  j["issuer"] = c.issuer;
+  j["reason"] = c.reason;
+  j["created"] = StampJson(c.created);
+  j["updated"] = StampJson(c.updated);
+  return j;
+}
+
+
+namespace {
+
+// Calls visit(name, map of a, same map of b, its pre-images, to-JSON function) for every view,
+// in kViewNames order: the one list the three printers below share.
+template <typename Visit>
+void VisitViews(const Views& a, const Views& b, const PreImages& pre, Visit visit) {
+  visit("config", a.config.entries, b.config.entries, pre.config, &ConfigEntryJson);
+  visit("nodes", a.nodes.nodes, b.nodes.nodes, pre.nodes, &NodeJson);
+  visit("node_groups", a.node_groups.groups, b.node_groups.groups, pre.node_groups,
+        &NodeGroupJson);
+  visit("vm_instances", a.vm_instances.instances, b.vm_instances.instances, pre.vm_instances,
+        &VmInstanceJson);
+  visit("templates", a.templates.templates, b.templates.templates, pre.templates, &TemplateJson);
+  visit("save_images", a.save_images.requests, b.save_images.requests, pre.save_images,
+        &SaveImageJson);
+  visit("api_keys", a.api_keys.keys, b.api_keys.keys, pre.api_keys, &ApiKeyJson);
+  visit("sessions", a.sessions.sessions, b.sessions.sessions, pre.sessions, &SessionJson);
+  visit("revocations", a.revocations.certificates, b.revocations.certificates, pre.revocations,
+        &RevocationJson);
+}
+
+const PreImages kNoPreImages;
+
+}  // namespace
+
 Json ViewsJson(const Views& views, std::string_view view) {
   CL_ASSERT(IsViewName(view));
   Json j = Json::object();
   j["seq"] = views.seq;
   j["hash"] = Hex(views.hash);
-  if (Wants(view, "config")) {
-    j["config"] = MapJson(views.config.entries, &ConfigEntryJson);
-  }
-  if (Wants(view, "nodes")) {
-    j["nodes"] = MapJson(views.nodes.nodes, &NodeJson);
-  }
-  if (Wants(view, "node_groups")) {
-    j["node_groups"] = MapJson(views.node_groups.groups, &NodeGroupJson);
-  }
-  if (Wants(view, "vm_instances")) {
-    j["vm_instances"] = MapJson(views.vm_instances.instances, &VmInstanceJson);
-  }
-  if (Wants(view, "templates")) {
-    j["templates"] = MapJson(views.templates.templates, &TemplateJson);
-  }
-  if (Wants(view, "save_images")) {
-    j["save_images"] = MapJson(views.save_images.requests, &SaveImageJson);
-  }
+  VisitViews(views, views, kNoPreImages,
+             [&](const char* name, const auto& map, const auto&, const auto&, auto json) {
+               if (Wants(view, name)) {
+                 j[name] = MapJson(map, json);
+               }
+             });
   return j;
 }
 
@@ -375,25 +423,12 @@ Json DiffJson(const Views& a, const Views& b, std::string_view view) {
   Json j = Json::object();
   j["seq_from"] = a.seq;
   j["seq_to"] = b.seq;
-  if (Wants(view, "config")) {
-    DiffMaps("config", a.config.entries, b.config.entries, &ConfigEntryJson, &j);
-  }
-  if (Wants(view, "nodes")) {
-    DiffMaps("nodes", a.nodes.nodes, b.nodes.nodes, &NodeJson, &j);
-  }
-  if (Wants(view, "node_groups")) {
-    DiffMaps("node_groups", a.node_groups.groups, b.node_groups.groups, &NodeGroupJson, &j);
-  }
-  if (Wants(view, "vm_instances")) {
-    DiffMaps("vm_instances", a.vm_instances.instances, b.vm_instances.instances, &VmInstanceJson,
-             &j);
-  }
-  if (Wants(view, "templates")) {
-    DiffMaps("templates", a.templates.templates, b.templates.templates, &TemplateJson, &j);
-  }
-  if (Wants(view, "save_images")) {
-    DiffMaps("save_images", a.save_images.requests, b.save_images.requests, &SaveImageJson, &j);
-  }
+  VisitViews(a, b, kNoPreImages,
+             [&](const char* name, const auto& from, const auto& to, const auto&, auto json) {
+               if (Wants(view, name)) {
+                 DiffMaps(name, from, to, json, &j);
+               }
+             });
   return j;
 }
 
@@ -402,26 +437,12 @@ Json DiffJson(const PreImages& before, const Views& after, std::string_view view
   Json j = Json::object();
   j["seq_from"] = after.seq == 0 ? 0 : after.seq - 1;
   j["seq_to"] = after.seq;
-  if (Wants(view, "config")) {
-    DiffPreImages("config", before.config, after.config.entries, &ConfigEntryJson, &j);
-  }
-  if (Wants(view, "nodes")) {
-    DiffPreImages("nodes", before.nodes, after.nodes.nodes, &NodeJson, &j);
-  }
-  if (Wants(view, "node_groups")) {
-    DiffPreImages("node_groups", before.node_groups, after.node_groups.groups, &NodeGroupJson, &j);
-  }
-  if (Wants(view, "vm_instances")) {
-    DiffPreImages("vm_instances", before.vm_instances, after.vm_instances.instances,
-                  &VmInstanceJson, &j);
-  }
-  if (Wants(view, "templates")) {
-    DiffPreImages("templates", before.templates, after.templates.templates, &TemplateJson, &j);
-  }
-  if (Wants(view, "save_images")) {
-    DiffPreImages("save_images", before.save_images, after.save_images.requests, &SaveImageJson,
-                  &j);
-  }
+  VisitViews(after, after, before,
+             [&](const char* name, const auto&, const auto& map, const auto& pre, auto json) {
+               if (Wants(view, name)) {
+                 DiffPreImages(name, pre, map, json, &j);
+               }
+             });
   return j;
 }
 

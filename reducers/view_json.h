@@ -63,6 +63,9 @@ Json NodeGroupJson(const NodeGroup& group);
 Json VmInstanceJson(const VmInstance& instance);
 Json TemplateJson(const Template& t);
 Json SaveImageJson(const SaveImage& request);
+Json ApiKeyJson(const ApiKey& key);
+Json SessionJson(const Session& session);  // Digests only: a session id or token never is here.
+Json RevocationJson(const CertificateRevocation& revocation);
 
 // "pending", "done" or "error" (the Anka save-image status words).
 const char* SaveImageStatusName(SaveImageStatus status);

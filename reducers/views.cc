@@ -15,6 +15,24 @@ std::string Str(const flatbuffers::String* s) { return s == nullptr ? std::strin
 
 bool Given(const flatbuffers::String* s) { return s != nullptr && s->size() > 0; }
 
+// A Digest's 32 bytes; zeros when absent.
+log::Hash DigestBytes(const fb::Digest* digest) {
+  log::Hash out{};
+  if (digest != nullptr) {
+    std::copy(digest->bytes()->begin(), digest->bytes()->end(), out.begin());
+  }
+  return out;
+}
+
+// A Digest in lower-case hex (the sessions' key); empty when absent or all zeros.
+std::string DigestHex(const fb::Digest* digest) {
+  const log::Hash bytes = DigestBytes(digest);
+  if (std::all_of(bytes.begin(), bytes.end(), [](uint8_t b) { return b == 0; })) {
+    return "";
+  }
+  return log::HashHex(bytes);
+}
+
 using StringVector = flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>;
 
 std::vector<std::string> Strings(const StringVector* v) {
@@ -46,6 +64,14 @@ class Reducer {
  public:
   Reducer(Views* views, Stamp stamp, PreImages* before)
       : views_(*views), stamp_(stamp), before_(before) {}
+
+  // Sessions that ended at or before the event's time are dropped first, whatever the event.
+  void CollectExpiredSessions() {
+    auto& index = views_.sessions.by_expiry;
+    while (!index.empty() && index.begin()->first <= stamp_.time_ns) {
+      EraseSession(index.begin()->second);
+    }
+  }
 
   void Dispatch(const fb::Event& event) {
     // One switch over the payload type. Types this build knows but no view uses, and types a
@@ -89,6 +115,22 @@ class Reducer {
         return OnSaveImageRequested(*event.payload_as_SaveImageRequested());
       case fb::Payload::SaveImageFinished:
         return OnSaveImageFinished(*event.payload_as_SaveImageFinished());
+      case fb::Payload::ApiKeyCreated:
+        return OnApiKeyCreated(*event.payload_as_ApiKeyCreated());
+      case fb::Payload::ApiKeyUpdated:
+        return OnApiKeyUpdated(*event.payload_as_ApiKeyUpdated());
+      case fb::Payload::ApiKeyDeleted:
+        return EndKey(Str(event.payload_as_ApiKeyDeleted()->key_id()), /*erase=*/true);
+      case fb::Payload::KeyRevoked:
+        return EndKey(Str(event.payload_as_KeyRevoked()->key_id()), /*erase=*/false);
+      case fb::Payload::SessionOpened:
+        return OnSessionOpened(*event.payload_as_SessionOpened());
+      case fb::Payload::SessionClosed:
+        return EraseSession(DigestHex(event.payload_as_SessionClosed()->session_digest()));
+      case fb::Payload::SessionRevoked:
+        return EraseSession(DigestHex(event.payload_as_SessionRevoked()->session_digest()));
+      case fb::Payload::CertificateRevoked:
+        return OnCertificateRevoked(*event.payload_as_CertificateRevoked());
       default:
         return;
     }
@@ -143,6 +185,16 @@ class Reducer {
   void EraseNode(const std::string& id) {
     Remember(views_.nodes.nodes, id, before_ ? &before_->nodes : nullptr);
     views_.nodes.nodes.erase(id);
+  }
+
+  void EraseSession(const std::string& digest_hex) {
+    auto it = views_.sessions.sessions.find(digest_hex);
+    if (it == views_.sessions.sessions.end()) {
+      return;
+    }
+    Remember(views_.sessions.sessions, digest_hex, before_ ? &before_->sessions : nullptr);
+    views_.sessions.by_expiry.erase({it->second.expires_ns, digest_hex});
+    views_.sessions.sessions.erase(it);
   }
 
   void EraseGroup(const std::string& id) {
@@ -505,6 +557,86 @@ class Reducer {
     r->result_vmid = Str(p.vmid());
   }
 
+  void OnApiKeyCreated(const fb::ApiKeyCreated& p) {
+    if (!Given(p.key_id())) {
+      return;
+    }
+    ApiKey* key =
+        Upsert(&views_.api_keys.keys, p.key_id()->str(), before_ ? &before_->api_keys : nullptr);
+    key->key_id = p.key_id()->str();
+    key->description = Str(p.description());
+    key->public_key_pem = Str(p.public_key_pem());
+    key->public_key_fingerprint = DigestBytes(p.public_key_fingerprint());
+    key->groups = Strings(p.groups());
+    key->expires_ns = p.expires_ns();
+    key->enabled = true;
+  }
+
+  void OnApiKeyUpdated(const fb::ApiKeyUpdated& p) {
+    auto it = views_.api_keys.keys.find(Str(p.key_id()));
+    if (it == views_.api_keys.keys.end()) {
+      return;
+    }
+    ApiKey* key = Upsert(&views_.api_keys.keys, it->first, before_ ? &before_->api_keys : nullptr);
+    if (p.description() != nullptr) {
+      key->description = p.description()->str();
+    }
+    key->groups = Strings(p.groups());
+    key->expires_ns = p.expires_ns();
+    key->enabled = p.enabled();
+  }
+
+  // ApiKeyDeleted (erase) and KeyRevoked (disable): either way the key's sessions end now.
+  void EndKey(const std::string& key_id, bool erase) {
+    auto it = views_.api_keys.keys.find(key_id);
+    if (it == views_.api_keys.keys.end()) {
+      return;
+    }
+    std::vector<std::string> ended;
+    for (const auto& [digest, session] : views_.sessions.sessions) {
+      if (session.key_id == key_id) {
+        ended.push_back(digest);
+      }
+    }
+    for (const std::string& digest : ended) {
+      EraseSession(digest);
+    }
+    if (erase) {
+      Remember(views_.api_keys.keys, key_id, before_ ? &before_->api_keys : nullptr);
+      views_.api_keys.keys.erase(key_id);
+    } else {
+      Upsert(&views_.api_keys.keys, key_id, before_ ? &before_->api_keys : nullptr)->enabled =
+          false;
+    }
+  }
+
+  void OnSessionOpened(const fb::SessionOpened& p) {
+    const std::string digest = DigestHex(p.session_digest());
+    if (digest.empty() || !views_.api_keys.keys.contains(Str(p.key_id())) ||
+        p.expires_ns() <= stamp_.time_ns) {
+      return;
+    }
+    EraseSession(digest);  // A repeated digest replaces the session (and its index entry).
+    Session* session =
+        Upsert(&views_.sessions.sessions, digest, before_ ? &before_->sessions : nullptr);
+    session->session_digest = digest;
+    session->key_id = Str(p.key_id());
+    session->token_digest = DigestBytes(p.token_digest());
+    session->expires_ns = p.expires_ns();
+    views_.sessions.by_expiry.emplace(session->expires_ns, digest);
+  }
+
+  void OnCertificateRevoked(const fb::CertificateRevoked& p) {
+    if (!Given(p.serial_hex())) {
+      return;
+    }
+    CertificateRevocation* r = Upsert(&views_.revocations.certificates, p.serial_hex()->str(),
+                                      before_ ? &before_->revocations : nullptr);
+    r->serial_hex = p.serial_hex()->str();
+    r->issuer = Str(p.issuer());
+    r->reason = Str(p.reason());
+  }
+
   void OnVmTerminated(const fb::VmInstanceTerminated& p) {
     if (VmInstance* vm = MutableInstance(Str(p.instance_id()))) {
       vm->state = fb::VmState::Terminated;
@@ -527,7 +659,9 @@ void ApplyRecording(Views* views, uint64_t seq, const log::Hash& hash, const fb:
   // A verified event always has a payload table for its type, but a type this build knows
   // whose table is absent would be a null dereference below; the log's verifier rules it out.
   if (event.payload() != nullptr) {
-    Reducer(views, Stamp{seq, event.time_ns()}, before).Dispatch(event);
+    Reducer reducer(views, Stamp{seq, event.time_ns()}, before);
+    reducer.CollectExpiredSessions();
+    reducer.Dispatch(event);
   }
   views->seq = seq;
   views->hash = hash;

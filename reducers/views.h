@@ -223,6 +223,62 @@ struct SaveImagesView {
   bool operator==(const SaveImagesView&) const = default;
 };
 
+// ---- API keys (UAK) ------------------------------------------------------------------------
+
+struct ApiKey {
+  std::string key_id;
+  std::string description;
+  std::string public_key_pem;        // Public only: the private key is never recorded.
+  log::Hash public_key_fingerprint{};
+  std::vector<std::string> groups;
+  int64_t expires_ns = 0;            // 0: never.
+  bool enabled = true;               // False once revoked (KeyRevoked): TAP refuses it.
+  Stamp created;
+  Stamp updated;
+  bool operator==(const ApiKey&) const = default;
+};
+
+struct ApiKeysView {
+  std::map<std::string, ApiKey> keys;  // By key_id.
+  bool operator==(const ApiKeysView&) const = default;
+};
+
+// ---- TAP sessions ---------------------------------------------------------------------------
+
+struct Session {
+  std::string session_digest;  // Hex of HMAC(server key, session id): never the id itself.
+  std::string key_id;
+  log::Hash token_digest{};    // HMAC(server key, session token).
+  int64_t expires_ns = 0;
+  Stamp created;
+  Stamp updated;
+  bool operator==(const Session&) const = default;
+};
+
+struct SessionsView {
+  std::map<std::string, Session> sessions;  // By session_digest (hex).
+  // (expires_ns, session_digest) of every session: derived from sessions, kept so that collecting
+  // the expired ones costs nothing while there are none.
+  std::set<std::pair<int64_t, std::string>> by_expiry;
+  bool operator==(const SessionsView&) const = default;
+};
+
+// ---- certificate revocations ----------------------------------------------------------------
+
+struct CertificateRevocation {
+  std::string serial_hex;  // Upper-case hex, as `openssl x509 -serial` prints it.
+  std::string issuer;
+  std::string reason;
+  Stamp created;
+  Stamp updated;
+  bool operator==(const CertificateRevocation&) const = default;
+};
+
+struct RevocationsView {
+  std::map<std::string, CertificateRevocation> certificates;  // By serial_hex.
+  bool operator==(const RevocationsView&) const = default;
+};
+
 // ---- all views ------------------------------------------------------------------------------
 
 struct Views {
@@ -234,13 +290,17 @@ struct Views {
   VmInstancesView vm_instances;
   TemplatesView templates;
   SaveImagesView save_images;
+  ApiKeysView api_keys;
+  SessionsView sessions;
+  RevocationsView revocations;
 
   bool operator==(const Views&) const = default;
 };
 
 // The view names the replay tool and snapshots use, in this order.
-inline constexpr const char* kViewNames[] = {"config",       "nodes",     "node_groups",
-                                             "vm_instances", "templates", "save_images"};
+inline constexpr const char* kViewNames[] = {
+    "config",      "nodes",    "node_groups", "vm_instances", "templates",
+    "save_images", "api_keys", "sessions",    "revocations"};
 
 // Applies one verified event. Precondition: seq == views->seq + 1. Sets views->seq = seq and
 // views->hash = hash. Payload types that no view of this issue uses change only seq and hash.
@@ -278,6 +338,15 @@ inline constexpr const char* kViewNames[] = {"config",       "nodes",     "node_
 //    the template already has is replaced in place (its version kept).
 //  * SaveImageRequested: creates the request (keyed by request_id), status pending.
 //  * SaveImageFinished: status done (ok) or error, message, result_vmid = vmid.
+//  * ApiKeyCreated: creates (or replaces) the key, enabled. ApiKeyUpdated: groups and expires_ns
+//    (the event is the whole new setting) and enabled. ApiKeyDeleted and KeyRevoked: the key is
+//    erased (deleted) or disabled (revoked), and every session of it is erased.
+//  * SessionOpened: creates the session (for a key the view holds). SessionClosed and
+//    SessionRevoked: erase it.
+//  * Every event first erases the sessions whose expires_ns is at or before the event's time:
+//    expired sessions are collected as the log moves on, with no event of their own (their
+//    SessionOpened already says when they end).
+//  * CertificateRevoked: records the serial (a later revocation of it replaces the reason).
 // Every entity a payload changes gets updated = stamp (and joined/created on creation).
 void Apply(Views* views, uint64_t seq, const log::Hash& hash, const fb::Event& event);
 
@@ -291,10 +360,14 @@ struct PreImages {
   std::map<std::string, std::optional<VmInstance>> vm_instances;
   std::map<std::string, std::optional<Template>> templates;
   std::map<std::string, std::optional<SaveImage>> save_images;
+  std::map<std::string, std::optional<ApiKey>> api_keys;
+  std::map<std::string, std::optional<Session>> sessions;
+  std::map<std::string, std::optional<CertificateRevocation>> revocations;
 
   bool empty() const {
     return config.empty() && nodes.empty() && node_groups.empty() && vm_instances.empty() &&
-           templates.empty() && save_images.empty();
+           templates.empty() && save_images.empty() && api_keys.empty() && sessions.empty() &&
+           revocations.empty();
   }
 };
 

@@ -489,9 +489,18 @@ TEST_CASE("an event naming an entity the views do not hold changes only seq and 
        [](Views* v, log::DraftBuilder& b) {
          ApplyNext(v, b, fb::CreateVmInstanceRequestedDirect(b.fbb(), nullptr, "tmpl"));
        }},
-      {"a payload no view uses (ApiKeyCreated)",
+      {"a payload no view uses (TapChallengeIssued)",
        [](Views* v, log::DraftBuilder& b) {
-         ApplyNext(v, b, fb::CreateApiKeyCreatedDirect(b.fbb(), "key-1", "ci"));
+         ApplyNext(v, b, fb::CreateTapChallengeIssuedDirect(b.fbb(), "key-1"));
+       }},
+      {"ApiKeyCreated without an id",
+       [](Views* v, log::DraftBuilder& b) {
+         ApplyNext(v, b, fb::CreateApiKeyCreatedDirect(b.fbb(), nullptr, "ci"));
+       }},
+      {"SessionOpened for a key the views do not hold",
+       [](Views* v, log::DraftBuilder& b) {
+         const fb::Digest digest(flatbuffers::span<const uint8_t, 32>(log::Hash{1}.data(), 32));
+         ApplyNext(v, b, fb::CreateSessionOpenedDirect(b.fbb(), &digest, "nobody", INT64_MAX));
        }},
       {"a payload no view uses (AccessDenied)",
        [](Views* v, log::DraftBuilder& b) {
@@ -556,4 +565,112 @@ TEST_CASE("ApplyRecording records the pre-image of exactly the entities an event
 }
 
 }  // namespace
+
+// ---- API keys, sessions, revocations --------------------------------------------------------
+
+namespace {
+
+fb::Digest DigestFilled(uint8_t byte) {
+  log::Hash bytes;
+  bytes.fill(byte);
+  return fb::Digest(flatbuffers::span<const uint8_t, 32>(bytes.data(), bytes.size()));
+}
+
+void CreateKey(Views* v, const char* id) {
+  log::DraftBuilder b;
+  const fb::Digest fingerprint = DigestFilled(9);
+  std::vector<flatbuffers::Offset<flatbuffers::String>> groups = {b.fbb().CreateString("ci")};
+  ApplyNext(v, b, fb::CreateApiKeyCreatedDirect(b.fbb(), id, "", "PEM", &fingerprint, &groups, 0));
+}
+
+// A session of key_id that lasts until the event `lasts_events` events later.
+void OpenSession(Views* v, uint8_t digest, const char* key_id, uint64_t lasts_events) {
+  log::DraftBuilder b;
+  const fb::Digest session = DigestFilled(digest);
+  const fb::Digest token = DigestFilled(static_cast<uint8_t>(digest + 100));
+  ApplyNext(v, b, fb::CreateSessionOpenedDirect(b.fbb(), &session, key_id,
+                                                TimeOf(v->seq + 1 + lasts_events), &token));
+}
+
+std::string DigestKey(uint8_t byte) {
+  log::Hash bytes;
+  bytes.fill(byte);
+  return log::HashHex(bytes);
+}
+
+}  // namespace
+
+TEST_CASE("API keys and their sessions: created, collected when expired, ended with the key") {
+  Views v;
+  CreateKey(&v, "nathan");
+  CreateKey(&v, "other");
+  REQUIRE(v.api_keys.keys.size() == 2);
+  CHECK(v.api_keys.keys.at("nathan").groups == std::vector<std::string>{"ci"});
+  CHECK(v.api_keys.keys.at("nathan").enabled);
+
+  OpenSession(&v, 1, "nathan", 3);  // Ends at the first event after these three.
+  OpenSession(&v, 2, "nathan", 100);
+  OpenSession(&v, 3, "other", 100);
+  REQUIRE(v.sessions.sessions.size() == 3);
+  CHECK(v.sessions.sessions.at(DigestKey(1)).key_id == "nathan");
+  CHECK(v.sessions.by_expiry.size() == 3);
+
+  SECTION("a session past its end is collected by the next event, with no event of its own") {
+    CreateGroup(&v, "g1");  // The first event at or after session 1's end.
+    CHECK_FALSE(v.sessions.sessions.contains(DigestKey(1)));
+    CHECK(v.sessions.sessions.size() == 2);
+    CHECK(v.sessions.by_expiry.size() == 2);
+  }
+  SECTION("deleting a key erases it and ends exactly its sessions") {
+    log::DraftBuilder b;
+    PreImages pre;
+    ApplyNext(&v, b, fb::CreateApiKeyDeletedDirect(b.fbb(), "nathan"), &pre);
+    CHECK_FALSE(v.api_keys.keys.contains("nathan"));
+    CHECK(v.sessions.sessions.size() == 1);
+    CHECK(v.sessions.sessions.contains(DigestKey(3)));
+    CHECK(pre.api_keys.size() == 1);
+    CHECK(pre.sessions.size() == 2);  // Both of nathan's sessions were touched.
+  }
+  SECTION("revoking a key keeps it, disabled, and ends its sessions") {
+    log::DraftBuilder b;
+    ApplyNext(&v, b, fb::CreateKeyRevokedDirect(b.fbb(), "nathan", "leaked"));
+    CHECK_FALSE(v.api_keys.keys.at("nathan").enabled);
+    CHECK(v.sessions.sessions.size() == 1);
+  }
+  SECTION("revoking one session ends only it") {
+    log::DraftBuilder b;
+    const fb::Digest digest = DigestFilled(2);
+    ApplyNext(&v, b, fb::CreateSessionRevokedDirect(b.fbb(), &digest, "nathan", "stolen"));
+    CHECK_FALSE(v.sessions.sessions.contains(DigestKey(2)));
+    // Session 1 ended at this event's time as well; only session 3 is left.
+    CHECK(v.sessions.sessions.size() == 1);
+    CHECK(v.sessions.sessions.contains(DigestKey(3)));
+    CHECK(v.sessions.by_expiry.size() == 1);
+  }
+  SECTION("a session opened already expired, or for a deleted key, is not created") {
+    OpenSession(&v, 4, "nathan", 0);
+    OpenSession(&v, 5, "ghost", 100);
+    CHECK_FALSE(v.sessions.sessions.contains(DigestKey(4)));
+    CHECK_FALSE(v.sessions.sessions.contains(DigestKey(5)));
+  }
+  SECTION("an update sets groups and expiry; the public key stays") {
+    log::DraftBuilder b;
+    std::vector<flatbuffers::Offset<flatbuffers::String>> groups = {b.fbb().CreateString("a"),
+                                                                    b.fbb().CreateString("b")};
+    ApplyNext(&v, b, fb::CreateApiKeyUpdatedDirect(b.fbb(), "nathan", nullptr, &groups, 77));
+    const ApiKey& key = v.api_keys.keys.at("nathan");
+    CHECK(key.groups == std::vector<std::string>{"a", "b"});
+    CHECK(key.expires_ns == 77);
+    CHECK(key.public_key_pem == "PEM");
+  }
+}
+
+TEST_CASE("certificate revocations are recorded by serial") {
+  Views v;
+  log::DraftBuilder b;
+  ApplyNext(&v, b, fb::CreateCertificateRevokedDirect(b.fbb(), "1001", "CN=ca", "keyCompromise"));
+  REQUIRE(v.revocations.certificates.contains("1001"));
+  CHECK(v.revocations.certificates.at("1001").reason == "keyCompromise");
+}
+
 }  // namespace cloister::reducers

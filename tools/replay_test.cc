@@ -120,13 +120,17 @@ TEST_CASE("replay --format text prints one entity per line") {
   const RunResult r = RunCloister({"replay", "--data", dir, "--format", "text"});
   REQUIRE(r.exit_code == 0);
   const std::vector<std::string> lines = Lines(r.out);
-  REQUIRE(lines.size() == 5);
+  REQUIRE(lines.size() == 7);
   CHECK_THAT(lines[0], Catch::StartsWith("seq 12 hash "));
   CHECK_THAT(lines[1], Catch::StartsWith("config ANKA_ENABLE_API_KEYS: value=true "));
   CHECK_THAT(lines[2], Catch::StartsWith("nodes node-7f3a: node_name=mac-mini-01 "));
   CHECK_THAT(lines[3], Catch::StartsWith("node_groups grp-build: name=build "));
   CHECK_THAT(lines[4], Catch::StartsWith("vm_instances inst-0001: "));
   CHECK_THAT(lines[4], Catch::Contains(" state=Started "));
+  CHECK_THAT(lines[5], Catch::StartsWith("api_keys ci-runner: "));
+  CHECK_THAT(lines[5], Catch::Contains(" groups=[\"ci\"] "));
+  CHECK_THAT(lines[6], Catch::StartsWith("sessions "));
+  CHECK_THAT(lines[6], Catch::Contains(" key_id=ci-runner "));
 }
 
 TEST_CASE("replay of an empty log shows empty views at seq 0") {
@@ -353,7 +357,7 @@ TEST_CASE("replay bad arguments exit 2 with a one-line message") {
   CheckUsageError(RunCloister({"replay", "--data", tmp.Sub("missing")}), "no cloister event log in");
   CheckUsageError(RunCloister({"replay", "--data", dir, "--view", "bogus"}),
                   "--view: unknown view 'bogus'; valid views: config, nodes, node_groups, "
-                  "vm_instances, templates, save_images, all");
+                  "vm_instances, templates, save_images, api_keys, sessions, revocations, all");
   CheckUsageError(RunCloister({"replay", "--data", dir, "--format", "yaml"}),
                   "--format: unknown format 'yaml'; expected json or text");
   CheckUsageError(RunCloister({"replay", "--data", dir, "--to", "13"}),
