@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "api/cloisterd/tap.h"
 #include "log/atomic_file.h"
 #include "log/base64.h"
 #include "log/hash.h"
@@ -21,26 +22,28 @@
 namespace cloister::cloisterd {
 namespace {
 
-// Case-insensitive "Basic " prefix; the rest of the header value.
-std::optional<std::string_view> BasicCredentials(std::string_view value) {
-  constexpr std::string_view kScheme = "basic ";
-  if (value.size() < kScheme.size()) {
+// The credentials after a case-insensitive scheme name and its space ("Basic ", "Bearer "), with
+// surrounding spaces removed; nullopt for another scheme.
+std::optional<std::string_view> SchemeCredentials(std::string_view value, std::string_view scheme) {
+  if (value.size() <= scheme.size() || value[scheme.size()] != ' ') {
     return std::nullopt;
   }
-  for (size_t i = 0; i < kScheme.size(); i++) {
-    if (std::tolower(static_cast<unsigned char>(value[i])) != kScheme[i]) {
+  for (size_t i = 0; i < scheme.size(); i++) {
+    if (std::tolower(static_cast<unsigned char>(value[i])) != scheme[i]) {
       return std::nullopt;
     }
   }
-  value.remove_prefix(kScheme.size());
+  value.remove_prefix(scheme.size());
   while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
   while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
   return value;
 }
 
-AuthOutcome Refused(std::string claimed, std::string reason) {
+AuthOutcome Refused(std::string claimed, std::string reason,
+                    fb::AuthMethod method = fb::AuthMethod::RootToken) {
   AuthOutcome outcome;
   outcome.kind = AuthOutcome::Kind::kRefused;
+  outcome.method = method;
   outcome.claimed = std::move(claimed);
   outcome.reason = std::move(reason);
   return outcome;
@@ -71,22 +74,31 @@ bool Authenticator::IsOpenPath(std::string_view path) {
   return path == "/livez" || path == "/readyz" || path.starts_with("/tap/v1/");
 }
 
-AuthOutcome Authenticator::Authenticate(const api::Request& request) const {
+AuthOutcome Authenticator::Authenticate(const api::Request& request, int64_t now_ns) {
   if (!enabled() || IsOpenPath(request.path)) {
     return AuthOutcome{};
   }
   const std::string* header = request.headers.Find("Authorization");
   if (header == nullptr) {
-    return Refused("", "no credentials");
+    return Refused("", "no credentials", fb::AuthMethod::Unknown);
   }
   if (request.headers.Count("Authorization") > 1) {
-    return Refused("", "more than one Authorization header");
+    return Refused("", "more than one Authorization header", fb::AuthMethod::Unknown);
   }
-  std::optional<std::string_view> basic = BasicCredentials(*header);
-  if (!basic) {
-    return Refused("", "unsupported authorization scheme");
+  if (std::optional<std::string_view> basic = SchemeCredentials(*header, "basic")) {
+    return Root(*basic);
   }
-  std::optional<std::string> decoded = log::Base64Decode(*basic);
+  if (std::optional<std::string_view> bearer = SchemeCredentials(*header, "bearer")) {
+    if (tap_ == nullptr) {
+      return Refused("", "API keys are not enabled", fb::AuthMethod::SessionToken);
+    }
+    return tap_->Bearer(*bearer, now_ns);
+  }
+  return Refused("", "unsupported authorization scheme", fb::AuthMethod::Unknown);
+}
+
+AuthOutcome Authenticator::Root(std::string_view credentials) const {
+  std::optional<std::string> decoded = log::Base64Decode(credentials);
   const size_t colon = decoded ? decoded->find(':') : std::string::npos;
   if (colon == std::string::npos) {
     return Refused("", "malformed basic credentials");
@@ -105,6 +117,7 @@ AuthOutcome Authenticator::Authenticate(const api::Request& request) const {
   }
   AuthOutcome outcome;
   outcome.kind = AuthOutcome::Kind::kAuthenticated;
+  outcome.method = fb::AuthMethod::RootToken;
   outcome.principal = engine::Principal{fb::ActorKind::Root, "root", {}};
   return outcome;
 }

@@ -42,10 +42,13 @@ struct AuthOutcome {
     kRefused,        // No or wrong credentials: answer 401; claimed and reason say what failed.
   };
   Kind kind = Kind::kOpen;
+  fb::AuthMethod method = fb::AuthMethod::Unknown;  // The credential tried (for the event).
   engine::Principal principal = engine::Principal::Anonymous();
   std::string claimed;  // The user name claimed (never the credential).
   std::string reason;   // "no credentials", "wrong root token", ...
 };
+
+class Tap;
 
 class Authenticator {
  public:
@@ -54,13 +57,20 @@ class Authenticator {
 
   bool enabled() const { return root_.has_value(); }
 
+  // Bearer credentials (UAK sessions) are checked by tap; nullptr refuses them.
+  void SetTap(Tap* tap) { tap_ = tap; }
+
   // Paths that never need credentials: probes, and the TAP handshake that obtains them.
   static bool IsOpenPath(std::string_view path);
 
-  AuthOutcome Authenticate(const api::Request& request) const;
+  // now_ns: wall time, for session and certificate expiry.
+  AuthOutcome Authenticate(const api::Request& request, int64_t now_ns);
 
  private:
+  AuthOutcome Root(std::string_view credentials) const;
+
   std::optional<TokenDigest> root_;
+  Tap* tap_ = nullptr;
 };
 
 // Counts failed authentications per source address in fixed one-minute windows.

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "api/cloisterd/version.h"
+#include "engine/config_keys.h"
 
 namespace cloister::cloisterd {
 namespace {
@@ -41,6 +42,16 @@ void AddOptions(CLI::App* app, Options* o, std::string* role) {
       ->envname("ANKA_ENABLE_AUTH");
   app->add_option("--root-token", o->root_token, "Root token (at least 10 characters)")
       ->envname("ANKA_ROOT_TOKEN");
+  app->add_flag("--enable-api-keys", o->enable_api_keys,
+                "User API keys and the TAP handshake (needs --enable-auth)")
+      ->envname("ANKA_ENABLE_API_KEYS");
+  app->add_option("--api-keys-session-ttl", o->api_keys_session_ttl,
+                  "How long a TAP session lives (a duration: 90s, 5m, 1h; the "
+                  "api_keys_session_ttl setting, when set, wins)")
+      ->envname("ANKA_API_KEYS_SESSION_TTL")->capture_default_str();
+  app->add_option("--tap-secret-ttl", o->tap_secret_ttl,
+                  "How long the secret of a /tap/v1/hand may be shaken (single use)")
+      ->envname("CLOISTER_TAP_SECRET_TTL")->capture_default_str();
   app->add_flag("--init", o->init,
                 "Make a root token, print it once, keep only its SHA-256 in the data "
                 "directory (root_token.sha256; used when ANKA_ENABLE_AUTH=true and "
@@ -143,6 +154,18 @@ Status ValidateOptions(const Options& o) {
   }
   if (!o.root_token.empty() && o.root_token.size() < kRootTokenBytesMin) {
     return Status::InvalidArgument("ANKA_ROOT_TOKEN must be at least 10 characters");
+  }
+  if (o.enable_api_keys && !o.enable_auth) {
+    return Status::InvalidArgument("ANKA_ENABLE_API_KEYS=true needs ANKA_ENABLE_AUTH=true");
+  }
+  const std::pair<const char*, const std::string*> durations[] = {
+      {"ANKA_API_KEYS_SESSION_TTL", &o.api_keys_session_ttl},
+      {"CLOISTER_TAP_SECRET_TTL", &o.tap_secret_ttl}};
+  for (const auto& [name, value] : durations) {
+    if (engine::ParseDurationSeconds(*value) <= 0) {
+      return Status::InvalidArgument(std::string(name) + " must be a positive duration such as "
+                                     "90s, 5m or 1h, not '" + value->substr(0, 32) + "'");
+    }
   }
   if (o.data_dir.empty()) {
     return Status::InvalidArgument("--data must not be empty");

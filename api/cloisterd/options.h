@@ -35,6 +35,9 @@ struct Options {
   bool enable_auth = false;
   std::string root_token;  // Never logged; only its presence and length are checked here.
   bool init = false;       // --init: make a root token, keep its digest in the data dir, exit.
+  bool enable_api_keys = false;              // ANKA_ENABLE_API_KEYS: UAK + TAP.
+  std::string api_keys_session_ttl = "5m";   // ANKA_API_KEYS_SESSION_TTL (Go duration).
+  std::string tap_secret_ttl = "3m";         // CLOISTER_TAP_SECRET_TTL: a hand's secret.
 
   std::string log_format = "text";  // text | json
   std::string log_level = "info";

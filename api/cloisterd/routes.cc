@@ -80,6 +80,18 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
   if (!Admit(request, respond)) {
     return;
   }
+  if (path.starts_with("/tap/v1/")) {
+    if (tap_ == nullptr) {
+      respond(api::FailResponse(404, "API keys are not enabled (ANKA_ENABLE_API_KEYS)"));
+      return;
+    }
+    tap_->Handle(request, std::move(respond),
+                 [this, &request](const std::string& claimed, const std::string& reason,
+                                  fb::AuthMethod method, Respond& failed) {
+                   return RecordFailure(request, claimed, reason, method, failed);
+                 });
+    return;
+  }
   if (listener == Listener::kRegistry) {
     if (path == "/registry/status") {
       get ? RegistryStatus(std::move(respond))
@@ -103,23 +115,38 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
     }
     return;
   }
-  if (controller_.Handle(request, respond) || node_api_.Handle(request, respond)) {
+  if (controller_.Handle(request, respond) || node_api_.Handle(request, respond) ||
+      auth_api_.Handle(request, respond)) {
     return;
   }
   respond(api::FailResponse(404, "not found"));
 }
 
 bool Routes::Admit(const api::Request& request, Respond& respond) {
-  AuthOutcome outcome = auth_.Authenticate(request);
+  AuthOutcome outcome = auth_.Authenticate(request, clock_->NowNs());
   if (outcome.kind != AuthOutcome::Kind::kRefused) {
     principal_ = outcome.principal;
     controller_.SetPrincipal(outcome.principal);
     node_api_.SetPrincipal(outcome.principal);
+    auth_api_.SetPrincipal(outcome.principal);
     return true;
   }
+  if (RecordFailure(request, outcome.claimed, outcome.reason, outcome.method, respond)) {
+    respond(AuthenticationRequired());
+  }
+  return false;
+}
+
+bool Routes::RecordFailure(const api::Request& request, const std::string& claimed,
+                           const std::string& reason, fb::AuthMethod method, Respond& respond) {
   const std::string source = PeerAddress(request.peer);
+  const auto now = FailureLimiter::Clock::now();
   uint32_t retry_after_s = 0;
-  if (!failures_.Allow(source, FailureLimiter::Clock::now(), &retry_after_s)) {
+  // Per source, and per key id claimed (a spread of sources guessing one key's sessions).
+  const bool allowed = failures_.Allow(source, now, &retry_after_s) &&
+                       (claimed.empty() || method == fb::AuthMethod::RootToken ||
+                        failures_.Allow("key:" + claimed, now, &retry_after_s));
+  if (!allowed) {
     api::Response response = api::FailResponse(429, "too many failed authentications");
     response.headers.Add("Retry-After", std::to_string(retry_after_s));
     respond(std::move(response));
@@ -128,16 +155,13 @@ bool Routes::Admit(const api::Request& request, Respond& respond) {
   // Recorded (who claimed what, from where, why it failed; never the credential), then refused
   // at once: the answer does not wait for the event to be durable.
   engine::RecordAuthFailure failure;
-  failure.method = outcome.claimed.empty() && outcome.reason == "no credentials"
-                       ? fb::AuthMethod::Unknown
-                       : fb::AuthMethod::RootToken;
-  failure.claimed_id = outcome.claimed;
-  failure.reason = outcome.reason;
+  failure.method = method;
+  failure.claimed_id = claimed;
+  failure.reason = reason;
   failure.source_ip = source;
   engine_->Submit(engine::Principal::Anonymous(), std::move(failure), request.id,
                   [](engine::Reply) {});
-  respond(AuthenticationRequired());
-  return false;
+  return true;
 }
 
 void Routes::Status(Respond respond) {

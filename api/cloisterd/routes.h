@@ -14,6 +14,8 @@
 #include <string>
 
 #include "api/cloisterd/auth.h"
+#include "api/cloisterd/auth_api.h"
+#include "api/cloisterd/tap.h"
 #include "api/cloisterd/controller_api.h"
 #include "api/cloisterd/envelope.h"
 #include "api/cloisterd/node_api.h"
@@ -30,13 +32,20 @@ enum class Listener { kController, kRegistry };
 
 class Routes {
  public:
-  // root_token: the digest requests must match (nullopt: authentication off).
-  Routes(const Options& options, engine::Engine* engine, std::optional<TokenDigest> root_token)
+  // root_token: the digest requests must match (nullopt: authentication off). tap: API keys and
+  // sessions (nullptr: off). clock: wall time for expiry checks.
+  Routes(const Options& options, engine::Engine* engine, engine::Clock* clock,
+         std::optional<TokenDigest> root_token, Tap* tap)
       : options_(options),
         engine_(engine),
+        clock_(clock),
+        tap_(tap),
         auth_(root_token),
         controller_(engine),
-        node_api_(engine) {}
+        node_api_(engine),
+        auth_api_(engine, tap) {
+    auth_.SetTap(tap);
+  }
 
   // Answers request through respond, now or (for a change) once it is durable.
   void Handle(Listener listener, api::Request request, Respond respond);
@@ -50,6 +59,7 @@ class Routes {
 
   // Every second: scheduler pass, heartbeat timeouts, long-poll deadlines.
   void Tick() {
+    if (tap_ != nullptr) tap_->Tick(clock_->NowNs());
     controller_.Tick();
     node_api_.Tick();
   }
@@ -71,14 +81,22 @@ class Routes {
   void PutConfig(const api::Request& request, Respond respond);
   // Authenticates request; false once it has answered it (401 or 429).
   bool Admit(const api::Request& request, Respond& respond);
+  // Records a failed authentication (an event) unless the source or the claimed key id is over
+  // its failure limit, in which case it answers 429 itself and returns false. On true the
+  // caller answers (401).
+  bool RecordFailure(const api::Request& request, const std::string& claimed,
+                     const std::string& reason, fb::AuthMethod method, Respond& respond);
 
   const Options& options_;
   engine::Engine* engine_;
+  engine::Clock* clock_;
+  Tap* tap_;
   Authenticator auth_;
   FailureLimiter failures_;
   engine::Principal principal_ = engine::Principal::Anonymous();  // Of the request in Handle.
   ControllerApi controller_;
   NodeApi node_api_;
+  AuthApi auth_api_;
   bool draining_ = false;
   std::string own_registry_url_;
   // Serialised bodies, valid while the views' seq is the one recorded: both derive only from

@@ -19,6 +19,7 @@
 #include "api/listen_address.h"
 #include "api/loop_poster.h"
 #include "api/tls.h"
+#include "engine/config_keys.h"
 #include "engine/engine.h"
 #include "log/log.h"
 #include "log/snapshot_store.h"
@@ -130,6 +131,7 @@ class Service {
   engine::SystemClock clock_;
   engine::SystemRng rng_;
   std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<Tap> tap_;  // API keys on: TAP and sessions.
   std::unique_ptr<Routes> routes_;
   std::optional<TokenDigest> root_digest_;  // Authentication on: the root token's SHA-256.
   std::vector<std::unique_ptr<ListenerHandler>> handlers_;
@@ -187,7 +189,9 @@ Status Service::Prepare(Listeners* listeners) {
       }
       root_digest_ = saved.value();
     }
-    LogInfo("authentication on", {Field("methods", std::string("root token"))});
+    LogInfo("authentication on",
+            {Field("methods", std::string(options_.enable_api_keys ? "root token, API keys"
+                                                                   : "root token"))});
   } else {
     LogWarn("authentication is OFF: anyone who reaches the API can change everything; set "
             "ANKA_ENABLE_AUTH=true with ANKA_ROOT_TOKEN (or run cloisterd --init)",
@@ -238,7 +242,25 @@ Status Service::OpenState() {
 }
 
 Status Service::StartServers(const Listeners& listeners) {
-  routes_ = std::make_unique<Routes>(options_, engine_.get(), root_digest_);
+  if (options_.enable_api_keys) {
+    Result<KeyedHash> hash = KeyedHash::LoadOrCreate(options_.data_dir);
+    if (!hash.ok()) {
+      return hash.status();
+    }
+    TapOptions tap_options;
+    tap_options.enabled = true;
+    tap_options.session_ttl_ns =
+        engine::ParseDurationSeconds(options_.api_keys_session_ttl) * 1'000'000'000;
+    tap_options.secret_ttl_ns =
+        engine::ParseDurationSeconds(options_.tap_secret_ttl) * 1'000'000'000;
+    Result<std::unique_ptr<Tap>> tap =
+        Tap::Create(tap_options, engine_.get(), &clock_, hash.value());
+    if (!tap.ok()) {
+      return tap.status();
+    }
+    tap_ = std::move(tap.value());
+  }
+  routes_ = std::make_unique<Routes>(options_, engine_.get(), &clock_, root_digest_, tap_.get());
   engine_->SetOnApplied([routes = routes_.get()] { routes->OnApplied(); });
   api::HttpLimits limits;
   limits.header_bytes_max = static_cast<uint32_t>(options_.header_bytes_max);

@@ -1,0 +1,392 @@
+// User API keys and TAP (seed 002) through the real cloisterd: key management, hand + shake +
+// Bearer on the controller and the registry, single-use and expiring secrets, expiring and
+// revoked sessions, tampered bearers, no user enumeration, atomic secret consumption, and
+// every failure an event with no secret in it.
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "log/base64.h"
+#include "tests/testutil.h"
+#include "tests/wire/cloisterd_process.h"
+#include "tests/wire/envelope_checks.h"
+#include "tests/wire/wire_client.h"
+
+namespace cloister::testing {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr char kToken[] = "canary-root-token-tap-5521";
+
+std::string Root() {
+  return "Authorization: Basic " + log::Base64Encode(std::string("root:") + kToken) + "\r\n";
+}
+
+struct PkeyFree {
+  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
+};
+using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
+
+Pkey NewRsaKey() {
+  Pkey key(EVP_RSA_gen(2048));
+  REQUIRE(key);
+  return key;
+}
+
+std::string PublicDerBase64(EVP_PKEY* key) {
+  unsigned char* der = nullptr;
+  const int n = i2d_PUBKEY(key, &der);
+  REQUIRE(n > 0);
+  std::string out = log::Base64Encode(std::string_view(reinterpret_cast<char*>(der), n));
+  OPENSSL_free(der);
+  return out;
+}
+
+std::string OaepDecrypt(EVP_PKEY* key, const std::string& sealed) {
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(key, nullptr);
+  size_t n = 512;
+  std::string out(n, '\0');
+  const bool ok = EVP_PKEY_decrypt_init(ctx) == 1 &&
+                  EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1 &&
+                  EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha256()) == 1 &&
+                  EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()) == 1 &&
+                  EVP_PKEY_decrypt(ctx, reinterpret_cast<unsigned char*>(out.data()), &n,
+                                   reinterpret_cast<const unsigned char*>(sealed.data()),
+                                   sealed.size()) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  REQUIRE(ok);
+  out.resize(n);
+  return out;
+}
+
+std::vector<std::string> TapEnv(std::vector<std::string> more = {}) {
+  std::vector<std::string> env = {"ANKA_ENABLE_AUTH=true", std::string("ANKA_ROOT_TOKEN=") + kToken,
+                                  "ANKA_ENABLE_API_KEYS=true"};
+  env.insert(env.end(), more.begin(), more.end());
+  return env;
+}
+
+std::unique_ptr<CloisterdProcess> Start(TempDir& dir, std::vector<std::string> env) {
+  auto started = CloisterdProcess::Start(dir.Sub("data"), dir.path(), {}, env);
+  INFO(started.status().ToString());
+  REQUIRE(started.ok());
+  return std::move(*started);
+}
+
+void CreateKey(const WireTarget& api, const std::string& id, EVP_PKEY* key,
+               const std::string& groups = R"(["ci"])") {
+  RequireOk(Call(api, "POST", "/api/v1/apikey",
+                 R"({"id":")" + id + R"(","ttl":3600,"groups":)" + groups + R"(,"publicKey":")" +
+                     PublicDerBase64(key) + R"("})",
+                 Root()));
+}
+
+// POST /tap/v1/hand, decrypted: the secret.
+std::string Hand(const WireTarget& api, const std::string& id, EVP_PKEY* key) {
+  const WireResponse hand = Call(api, "POST", "/tap/v1/hand", R"({"id":")" + id + R"("})");
+  INFO(hand.body);
+  REQUIRE(hand.status == 200);
+  std::optional<std::string> sealed = log::Base64Decode(hand.body);
+  REQUIRE(sealed);
+  return OaepDecrypt(key, *sealed);
+}
+
+WireResponse Shake(const WireTarget& api, const std::string& id, const std::string& secret) {
+  return Call(api, "POST", "/tap/v1/shake",
+              R"({"id": ")" + id + R"(", "secret": ")" + secret + R"(" })");
+}
+
+// The seed's flow: hand, decrypt, shake; the data object of the answer.
+Json Login(const WireTarget& api, const std::string& id, EVP_PKEY* key) {
+  const WireResponse shake = Shake(api, id, Hand(api, id, key));
+  INFO(shake.body);
+  REQUIRE(shake.status == 200);
+  const Json answer = Json::parse(shake.body);
+  REQUIRE(answer["id"] == id);
+  REQUIRE(answer["data"]["userName"] == id);
+  return answer["data"];
+}
+
+std::string Bearer(const Json& data) {
+  return "Authorization: Bearer " + log::Base64Encode(data.dump()) + "\r\n";
+}
+
+void RequireUnauthenticated(const WireResponse& response) {
+  INFO(response.body);
+  CHECK(response.status == 401);
+  CHECK(response.body == R"({"status":"FAIL","message":"Authentication Required"})");
+}
+
+TEST_CASE("TAP: the seed's hand, shake and Bearer work on the controller and the registry") {
+  TempDir dir;
+  auto daemon = Start(dir, TapEnv());
+  const WireTarget api = daemon->controller();
+  Pkey key = NewRsaKey();
+  CreateKey(api, "nathan", key.get());
+
+  const std::string secret = Hand(api, "nathan", key.get());
+  // Printable: base64url of 32 bytes.
+  CHECK(secret.size() == 43);
+  CHECK(std::all_of(secret.begin(), secret.end(),
+                    [](char c) { return std::isalnum(static_cast<unsigned char>(c)) ||
+                                        c == '-' || c == '_'; }));
+  const WireResponse shake = Shake(api, "nathan", secret);
+  REQUIRE(shake.status == 200);
+  const Json data = Json::parse(shake.body)["data"];
+  CHECK(data["sessionId"].get<std::string>().size() == 36);
+  CHECK(RequireOk(Call(api, "GET", "/api/v1/status", "", Bearer(data)))["status"] == "Running");
+  CHECK(RequireOk(Call(daemon->registry(), "GET", "/registry/status", "", Bearer(data)))
+            ["status"] == "Running");
+  RequireUnauthenticated(Call(api, "GET", "/api/v1/status"));
+
+  // Any key order and whitespace in the JSON; URL-safe base64 without padding too.
+  const std::string reordered = "{ \"token\" : \"" + data["token"].get<std::string>() +
+                                "\",\n \"sessionId\":\"" +
+                                data["sessionId"].get<std::string>() + "\", \"userName\": \"" +
+                                data["userName"].get<std::string>() + "\" }\n";
+  std::string url_safe = log::Base64Encode(reordered);
+  std::replace(url_safe.begin(), url_safe.end(), '+', '-');
+  std::replace(url_safe.begin(), url_safe.end(), '/', '_');
+  url_safe.erase(std::remove(url_safe.begin(), url_safe.end(), '='), url_safe.end());
+  RequireOk(Call(api, "GET", "/api/v1/status", "", "Authorization: bearer " + url_safe + "\r\n"));
+
+  // The secret is single-use.
+  RequireUnauthenticated(Shake(api, "nathan", secret));
+  // A tampered token, a session of another user name, and junk are refused.
+  Json tampered = data;
+  std::string token = tampered["token"];
+  token[0] = token[0] == 'A' ? 'B' : 'A';
+  tampered["token"] = token;
+  RequireUnauthenticated(Call(api, "GET", "/api/v1/status", "", Bearer(tampered)));
+  Json renamed = data;
+  renamed["userName"] = "someone-else";
+  RequireUnauthenticated(Call(api, "GET", "/api/v1/status", "", Bearer(renamed)));
+  RequireUnauthenticated(Call(api, "GET", "/api/v1/status", "", "Authorization: Bearer !!!\r\n"));
+  // The actor of the session's event is the key, with its groups.
+  bool opened = false;
+  for (const std::string& line : AuditExportLines(dir.Sub("data"))) {
+    const Json event = Json::parse(line);
+    if (event["type"] == "SessionOpened") {
+      opened = true;
+      CHECK(event["actor"]["kind"] == "ApiKey");
+      CHECK(event["actor"]["id"] == "nathan");
+      CHECK(event["actor"]["groups"] == Json::array({"ci"}));
+    }
+  }
+  CHECK(opened);
+}
+
+TEST_CASE("TAP: an unknown id gets a hand of the same shape and size; its shake fails") {
+  TempDir dir;
+  auto daemon = Start(dir, TapEnv());
+  const WireTarget api = daemon->controller();
+  Pkey key = NewRsaKey();
+  CreateKey(api, "known", key.get());
+  const WireResponse known = Call(api, "POST", "/tap/v1/hand", R"({"id":"known"})");
+  const WireResponse unknown = Call(api, "POST", "/tap/v1/hand", R"({"id":"unknown"})");
+  REQUIRE(known.status == 200);
+  REQUIRE(unknown.status == 200);
+  CHECK(known.body.size() == unknown.body.size());
+  CHECK(known.Header("Content-Type") == unknown.Header("Content-Type"));
+  CHECK(log::Base64Decode(unknown.body).value_or("").size() == 256);
+  RequireUnauthenticated(Shake(api, "unknown", "anything"));
+  // Hands are not failures: many of them never reach the failure limit.
+  for (int i = 0; i < 30; i++) {
+    REQUIRE(Call(api, "POST", "/tap/v1/hand", R"({"id":"unknown"})").status == 200);
+  }
+}
+
+TEST_CASE("TAP: 64 parallel shakes with one secret give exactly one session") {
+  TempDir dir;
+  auto daemon = Start(dir, TapEnv());
+  const WireTarget api = daemon->controller();
+  Pkey key = NewRsaKey();
+  CreateKey(api, "fleet", key.get());
+  const std::string secret = Hand(api, "fleet", key.get());
+  std::atomic<int> ok{0};
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 64; i++) {
+    threads.emplace_back([&] {
+      const WireResponse r = Shake(api, "fleet", secret);
+      (r.status == 200 ? ok : refused)++;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  CHECK(ok == 1);
+  CHECK(refused == 63);  // 401, or 429 once the source passed the failure limit.
+  int sessions = 0;
+  for (const std::string& line : AuditExportLines(dir.Sub("data"))) {
+    sessions += Json::parse(line)["type"] == "SessionOpened";
+  }
+  CHECK(sessions == 1);
+}
+
+TEST_CASE("TAP: secrets and sessions expire; revocation and deletion end sessions at once") {
+  TempDir dir;
+  auto daemon = Start(dir, TapEnv({"CLOISTER_TAP_SECRET_TTL=1s", "ANKA_API_KEYS_SESSION_TTL=2s"}));
+  const WireTarget api = daemon->controller();
+  Pkey key = NewRsaKey();
+  CreateKey(api, "short", key.get());
+
+  const std::string late = Hand(api, "short", key.get());
+  const Json data = Login(api, "short", key.get());
+  RequireOk(Call(api, "GET", "/api/v1/status", "", Bearer(data)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2300));
+  RequireUnauthenticated(Shake(api, "short", late));                         // Secret: 1 s.
+  RequireUnauthenticated(Call(api, "GET", "/api/v1/status", "", Bearer(data)));  // Session: 2 s.
+
+  // Revoking one session by its id ends it and only it.
+  const Json a = Login(api, "short", key.get());
+  const Json b = Login(api, "short", key.get());
+  RequireOk(Call(api, "POST", "/api/v1/revoke",
+                 R"({"session_id":")" + a["sessionId"].get<std::string>() + R"("})", Root()));
+  RequireUnauthenticated(Call(api, "GET", "/api/v1/status", "", Bearer(a)));
+  RequireOk(Call(api, "GET", "/api/v1/status", "", Bearer(b)));
+  // Revoking the key ends b, and no new hand works for it (its shake fails).
+  RequireOk(Call(api, "POST", "/api/v1/revoke", R"({"key_id":"short","reason":"leaked"})", Root()));
+  RequireUnauthenticated(Call(api, "GET", "/api/v1/status", "", Bearer(b)));
+  RequireUnauthenticated(Shake(api, "short", "whatever"));
+
+  // Deleting a key ends its sessions too.
+  Pkey other = NewRsaKey();
+  CreateKey(api, "gone", other.get());
+  const Json c = Login(api, "gone", other.get());
+  RequireOk(Call(api, "GET", "/api/v1/status", "", Bearer(c)));
+  RequireOk(Call(api, "DELETE", "/api/v1/apikey", R"({"id":"gone"})", Root()));
+  RequireUnauthenticated(Call(api, "GET", "/api/v1/status", "", Bearer(c)));
+
+  // Every failure is an event with method, source and reason; none holds a secret or token.
+  std::vector<std::string> reasons;
+  for (const std::string& line : AuditExportLines(dir.Sub("data"))) {
+    CHECK(line.find(late) == std::string::npos);
+    for (const Json* d : {&data, &a, &b, &c}) {
+      CHECK(line.find((*d)["token"].get<std::string>()) == std::string::npos);
+      CHECK(line.find((*d)["sessionId"].get<std::string>()) == std::string::npos);
+    }
+    const Json event = Json::parse(line);
+    if (event["type"] == "AuthenticationFailed") {
+      CHECK(event["payload"]["source_ip"] == "127.0.0.1");
+      reasons.push_back(event["payload"]["method"].get<std::string>() + ": " +
+                        event["payload"]["reason"].get<std::string>());
+    }
+  }
+  // The late secret was refused (collected once expired, it reads as unknown).
+  CHECK(std::count(reasons.begin(), reasons.end(), "ApiKeyTap: expired secret") +
+            std::count(reasons.begin(), reasons.end(),
+                       "ApiKeyTap: unknown or already used secret") >= 2);
+  CHECK(std::count(reasons.begin(), reasons.end(),
+                   "SessionToken: unknown, expired or revoked session") >= 3);
+  CHECK(std::count(reasons.begin(), reasons.end(), "ApiKeyTap: API key revoked or expired") +
+            std::count(reasons.begin(), reasons.end(),
+                       "ApiKeyTap: unknown or already used secret") >= 1);
+  const std::string output = daemon->Output();
+  for (const Json* d : {&data, &a, &b, &c}) {
+    CHECK(output.find((*d)["token"].get<std::string>()) == std::string::npos);
+  }
+}
+
+TEST_CASE("API keys: create, generate, list, update and delete; root only") {
+  TempDir dir;
+  auto daemon = Start(dir, TapEnv());
+  const WireTarget api = daemon->controller();
+  Pkey key = NewRsaKey();
+  CreateKey(api, "uploaded", key.get(), R"(["team a","ci"])");
+
+  // Without publicKey the server makes the pair and answers the private key once (PKCS#1 DER),
+  // which then works for TAP.
+  const Json made =
+      RequireOk(Call(api, "POST", "/api/v1/apikey", R"({"id":"made","ttl":60})", Root()));
+  REQUIRE(made["id"] == "made");
+  std::optional<std::string> der = log::Base64Decode(made["key"].get<std::string>());
+  REQUIRE(der);
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(der->data());
+  Pkey private_key(d2i_PrivateKey(EVP_PKEY_RSA, nullptr, &p, static_cast<long>(der->size())));
+  REQUIRE(private_key);
+  const Json data = Login(api, "made", private_key.get());
+
+  // The list never shows key material.
+  const Json list = RequireOk(Call(api, "GET", "/api/v1/apikey", "", Root()));
+  REQUIRE(list.size() == 2);
+  for (const Json& entry : list) {
+    CHECK(entry.contains("id"));
+    CHECK(entry.contains("groups"));
+    CHECK(entry.contains("expiration"));
+    CHECK(entry.contains("created"));
+    CHECK_FALSE(entry.contains("key"));
+    CHECK_FALSE(entry.contains("publicKey"));
+  }
+  CHECK(RequireOk(Call(api, "GET", "/api/v1/apikey?id=uploaded", "", Root()))[0]["groups"] ==
+        Json::array({"team a", "ci"}));
+  // The generated private key is in no event and no log line. (Its start holds the modulus,
+  // which is public; its end is the CRT coefficient, which is not.)
+  const std::string private_text = made["key"].get<std::string>();
+  const std::string private_tail = private_text.substr(private_text.size() - 64, 60);
+  for (const std::string& line : AuditExportLines(dir.Sub("data"))) {
+    CHECK(line.find(private_tail) == std::string::npos);
+  }
+  CHECK(daemon->Output().find(private_tail) == std::string::npos);
+
+  // Update groups and ttl; the public key cannot change.
+  RequireOk(Call(api, "PUT", "/api/v1/apikey", R"({"id":"uploaded","groups":["ops"],"ttl":10})",
+                 Root()));
+  CHECK(RequireOk(Call(api, "GET", "/api/v1/apikey?id=uploaded", "", Root()))[0]["groups"] ==
+        Json::array({"ops"}));
+  RequireFail(Call(api, "PUT", "/api/v1/apikey", R"({"id":"uploaded","publicKey":"x"})", Root()),
+              400);
+
+  // Bad input changes nothing: a duplicate id, a missing ttl, a bad key, a bad id.
+  const size_t events = AuditExportLines(dir.Sub("data")).size();
+  RequireFail(Call(api, "POST", "/api/v1/apikey", R"({"id":"made","ttl":60})", Root()), 200);
+  RequireFail(Call(api, "POST", "/api/v1/apikey", R"({"id":"x"})", Root()), 400);
+  RequireFail(Call(api, "POST", "/api/v1/apikey", R"({"id":"x","ttl":60,"publicKey":"AAAA"})",
+                   Root()),
+              400);
+  RequireFail(Call(api, "POST", "/api/v1/apikey", R"({"id":"a b","ttl":60})", Root()), 200);
+  RequireFail(Call(api, "POST", "/api/v1/apikey", R"({"id":"x","ttl":-5})", Root()), 200);
+  CHECK(AuditExportLines(dir.Sub("data")).size() == events);
+
+  // A key's session may not manage keys (root only until authorization grants it).
+  RequireFail(Call(api, "GET", "/api/v1/apikey", "", Bearer(data)), 403);
+  RequireFail(Call(api, "POST", "/api/v1/revoke", R"({"key_id":"uploaded"})", Bearer(data)), 403);
+
+  RequireOk(Call(api, "DELETE", "/api/v1/apikey", R"({"id":"uploaded"})", Root()));
+  RequireFail(Call(api, "GET", "/api/v1/apikey?id=uploaded", "", Root()), 200);
+  RequireFail(Call(api, "DELETE", "/api/v1/apikey", R"({"id":"uploaded"})", Root()), 200);
+}
+
+TEST_CASE("API keys: sessions and keys survive a restart; they need ANKA_ENABLE_AUTH") {
+  TempDir dir;
+  Pkey key = NewRsaKey();
+  Json data;
+  {
+    auto daemon = Start(dir, TapEnv());
+    CreateKey(daemon->controller(), "kept", key.get());
+    data = Login(daemon->controller(), "kept", key.get());
+    REQUIRE(daemon->Stop(SIGTERM).ok());
+  }
+  auto daemon = Start(dir, TapEnv());
+  RequireOk(Call(daemon->controller(), "GET", "/api/v1/status", "", Bearer(data)));
+  REQUIRE(daemon->Stop(SIGTERM).ok());
+
+  auto refused = RunCloisterdToExit({"--data", dir.Sub("other")}, {"ANKA_ENABLE_API_KEYS=true"});
+  REQUIRE(refused.ok());
+  CHECK(refused->ExitCode() == 2);
+  CHECK_THAT(refused->output, Catch::Contains("ANKA_ENABLE_API_KEYS=true needs ANKA_ENABLE_AUTH"));
+}
+
+}  // namespace
+}  // namespace cloister::testing
