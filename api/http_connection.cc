@@ -302,6 +302,8 @@ void Connection::HandleTlsBytes(const char* data, size_t size) {
 void Connection::OnHandshakeDone() {
   server_->stats_.tls_handshakes_total++;
   ready_ms_ = NowMs();
+  // Once per connection: every request parsed on it shares what the client presented.
+  client_cert_ = tls_->CapturePeerCertificate();
   if (reject_when_ready_) {
     Reject(503, "too many connections; try again later");
   }
@@ -629,6 +631,7 @@ void Connection::DispatchRequest() {
   current_ = Request();
   request.peer = peer_;
   request.tls = tls_ != nullptr;
+  request.client_cert = client_cert_;
   request.id = exchange->request_id;
   parse_state_ = ParseState::kHead;
   head_bytes_ = 0;

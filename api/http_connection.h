@@ -24,6 +24,7 @@
 
 #include "api/http_server.h"
 #include "api/http_types.h"
+#include "api/peer_certificate.h"
 #include "api/tls.h"
 
 namespace cloister::api::internal {
@@ -140,6 +141,8 @@ class Connection {
   uv_shutdown_t shutdown_request_;
   std::string peer_ = "unknown";
   std::unique_ptr<TlsStream> tls_;
+  // What the client presented in the handshake; given to every request (Request::client_cert).
+  std::shared_ptr<const PeerCertificate> client_cert_;
 
   // Connection state.
   bool closing_ = false;         // uv_close called: nothing more happens.

@@ -4,11 +4,14 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace cloister::api {
+
+class PeerCertificate;  // api/peer_certificate.h (//api:peer_certificate).
 
 struct Header {
   std::string name;
@@ -49,6 +52,10 @@ struct Request {
   std::string peer;         // "127.0.0.1:51234" or "[::1]:51234".
   bool tls = false;         // Arrived over TLS.
   std::string id;           // Unique in this process: "<server instance>-<counter>" in hex.
+  // The certificate the client presented in the TLS handshake (TlsSettings::request_client_cert),
+  // shared by every request of the connection; nullptr when none. Not verified: see
+  // cloisterd::CertificateAuthority::Check.
+  std::shared_ptr<const PeerCertificate> client_cert = nullptr;
 };
 
 // What a handler answers. The server adds Content-Length (except for 204 and 304, where HTTP

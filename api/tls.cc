@@ -173,6 +173,47 @@ Status LoadCertificateAndKey(SSL_CTX* ctx, const TlsSettings& settings) {
   return Status::Ok();
 }
 
+// Accepts every client certificate at the handshake: the auth layer checks it per request
+// (see tls.h). Returning 1 also for preverify_ok == 0 keeps the handshake going; OpenSSL still
+// checks the client's CertificateVerify signature, so a client cannot present a certificate
+// whose key it does not hold.
+int AcceptAnyClientCertificate(int /*preverify_ok*/, X509_STORE_CTX* /*store*/) { return 1; }
+
+// The session id context: OpenSSL requires one when it asks for client certificates (a resumed
+// session would otherwise fail). Resumption is off anyway (ApplyProtocolSettings).
+constexpr unsigned char kSessionIdContext[] = {'c', 'l', 'o', 'i', 's', 't', 'e', 'r'};
+
+Status ApplyClientCertificateSettings(SSL_CTX* ctx, const TlsSettings& settings) {
+  if (!settings.request_client_cert) {
+    return Status::Ok();
+  }
+  ERR_clear_error();
+  if (SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof(kSessionIdContext)) != 1) {
+    return Status::InvalidArgument("TLS session id context: " + DrainOpenSslErrors());
+  }
+  // SSL_VERIFY_PEER without SSL_VERIFY_FAIL_IF_NO_PEER_CERT: a client without a certificate
+  // completes the handshake too (and gets a 401 from the auth layer).
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, &AcceptAnyClientCertificate);
+  if (settings.client_ca_path.empty()) {
+    return Status::Ok();
+  }
+  auto pem = ReadSmallFile("ANKA_CA_CERT", settings.client_ca_path);
+  if (!pem.ok()) {
+    return pem.status();
+  }
+  ERR_clear_error();
+  STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(settings.client_ca_path.c_str());
+  if (names == nullptr || sk_X509_NAME_num(names) == 0) {
+    sk_X509_NAME_pop_free(names, X509_NAME_free);
+    std::string reason = DrainOpenSslErrors();
+    return Status::InvalidArgument("ANKA_CA_CERT " + settings.client_ca_path +
+                                   ": no PEM CA certificate" +
+                                   (reason.empty() ? "" : " (" + reason + ")"));
+  }
+  SSL_CTX_set_client_CA_list(ctx, names);  // Takes ownership.
+  return Status::Ok();
+}
+
 Status ApplyProtocolSettings(SSL_CTX* ctx, const TlsSettings& settings) {
   ERR_clear_error();
   if (SSL_CTX_set_min_proto_version(ctx, OpenSslVersion(settings.min_version)) != 1 ||
@@ -274,6 +315,8 @@ cloister::Result<TlsSettings> ParseTlsSettings(const TlsConfig& config) {
   }
   settings.cert_path = config.cert_path;
   settings.key_path = config.key_path;
+  settings.request_client_cert = config.request_client_cert;
+  settings.client_ca_path = Trim(config.client_ca_path);
   Status status =
       ParseVersionSetting("ANKA_MIN_TLS_VERSION:", config.min_version, &settings.min_version);
   if (status.ok()) {
@@ -320,6 +363,9 @@ cloister::Result<std::shared_ptr<TlsContext>> TlsContext::Create(const TlsSettin
   if (status.ok()) {
     status = LoadCertificateAndKey(ctx, settings);
   }
+  if (status.ok()) {
+    status = ApplyClientCertificateSettings(ctx, settings);
+  }
   if (!status.ok()) {
     return status;
   }
@@ -342,6 +388,20 @@ TlsStream::TlsStream(const TlsContext& context) {
 }
 
 TlsStream::~TlsStream() { SSL_free(ssl_); }
+
+std::shared_ptr<const PeerCertificate> TlsStream::CapturePeerCertificate() const {
+  CL_ASSERT(handshake_done_);
+  X509* leaf = SSL_get1_peer_certificate(ssl_);  // Up-referenced: ours to free.
+  if (leaf == nullptr) {
+    return nullptr;
+  }
+  // Server side: the chain excludes the leaf. It belongs to the session; X509_chain_up_ref
+  // copies the stack and up-references each certificate.
+  STACK_OF(X509)* sent = SSL_get_peer_cert_chain(ssl_);
+  STACK_OF(X509)* chain = sent == nullptr ? nullptr : X509_chain_up_ref(sent);
+  CL_ASSERT(sent == nullptr || chain != nullptr);  // Only out of memory.
+  return std::make_shared<const PeerCertificate>(leaf, chain);
+}
 
 void TlsStream::Feed(const char* data, size_t size) {
   CL_ASSERT(size <= static_cast<size_t>(INT32_MAX));

@@ -3,9 +3,17 @@
 //
 // OpenSSL never sees a file descriptor: the connection feeds it the ciphertext libuv read and
 // writes out the ciphertext it produces, so every byte still goes through the one event loop
-// and its timers. Session resumption (tickets and the session cache) is off: a later step checks
-// client certificates against a CRL on every handshake, and a resumed session would skip that.
+// and its timers. Session resumption (tickets and the session cache) is off, so every new
+// connection makes a full handshake and presents its client certificate again: a revocation (CRL
+// or API) therefore reaches every new connection, never skipped by a resumed session.
 // Renegotiation and compression are off (shared/RELIABILITY.md, Mozilla "Intermediate").
+//
+// Client certificates (mTLS, seed 001): with request_client_cert the server asks for one but the
+// handshake never fails over it: no certificate, an expired, revoked or foreign one all complete
+// the handshake (OpenSSL still makes the client prove it holds the key). The connection keeps
+// what was presented (TlsStream::CapturePeerCertificate -> Request::client_cert) and the auth
+// layer decides per request, so that a refusal is a 401 with the Anka envelope and an audit
+// event rather than a TLS alert the client cannot explain.
 //
 // Thread-safety: TlsContext may be shared by connections on one loop (and, being immutable after
 // Create, read from any thread). A TlsStream belongs to one connection on the loop thread.
@@ -17,6 +25,7 @@
 #include <string>
 #include <string_view>
 
+#include "api/peer_certificate.h"
 #include "log/status.h"
 
 namespace cloister::api {
@@ -28,11 +37,18 @@ const char* TlsVersionName(TlsVersion version);
 
 // The configuration values as an operator writes them (ANKA_* variables or flags), unparsed.
 struct TlsConfig {
-  std::string cert_path;      // ANKA_SERVER_CERT: PEM certificate, optionally followed by its chain.
+  std::string cert_path;      // ANKA_SERVER_CERT: PEM certificate, optionally then its chain.
   std::string key_path;       // ANKA_SERVER_KEY: unencrypted PEM private key.
   std::string min_version;    // "tls_1.0" .. "tls_1.3", any case; empty: tls_1.2.
   std::string max_version;    // Same; empty: tls_1.3.
   std::string cipher_suites;  // Go crypto/tls names, comma-separated, any case; empty: defaults.
+  // Ask clients for a certificate (ANKA_ENABLE_AUTH with ANKA_CA_CERT): see the top of the file.
+  bool request_client_cert = false;
+  // ANKA_CA_CERT: with request_client_cert, the PEM CA certificates whose names the server sends
+  // in its CertificateRequest, so that curl and openssl pick the matching client certificate.
+  // Empty: no names are sent (clients then offer whatever they have). Ignored without
+  // request_client_cert.
+  std::string client_ca_path{};
 };
 
 // Parsed settings, in OpenSSL's terms.
@@ -45,6 +61,9 @@ struct TlsSettings {
   std::string cipher_list;
   // For TLS 1.3 (SSL_CTX_set_ciphersuites), ':'-separated.
   std::string ciphersuites;
+  // As in TlsConfig.
+  bool request_client_cert = false;
+  std::string client_ca_path{};
 };
 
 // Defaults: ECDHE key exchange with AEAD ciphers only for TLS 1.2; the three standard TLS 1.3
@@ -72,10 +91,11 @@ Result<TlsSettings> ParseTlsSettings(const TlsConfig& config);
 // An OpenSSL server context built from TlsSettings.
 class TlsContext {
  public:
-  // Loads the certificate chain and the key, and applies versions and ciphers. Errors
-  // (kInvalidArgument or kNotFound) name the setting and path and carry OpenSSL's reason, e.g.
-  // "ANKA_SERVER_KEY /k.pem: the private key is encrypted; cloisterd needs an unencrypted PEM
-  // key". OpenSSL never prompts for a passphrase.
+  // Loads the certificate chain and the key, and applies versions and ciphers; with
+  // request_client_cert, asks for client certificates (and loads the CA names of
+  // client_ca_path). Errors (kInvalidArgument or kNotFound) name the setting and path and carry
+  // OpenSSL's reason, e.g. "ANKA_SERVER_KEY /k.pem: the private key is encrypted; cloisterd
+  // needs an unencrypted PEM key". OpenSSL never prompts for a passphrase.
   static Result<std::shared_ptr<TlsContext>> Create(const TlsSettings& settings);
 
   ~TlsContext();
@@ -117,7 +137,11 @@ class TlsStream {
 
   // The reason of the last kFailed, from OpenSSL's error queue.
   const std::string& error() const { return error_; }
-  // For client-certificate checks (a later step): the session, valid while the stream lives.
+  // After the handshake: what the client presented (its certificate, up-referenced, and the
+  // chain it sent), or nullptr when it sent none. Each call makes a new PeerCertificate: the
+  // connection calls it once and shares the result among its requests.
+  std::shared_ptr<const PeerCertificate> CapturePeerCertificate() const;
+  // The session, valid while the stream lives.
   SSL* ssl() const { return ssl_; }
 
  private:

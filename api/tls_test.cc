@@ -2,10 +2,18 @@
 // the OpenSSL context from real PEM files made by the openssl CLI.
 #include "api/tls.h"
 
+#include <openssl/x509.h>
+
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
 
+#include "api/http_types.h"
+#include "api/peer_certificate.h"
 #include "tests/testutil.h"
+#include "tests/wire/test_server.h"
 #include "tests/wire/wire_client.h"
 
 namespace cloister::api {
@@ -156,6 +164,99 @@ TEST_CASE("missing and garbage files are clear errors") {
   // A certificate given as the key.
   auto swapped = TlsContext::Create(Parse({Pki().server_cert, Pki().server_cert, "", "", ""}));
   REQUIRE(!swapped.ok());
+}
+
+TEST_CASE("client certificates: the CA list must be a readable PEM file") {
+  TlsConfig config{Pki().server_cert, Pki().server_key, "", "", ""};
+  config.request_client_cert = true;
+  REQUIRE(TlsContext::Create(Parse(config)).ok());  // No CA names: allowed.
+  config.client_ca_path = Pki().ca_cert;
+  REQUIRE(TlsContext::Create(Parse(config)).ok());
+  config.client_ca_path = "/nonexistent/ca.pem";
+  auto missing = TlsContext::Create(Parse(config));
+  REQUIRE(!missing.ok());
+  REQUIRE(missing.status().message() ==
+          "ANKA_CA_CERT /nonexistent/ca.pem: cannot read: No such file or directory");
+  cloister::testing::TempDir dir;
+  std::ofstream(dir.Sub("junk.pem")) << "not a pem file\n";
+  config.client_ca_path = dir.Sub("junk.pem");
+  auto junk = TlsContext::Create(Parse(config));
+  REQUIRE(!junk.ok());
+  REQUIRE(junk.status().message().find("ANKA_CA_CERT " + dir.Sub("junk.pem") +
+                                       ": no PEM CA certificate") == 0);
+}
+
+void RunOpenSsl(const std::vector<std::string>& args) {
+  auto result = cloister::testing::RunProgram("openssl", args, 60000);
+  INFO(result.Describe());
+  REQUIRE(result.Succeeded());
+}
+
+std::string SubjectOf(const PeerCertificate& cert) {
+  char* text = X509_NAME_oneline(X509_get_subject_name(cert.leaf()), nullptr, 0);
+  std::string out(text);
+  OPENSSL_free(text);
+  return out;
+}
+
+TEST_CASE("client certificates over a real socket: every request carries what was presented") {
+  cloister::testing::TempDir dir;
+  // A client certificate from the test CA, and a self-signed one no CA knows.
+  const std::string key = dir.Sub("client-key.pem");
+  const std::string csr = dir.Sub("client.csr");
+  const std::string cert = dir.Sub("client-crt.pem");
+  RunOpenSsl({"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+              "-keyout", key, "-out", csr, "-subj", "/O=Dev Ops/CN=ci"});
+  RunOpenSsl({"x509", "-req", "-in", csr, "-CA", Pki().ca_cert, "-CAkey", Pki().ca_key,
+              "-set_serial", "0x4242", "-days", "2", "-out", cert});
+  const std::string stranger_key = dir.Sub("stranger-key.pem");
+  const std::string stranger = dir.Sub("stranger-crt.pem");
+  RunOpenSsl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+              "-keyout", stranger_key, "-out", stranger, "-days", "1", "-subj",
+              "/O=Elsewhere/CN=stranger"});
+
+  TlsConfig config{Pki().server_cert, Pki().server_key, "", "", ""};
+  config.request_client_cert = true;
+  config.client_ca_path = Pki().ca_cert;
+  cloister::testing::TestServerOptions options;
+  options.tls = Parse(config);
+  auto started = cloister::testing::TestServer::Start(options);
+  INFO(started.status().ToString());
+  REQUIRE(started.ok());
+  auto& server = *started;
+  const std::string url = server->target().BaseUrl() + "/livez";
+
+  // Two requests on one keep-alive connection, with the CA's client certificate.
+  auto curl = cloister::testing::RunProgram(
+      "curl", {"-sS", "-k", "--cert", cert, "--key", key, url, url}, 20000);
+  INFO(curl.Describe());
+  REQUIRE(curl.Succeeded());
+  // No certificate at all, and a certificate of an unknown CA: the handshake succeeds all the
+  // same (the auth layer refuses them per request).
+  REQUIRE(cloister::testing::RunProgram("curl", {"-sS", "-k", url}, 20000).Succeeded());
+  REQUIRE(cloister::testing::RunProgram(
+              "curl", {"-sS", "-k", "--cert", stranger, "--key", stranger_key, url}, 20000)
+              .Succeeded());
+
+  std::vector<Request> requests = server->Requests();
+  REQUIRE(requests.size() == 4);
+  REQUIRE(requests[0].tls);
+  REQUIRE(requests[0].client_cert != nullptr);
+  REQUIRE(requests[0].client_cert == requests[1].client_cert);  // Captured once per connection.
+  REQUIRE(SubjectOf(*requests[0].client_cert) == "/O=Dev Ops/CN=ci");
+  REQUIRE(ASN1_INTEGER_get(X509_get0_serialNumber(requests[0].client_cert->leaf())) == 0x4242);
+  REQUIRE(requests[2].client_cert == nullptr);
+  REQUIRE(requests[3].client_cert != nullptr);
+  REQUIRE(SubjectOf(*requests[3].client_cert) == "/O=Elsewhere/CN=stranger");
+
+  // The CertificateRequest names the CA, so clients can pick the right certificate.
+  auto s_client = cloister::testing::RunProgram(
+      "openssl", {"s_client", "-connect", "127.0.0.1:" + std::to_string(server->port()),
+                  "-tls1_2"},
+      20000);
+  INFO(s_client.Describe());
+  REQUIRE(s_client.out.find("Acceptable client certificate CA names") != std::string::npos);
+  REQUIRE(s_client.out.find("cloister test CA") != std::string::npos);
 }
 
 }  // namespace

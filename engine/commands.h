@@ -247,7 +247,7 @@ struct RevokeKey {
   std::string reason;
 };
 struct RevokeCertificate {
-  std::string serial_hex;  // Upper-case hex without leading zeros (as `openssl x509 -serial`).
+  std::string serial_hex;  // CertificateAuthority::NormalizeSerial form: upper-case hex bytes.
   std::string issuer;
   std::string reason;
 };

@@ -84,7 +84,13 @@ Result<AgentConfig> LoadAgentConfig(const std::string& dir) {
     c.ip_address = j.value("ip_address", "");
     c.sim_delay_ms = j.value("sim_delay_ms", uint64_t{0});
     c.update_seq = j.value("update_seq", uint64_t{0});
+    c.cert_file = j.value("cert_file", "");
+    c.cert_key_file = j.value("cert_key_file", "");
     c.root_token = j.value("root_token", "");
+    c.api_key_id = j.value("api_key_id", "");
+    c.api_key_string = j.value("api_key_string", "");
+    c.api_key_file = j.value("api_key_file", "");
+    c.api_key_session_max_age_ms = j.value("api_key_session_max_age_ms", uint64_t{240'000});
   } catch (const std::exception& e) {
     return Status::Corruption(ConfigPath(dir) + ": " + e.what());
   }
@@ -107,7 +113,15 @@ Status SaveAgentConfig(const std::string& dir, const AgentConfig& c) {
   j["ip_address"] = c.ip_address;
   j["sim_delay_ms"] = c.sim_delay_ms;
   j["update_seq"] = c.update_seq;
-  if (!c.root_token.empty()) j["root_token"] = c.root_token;
+  // Credentials only when set: a node.json without them is the same as before they existed.
+  const std::pair<const char*, const std::string*> credentials[] = {
+      {"cert_file", &c.cert_file},           {"cert_key_file", &c.cert_key_file},
+      {"root_token", &c.root_token},         {"api_key_id", &c.api_key_id},
+      {"api_key_string", &c.api_key_string}, {"api_key_file", &c.api_key_file}};
+  for (const auto& [name, value] : credentials) {
+    if (!value->empty()) j[name] = *value;
+  }
+  j["api_key_session_max_age_ms"] = c.api_key_session_max_age_ms;
   return log::WriteFileAtomic(ConfigPath(dir), j.dump(2) + "\n", 0600);
 }
 
@@ -117,7 +131,12 @@ Result<std::unique_ptr<Agent>> Agent::Open(const std::string& dir, AgentConfig c
   if (error) {
     return Status::IoError("create " + dir + ": " + error.message());
   }
+  auto client_options = ClientOptionsFor(config);
+  if (!client_options.ok()) {
+    return client_options.status();
+  }
   std::unique_ptr<Agent> agent(new Agent(dir, std::move(config)));
+  agent->client_options_ = std::move(*client_options);
   auto store = AgentStore::Open(dir + "/agent");
   if (!store.ok()) {
     return store.status();
@@ -145,22 +164,39 @@ Result<std::unique_ptr<Agent>> Agent::Open(const std::string& dir, AgentConfig c
   return agent;
 }
 
-ControllerClientOptions ClientOptionsFor(const AgentConfig& config) {
+Credentials CredentialsOf(const AgentConfig& config) {
+  Credentials credentials;
+  credentials.root_token = config.root_token;
+  credentials.api_key_id = config.api_key_id;
+  credentials.api_key_string = config.api_key_string;
+  credentials.api_key_file = config.api_key_file;
+  credentials.cert_file = config.cert_file;
+  credentials.cert_key_file = config.cert_key_file;
+  return credentials;
+}
+
+Result<ControllerClientOptions> ClientOptionsFor(const AgentConfig& config) {
+  ClientAuthOptions auth_options;
+  auth_options.max_session_age = std::chrono::milliseconds(config.api_key_session_max_age_ms);
+  auto auth = ClientAuth::Create(CredentialsOf(config), auth_options);
+  if (!auth.ok()) {
+    return auth.status();
+  }
   ControllerClientOptions options;
   options.url = config.controller_url;
   options.ca_file = config.ca_file;
   options.insecure = config.insecure;
-  if (!config.root_token.empty()) {
-    const std::string header = "Authorization: Basic " + log::Base64Encode("root:" +
-                                                                            config.root_token);
-    options.auth_headers = [header] { return std::vector<std::string>{header}; };
+  options.cert_file = config.cert_file;
+  options.key_file = config.cert_key_file;
+  if ((*auth)->kind() != CredentialKind::kNone) {
+    options.auth = std::move(*auth);
   }
   return options;
 }
 
 ControllerClientOptions Agent::ClientOptions() const {
   std::lock_guard<std::mutex> lock(config_mu_);
-  return ClientOptionsFor(config_);
+  return client_options_;
 }
 
 Status Agent::Join() {
@@ -242,18 +278,38 @@ std::vector<std::string> Agent::Templates() const {
 void Agent::ReloadCredentials(uint64_t update_seq) {
   auto saved = LoadAgentConfig(dir_);
   std::lock_guard<std::mutex> lock(config_mu_);
+  std::string problem;
+  // Only the credential fields change: the loops read the others without the lock.
+  const auto copy_credentials = [](const AgentConfig& from, AgentConfig* to) {
+    to->ca_file = from.ca_file;
+    to->insecure = from.insecure;
+    to->cert_file = from.cert_file;
+    to->cert_key_file = from.cert_key_file;
+    to->root_token = from.root_token;
+    to->api_key_id = from.api_key_id;
+    to->api_key_string = from.api_key_string;
+    to->api_key_file = from.api_key_file;
+    to->api_key_session_max_age_ms = from.api_key_session_max_age_ms;
+  };
   if (saved.ok()) {
-    config_.ca_file = saved->ca_file;
-    config_.insecure = saved->insecure;
-    config_.root_token = saved->root_token;
+    AgentConfig reloaded = config_;
+    copy_credentials(*saved, &reloaded);
+    auto options = ClientOptionsFor(reloaded);
+    if (options.ok()) {
+      copy_credentials(reloaded, &config_);
+      client_options_ = std::move(*options);
+    } else {
+      problem = ": " + options.status().message() + "; kept the current ones";
+    }
+  } else {
+    problem = ": node.json unreadable, kept the current ones";
   }
   config_.update_seq = update_seq;
   // Best effort: a failed save means the next start reloads once more, which is harmless.
   (void)SaveAgentConfig(dir_, config_);
   credentials_generation_++;
   std::fprintf(stderr, "cloister-node: credentials reloaded (controller update %llu)%s\n",
-               static_cast<unsigned long long>(update_seq),
-               saved.ok() ? "" : ": node.json unreadable, kept the current ones");
+               static_cast<unsigned long long>(update_seq), problem.c_str());
 }
 
 void Agent::HeartbeatLoop() {

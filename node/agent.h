@@ -10,7 +10,9 @@
 //
 // Threading: Run blocks; it runs the heartbeat and the report sender on threads of their own
 // (reports go out as soon as the reconciler stores them, even while a long clone runs) and the
-// poll-and-apply loop on the calling thread. Stop may be called from any thread (a signal handler's thread included).
+// poll-and-apply loop on the calling thread. Stop may be called from any thread (a signal
+// handler's thread included). Every request carries the credentials node.json names
+// (client_auth.h); the loops share one ClientAuth, so an API key holds one TAP session.
 #pragma once
 
 #include <atomic>
@@ -46,13 +48,29 @@ struct AgentConfig {
   std::string ip_address;         // Empty: the address the controller sees is not guessed here.
   uint64_t sim_delay_ms = 0;      // The sim driver's clone and start take this long (tests).
   uint64_t update_seq = 0;        // The controller's last "reload credentials" request applied.
-  // A credential (kept in node.json, mode 0600, never logged): the controller's root token, sent
-  // as HTTP Basic (root:TOKEN) when the controller has ANKA_ENABLE_AUTH=true.
+  // Client TLS certificate (mTLS; PEM files, absolute paths).
+  std::string cert_file;
+  std::string cert_key_file;
+  // Credentials (client_auth.h; at most one kind; kept in node.json, mode 0600, never logged):
+  // the controller's root token, sent as HTTP Basic (root:TOKEN) when the controller has
+  // ANKA_ENABLE_AUTH=true; or an API key (UAK) for TAP: its id and its RSA private key, given
+  // as the key itself (api_key_string) or as a file (api_key_file, absolute; read again on each
+  // credential reload).
   std::string root_token;
+  std::string api_key_id;
+  std::string api_key_string;
+  std::string api_key_file;
+  // A TAP session is renewed once it is this old (the controller's TTL defaults to 5 minutes);
+  // 0: only when the controller answers 401.
+  uint64_t api_key_session_max_age_ms = 240'000;
 };
 
-// How to reach the controller with config's address, TLS settings and credentials.
-ControllerClientOptions ClientOptionsFor(const AgentConfig& config);
+// config's credential fields.
+Credentials CredentialsOf(const AgentConfig& config);
+
+// How to reach the controller with config's address, TLS settings and credentials (an API key is
+// read and parsed here). Errors: CredentialKindOf's, and the key's (client_auth.h).
+Result<ControllerClientOptions> ClientOptionsFor(const AgentConfig& config);
 
 // DIR/node.json. Errors: kNotFound (never joined), kCorruption (unreadable).
 Result<AgentConfig> LoadAgentConfig(const std::string& dir);
@@ -61,7 +79,8 @@ Status SaveAgentConfig(const std::string& dir, const AgentConfig& config);
 
 class Agent {
  public:
-  // Opens the store and the sim driver in dir (kBusy if another agent runs there).
+  // Opens the store and the sim driver in dir (kBusy if another agent runs there); checks the
+  // credentials (ClientOptionsFor's errors).
   static Result<std::unique_ptr<Agent>> Open(const std::string& dir, AgentConfig config);
 
   // Registers the node (again, with its id, if it has one) and saves the configuration.
@@ -88,8 +107,10 @@ class Agent {
   // The template ids of the VMs this node has made (reported with each heartbeat).
   std::vector<std::string> Templates() const;
   // The controller asked every agent to reload its credentials (PUT /api/v1/node/update): read
-  // node.json again for the credential settings, and have every loop build a new client.
+  // node.json again for the credential settings (and the key file again), and have every loop
+  // build a new client. Settings that do not load keep the current ones (and say so).
   void ReloadCredentials(uint64_t update_seq);
+  // Shares one ClientAuth (and so one TAP session) between the loops.
   ControllerClientOptions ClientOptions() const;
   // A client with the current credentials; rebuilt in *client when they were reloaded since.
   void RefreshClient(std::unique_ptr<ControllerClient>* client, uint64_t* generation) const;
@@ -105,7 +126,8 @@ class Agent {
   std::atomic<bool> rejoin_{false};
   std::atomic<uint32_t> vm_count_{0};
   mutable std::mutex config_mu_;                // Guards config_'s credential fields and
-  std::atomic<uint64_t> credentials_generation_{0};  // update_seq while Run reloads them.
+  std::atomic<uint64_t> credentials_generation_{0};  // update_seq while Run reloads them,
+  ControllerClientOptions client_options_;            // and these, built from them.
   std::mutex reports_mu_;
   std::condition_variable reports_cv_;
   bool reports_new_ = false;  // Guarded by reports_mu_.

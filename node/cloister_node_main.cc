@@ -3,20 +3,30 @@
 //   cloister-node join URL [--name N] [--groups a,b] [--max-vm-count N]
 //                 [--capacity-mode number|resource] [--reserve-space MB] [--drain-mode]
 //                 [--heartbeat 5s] [--data DIR]      register, save the config, run the agent
+//                 [--cacert CA] [--skip-tls-verification|--insecure]
+//                 [--cert PEM [--cert-key PEM]]      a client certificate (mTLS), or
+//                 [--root-token T]                   the root token, or
+//                 [--api-key-id ID (--api-key-string KEY | --api-key-file PATH)]  a UAK (TAP)
 //   cloister-node run [--data DIR]                   run the agent with the saved config
 //   cloister-node status [--data DIR]                the saved config and the controller's view
 //   cloister-node disjoin [--data DIR]               remove the node from the controller
 //
-// Exit status: 0 ok; 1 the controller refused or could not be reached, or the agent failed;
-// 2 bad arguments.
+// At most one credential kind may be given. Exit status: 0 ok; 1 the controller refused or could
+// not be reached, or the agent failed; 2 bad arguments (credentials included: a missing file, a
+// key that is not an RSA private key, two kinds at once).
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <string>
+#include <utility>
 
 #include "node/agent.h"
 #include "node/controller_client.h"
@@ -79,6 +89,23 @@ int RunAgent(const std::string& dir, const AgentConfig& config, bool join) {
   return 0;
 }
 
+// The join flags' file paths, made absolute (the agent may later run from another directory)
+// and checked to be readable. flag names the path in errors.
+Status AbsoluteReadablePath(const char* flag, std::string* path) {
+  if (path->empty()) {
+    return Status::Ok();
+  }
+  std::error_code error;
+  const std::filesystem::path absolute = std::filesystem::absolute(*path, error);
+  if (!error) {
+    *path = absolute.lexically_normal().string();
+  }
+  if (access(path->c_str(), R_OK) != 0) {
+    return Status::InvalidArgument(std::string(flag) + " " + *path + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"cloister-node: the cloister node agent (joins a controller, runs its VMs)"};
   app.require_subcommand(1);
@@ -110,13 +137,31 @@ int Main(int argc, char** argv) {
   join->add_flag("--drain-mode", drain_mode, "Join in drain mode: take no new VMs");
   join->add_option("--heartbeat", heartbeat, "Heartbeat interval (e.g. 5s, 500ms)")
       ->capture_default_str();
-  join->add_option("--cacert", ca_file, "CA file to verify an HTTPS controller");
-  join->add_flag("--insecure", insecure, "Do not verify an HTTPS controller's certificate");
-  std::string root_token;
-  join->add_option("--root-token", root_token,
+  join->add_option("--cacert", ca_file, "CA certificate (PEM) to verify an HTTPS controller");
+  join->add_flag("--skip-tls-verification,--insecure", insecure,
+                 "Do not verify an HTTPS controller's certificate");
+  // Credentials: one kind at most (checked below).
+  Credentials credentials;
+  join->add_option("--cert", credentials.cert_file,
+                   "Client certificate (PEM) to authenticate with (mTLS)");
+  join->add_option("--cert-key", credentials.cert_key_file,
+                   "The client certificate's private key (PEM), if not inside the --cert file");
+  join->add_option("--root-token", credentials.root_token,
                    "The controller's root token (when it runs with ANKA_ENABLE_AUTH=true); kept "
                    "in the data directory's node.json (mode 0600)")
       ->envname("CLOISTER_ROOT_TOKEN");
+  join->add_option("--api-key-id", credentials.api_key_id,
+                   "UAK (API key) id to authenticate with through TAP");
+  join->add_option("--api-key-string", credentials.api_key_string,
+                   "The UAK's RSA private key itself (PEM, or the base64 the controller gave); "
+                   "kept in node.json (mode 0600)");
+  join->add_option("--api-key-file", credentials.api_key_file,
+                   "A file holding the UAK's RSA private key (PEM or base64)");
+  join->footer(
+      "Credentials: at most one of --root-token, --api-key-id with --api-key-string or "
+      "--api-key-file, --cert (with --cert-key unless the key is in the same file). They are "
+      "kept in DATA/node.json (mode 0600): paths for files, the key itself for "
+      "--api-key-string.");
   uint64_t sim_delay_ms = 0;
   join->add_option("--sim-delay", sim_delay_ms,
                    "sim driver: milliseconds each clone and start takes (for tests)");
@@ -138,10 +183,30 @@ int Main(int argc, char** argv) {
     if (auto saved = LoadAgentConfig(dir); saved.ok()) {
       config.node_id = saved->node_id;  // Rejoin as the same node.
     }
+    if (auto kind = CredentialKindOf(credentials); !kind.ok()) {
+      std::fprintf(stderr, "cloister-node: join: %s\n", kind.status().message().c_str());
+      return 2;
+    }
+    const std::pair<const char*, std::string*> files[] = {
+        {"--cacert", &ca_file},
+        {"--cert", &credentials.cert_file},
+        {"--cert-key", &credentials.cert_key_file},
+        {"--api-key-file", &credentials.api_key_file}};
+    for (const auto& [flag, path] : files) {
+      if (Status readable = AbsoluteReadablePath(flag, path); !readable.ok()) {
+        std::fprintf(stderr, "cloister-node: join: %s\n", readable.message().c_str());
+        return 2;
+      }
+    }
     config.controller_url = url;
     config.ca_file = ca_file;
     config.insecure = insecure;
-    config.root_token = root_token;
+    config.cert_file = credentials.cert_file;
+    config.cert_key_file = credentials.cert_key_file;
+    config.root_token = credentials.root_token;
+    config.api_key_id = credentials.api_key_id;
+    config.api_key_string = credentials.api_key_string;
+    config.api_key_file = credentials.api_key_file;
     config.name = name;
     config.max_vm_count = max_vm_count;
     config.capacity_mode = capacity_mode;
@@ -158,9 +223,14 @@ int Main(int argc, char** argv) {
     for (std::string group; std::getline(list, group, ',');) {
       if (!group.empty()) config.groups.push_back(group);
     }
+    auto options = ClientOptionsFor(config);  // Reads and checks an API key.
+    if (!options.ok()) {
+      std::fprintf(stderr, "cloister-node: join: %s\n", options.status().message().c_str());
+      return 2;
+    }
     std::printf("Testing connection to the controller...: ");
     std::fflush(stdout);
-    ControllerClient client(ClientOptionsFor(config));
+    ControllerClient client(std::move(*options));
     auto reply = client.Call("GET", "/api/v1/status", "", 10'000);
     if (!reply.ok() || !reply->ok) {
       std::printf("Failed\n");
@@ -180,7 +250,13 @@ int Main(int argc, char** argv) {
   if (*run) {
     return RunAgent(dir, *config, /*join=*/false);
   }
-  ControllerClient client(ClientOptionsFor(*config));
+  auto options = ClientOptionsFor(*config);
+  if (!options.ok()) {
+    std::fprintf(stderr, "cloister-node: %s: %s\n", (dir + "/node.json").c_str(),
+                 options.status().message().c_str());
+    return 1;
+  }
+  ControllerClient client(std::move(*options));
   if (*status) {
     std::printf("Controller: %s\nNode id: %s\nName: %s\n", config->controller_url.c_str(),
                 config->node_id.c_str(), config->name.c_str());

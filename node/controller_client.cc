@@ -1,7 +1,9 @@
 #include "node/controller_client.h"
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
+#include <cstring>
 #include <utility>
 
 namespace cloister::node {
@@ -29,23 +31,23 @@ ControllerClient::~ControllerClient() {
   }
 }
 
-Result<ControllerReply> ControllerClient::Call(const std::string& method,
-                                               const std::string& path_and_query,
-                                               const std::string& body, long timeout_ms) {
+Result<RawReply> ControllerClient::Exchange(const std::string& method,
+                                            const std::string& path_and_query,
+                                            const std::string& body,
+                                            const std::vector<std::string>& header_lines,
+                                            long timeout_ms) {
   CURL* curl = static_cast<CURL*>(curl_);
   if (curl == nullptr) {
     return Status::IoError("libcurl could not start");
   }
   curl_easy_reset(curl);
   const std::string url = options_.url + path_and_query;
-  std::string response;
+  RawReply reply;
   curl_slist* headers = nullptr;
   headers = curl_slist_append(headers, "Content-Type: application/json");
   headers = curl_slist_append(headers, "Expect:");  // No 100-continue round trip.
-  if (options_.auth_headers) {
-    for (const std::string& line : options_.auth_headers()) {
-      headers = curl_slist_append(headers, line.c_str());
-    }
+  for (const std::string& line : header_lines) {
+    headers = curl_slist_append(headers, line.c_str());
   }
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
@@ -54,7 +56,7 @@ Result<ControllerReply> ControllerClient::Call(const std::string& method,
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, options_.connect_timeout_ms);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reply.body);
   if (!body.empty()) {
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
@@ -68,20 +70,62 @@ Result<ControllerReply> ControllerClient::Call(const std::string& method,
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
   }
+  if (!options_.cert_file.empty()) {
+    curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM");
+    curl_easy_setopt(curl, CURLOPT_SSLCERT, options_.cert_file.c_str());
+    if (!options_.key_file.empty()) {
+      curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM");
+      curl_easy_setopt(curl, CURLOPT_SSLKEY, options_.key_file.c_str());
+    }
+  }
   const CURLcode rc = curl_easy_perform(curl);
+  // The list holds the Authorization header: wipe it before it is freed.
+  for (curl_slist* item = headers; item != nullptr; item = item->next) {
+    OPENSSL_cleanse(item->data, std::strlen(item->data));
+  }
   curl_slist_free_all(headers);
   if (rc != CURLE_OK) {
     return Status::IoError(method + " " + options_.url + path_and_query.substr(0, 64) + ": " +
                            curl_easy_strerror(rc));
   }
-  ControllerReply reply;
   long status = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
   reply.http_status = static_cast<int>(status);
-  nlohmann::json envelope = nlohmann::json::parse(response, nullptr, false);
+  return reply;
+}
+
+Result<ControllerReply> ControllerClient::Call(const std::string& method,
+                                               const std::string& path_and_query,
+                                               const std::string& body, long timeout_ms) {
+  const RawPost post = [this](const std::string& path, const std::string& json_body) {
+    return Exchange("POST", path, json_body, {}, options_.auth->tap_timeout_ms());
+  };
+  Result<RawReply> raw = Status::IoError("not sent");
+  // Twice at most: once more after a 401 that made auth drop its TAP session.
+  for (int attempt = 0; attempt < 2; attempt++) {
+    Result<std::vector<std::string>> headers = std::vector<std::string>{};
+    if (options_.auth != nullptr) {
+      headers = options_.auth->Headers(post);
+      if (!headers.ok()) {
+        return headers.status();
+      }
+    }
+    raw = Exchange(method, path_and_query, body, *headers, timeout_ms);
+    if (!raw.ok()) {
+      return raw.status();
+    }
+    if (raw->http_status != 401 || options_.auth == nullptr || attempt > 0 ||
+        !options_.auth->Invalidate(*headers)) {
+      break;
+    }
+  }
+  ControllerReply reply;
+  reply.http_status = raw->http_status;
+  nlohmann::json envelope = nlohmann::json::parse(raw->body, nullptr, false);
   if (!envelope.is_object() || !envelope.contains("status")) {
-    return Status::IoError("the controller answered " + method + " " + path_and_query.substr(0, 64) +
-                           " with HTTP " + std::to_string(status) + " and no Anka envelope");
+    return Status::IoError("the controller answered " + method + " " +
+                           path_and_query.substr(0, 64) + " with HTTP " +
+                           std::to_string(reply.http_status) + " and no Anka envelope");
   }
   reply.ok = envelope.value("status", "") == "OK";
   reply.message = envelope.value("message", "");

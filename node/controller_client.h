@@ -2,20 +2,22 @@
 //
 // Call sends one request and parses the Anka envelope. A transport failure (refused, reset,
 // timed out, TLS) is an error Status; any HTTP answer with an envelope is a ControllerReply, OK
-// or FAIL, for the caller to judge. Authentication is pluggable: auth_headers adds the
-// credentials' headers to every request (the authentication issues bring certificates and
-// UAKs).
+// or FAIL, for the caller to judge. Authentication (client_auth.h): a client certificate goes to
+// the TLS handshake (cert_file, key_file); the other credentials are headers from auth. The one
+// retry lives here: a request answered 401 while an API key's TAP session was used makes auth
+// drop the session, and is sent once more with a fresh one (hand + shake on this connection).
+// A second 401 is returned as a ControllerReply like any other answer.
 //
 // Not thread-safe: one client per thread (each holds one connection, reused between calls).
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "log/status.h"
+#include "node/client_auth.h"
 
 namespace cloister::node {
 
@@ -30,8 +32,11 @@ struct ControllerClientOptions {
   std::string url;           // "http://host:8090" or "https://...", no trailing slash needed.
   std::string ca_file;       // HTTPS: the CA to verify the controller with (empty: system CAs).
   bool insecure = false;     // HTTPS: do not verify the controller's certificate.
+  std::string cert_file;     // HTTPS: a client certificate (PEM) to present (mTLS).
+  std::string key_file;      // Its private key (PEM); empty: in cert_file.
   long connect_timeout_ms = 5000;
-  std::function<std::vector<std::string>()> auth_headers;  // "Name: value" lines; may be empty.
+  // Credentials' headers, TAP included; null: none. May be shared with other clients.
+  std::shared_ptr<ClientAuth> auth;
 };
 
 class ControllerClient {
@@ -49,6 +54,11 @@ class ControllerClient {
   const std::string& url() const { return options_.url; }
 
  private:
+  // One exchange on this connection: header_lines added, no envelope parsing.
+  Result<RawReply> Exchange(const std::string& method, const std::string& path_and_query,
+                            const std::string& body, const std::vector<std::string>& header_lines,
+                            long timeout_ms);
+
   ControllerClientOptions options_;
   void* curl_ = nullptr;  // CURL*.
 };

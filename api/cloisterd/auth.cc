@@ -14,7 +14,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "api/cloisterd/certificates.h"
 #include "api/cloisterd/tap.h"
+#include "api/peer_certificate.h"
 #include "log/atomic_file.h"
 #include "log/base64.h"
 #include "log/hash.h"
@@ -80,6 +82,15 @@ AuthOutcome Authenticator::Authenticate(const api::Request& request, int64_t now
   }
   const std::string* header = request.headers.Find("Authorization");
   if (header == nullptr) {
+    // No Authorization: a client certificate, forwarded by an ingress or from the handshake.
+    if (ca_ != nullptr) {
+      if (std::optional<AuthOutcome> forwarded = Ingress(request, now_ns)) {
+        return *forwarded;
+      }
+      if (request.client_cert != nullptr) {
+        return Certificate(*request.client_cert, fb::AuthMethod::Certificate, now_ns);
+      }
+    }
     return Refused("", "no credentials", fb::AuthMethod::Unknown);
   }
   if (request.headers.Count("Authorization") > 1) {
@@ -97,7 +108,56 @@ AuthOutcome Authenticator::Authenticate(const api::Request& request, int64_t now
   return Refused("", "unsupported authorization scheme", fb::AuthMethod::Unknown);
 }
 
+std::optional<AuthOutcome> Authenticator::Ingress(const api::Request& request,
+                                                  int64_t now_ns) const {
+  const size_t verify_count = request.headers.Count("Ssl-Client-Verify");
+  const size_t cert_count = request.headers.Count("Ssl-Client-Cert");
+  if (ingress_ == nullptr || (verify_count == 0 && cert_count == 0)) {
+    return std::nullopt;  // Without ANKA_ENABLE_INGRESS_NGINX the headers mean nothing.
+  }
+  constexpr fb::AuthMethod kMethod = fb::AuthMethod::IngressCertificate;
+  if (!ingress_->Contains(PeerAddress(request.peer))) {
+    // Anyone can send these headers; only a trusted proxy's are believed, and a forgery is
+    // refused outright (and recorded) rather than passed on to other credentials.
+    return Refused("", "ingress certificate headers from an untrusted peer", kMethod);
+  }
+  if (verify_count != 1 || cert_count != 1) {
+    return Refused("", "Ssl-Client-Verify and Ssl-Client-Cert must each appear once", kMethod);
+  }
+  if (*request.headers.Find("Ssl-Client-Verify") != "SUCCESS") {
+    return Refused("", "the ingress did not verify the client certificate", kMethod);
+  }
+  auto cert = ParseIngressCertificate(*request.headers.Find("Ssl-Client-Cert"));
+  if (!cert.ok()) {
+    return Refused("", "unreadable Ssl-Client-Cert", kMethod);
+  }
+  return Certificate(*cert.value(), kMethod, now_ns);
+}
+
+AuthOutcome Authenticator::Certificate(const api::PeerCertificate& cert, fb::AuthMethod method,
+                                       int64_t now_ns) const {
+  CertCheck check = ca_->Check(cert, now_ns / 1'000'000'000);
+  if (check.ok && views_ != nullptr && views_->revocations.certificates.contains(check.serial_hex)) {
+    check.ok = false;
+    check.reason = "certificate revoked";
+  }
+  if (!check.ok) {
+    return Refused(check.user.substr(0, 64), check.reason, method);
+  }
+  AuthOutcome outcome;
+  outcome.kind = AuthOutcome::Kind::kAuthenticated;
+  outcome.method = method;
+  outcome.principal = engine::Principal{method == fb::AuthMethod::IngressCertificate
+                                            ? fb::ActorKind::IngressCertificate
+                                            : fb::ActorKind::Certificate,
+                                        check.user, check.groups};
+  return outcome;
+}
+
 AuthOutcome Authenticator::Root(std::string_view credentials) const {
+  if (!root_) {
+    return Refused("", "no root token is configured");
+  }
   std::optional<std::string> decoded = log::Base64Decode(credentials);
   const size_t colon = decoded ? decoded->find(':') : std::string::npos;
   if (colon == std::string::npos) {

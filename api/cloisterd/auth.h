@@ -23,6 +23,7 @@
 
 #include "api/http_types.h"
 #include "engine/principal.h"
+#include "reducers/views.h"
 #include "log/status.h"
 
 namespace cloister::cloisterd {
@@ -49,16 +50,30 @@ struct AuthOutcome {
 };
 
 class Tap;
+class CertificateAuthority;
+class TrustedProxies;
 
 class Authenticator {
  public:
-  // root_token: nullopt turns authentication off.
-  explicit Authenticator(std::optional<TokenDigest> root_token) : root_(root_token) {}
+  // enabled: ANKA_ENABLE_AUTH. root_token: the digest Basic credentials must match (nullopt:
+  // none, e.g. certificates only).
+  Authenticator(bool enabled, std::optional<TokenDigest> root_token)
+      : enabled_(enabled), root_(root_token) {}
 
-  bool enabled() const { return root_.has_value(); }
+  bool enabled() const { return enabled_; }
 
   // Bearer credentials (UAK sessions) are checked by tap; nullptr refuses them.
   void SetTap(Tap* tap) { tap_ = tap; }
+
+  // Client certificates (ANKA_CA_CERT): from the TLS handshake, and (ingress: non-null) from a
+  // trusted proxy's Ssl-Client-Verify / Ssl-Client-Cert headers. views: for serials revoked
+  // through the API. All must outlive the authenticator.
+  void SetCertificates(const CertificateAuthority* ca, const TrustedProxies* ingress,
+                       const reducers::Views* views) {
+    ca_ = ca;
+    ingress_ = ingress;
+    views_ = views;
+  }
 
   // Paths that never need credentials: probes, and the TAP handshake that obtains them.
   static bool IsOpenPath(std::string_view path);
@@ -68,9 +83,18 @@ class Authenticator {
 
  private:
   AuthOutcome Root(std::string_view credentials) const;
+  // A client certificate (from TLS, or forwarded by a trusted ingress).
+  AuthOutcome Certificate(const api::PeerCertificate& cert, fb::AuthMethod method,
+                          int64_t now_ns) const;
+  // The ingress headers; nullopt when the request has none.
+  std::optional<AuthOutcome> Ingress(const api::Request& request, int64_t now_ns) const;
 
+  bool enabled_ = false;
   std::optional<TokenDigest> root_;
   Tap* tap_ = nullptr;
+  const CertificateAuthority* ca_ = nullptr;
+  const TrustedProxies* ingress_ = nullptr;
+  const reducers::Views* views_ = nullptr;
 };
 
 // Counts failed authentications per source address in fixed one-minute windows.

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "api/cloisterd/certificates.h"
 #include "api/cloisterd/envelope.h"
 #include "api/cloisterd/request_fields.h"
 #include "log/base64.h"
@@ -120,7 +121,7 @@ void AuthApi::CreateKey(const api::Request& request, Respond respond) {
     }
     command.public_key_der = *der;
   } else {
-    Result<Pkey> pair = GenerateRsaKey();
+    Result<Pkey> pair = tap_->NewKeyPair();
     if (!pair.ok()) {
       respond(api::FailResponse(500, "could not generate a key pair"));
       return;
@@ -209,13 +210,12 @@ void AuthApi::Revoke(const api::Request& request, Respond respond) {
   } else if (!key_id.empty()) {
     Submit(request, engine::RevokeKey{key_id, reason}, "null", std::move(respond));
   } else {
-    // "01:AB" and "0x01ab" are accepted too; the view keys serials as openssl prints them.
-    std::string hex;
-    for (char c : serial.starts_with("0x") || serial.starts_with("0X") ? serial.substr(2)
-                                                                         : serial) {
-      if (c != ':') hex += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    // "01:AB", "0x1ab" and "1AB" all name one serial (the form OpenSSL prints).
+    const std::string hex = CertificateAuthority::NormalizeSerial(serial);
+    if (hex.empty()) {
+      respond(api::FailResponse(400, "serial: must be a certificate serial number in hex"));
+      return;
     }
-    while (hex.size() > 1 && hex.front() == '0') hex.erase(0, 1);
     Submit(request, engine::RevokeCertificate{hex, "", reason}, "null", std::move(respond));
   }
 }

@@ -1,6 +1,7 @@
 #include "api/cloisterd/options.h"
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <map>
 
 #include "api/cloisterd/version.h"
@@ -52,6 +53,19 @@ void AddOptions(CLI::App* app, Options* o, std::string* role) {
   app->add_option("--tap-secret-ttl", o->tap_secret_ttl,
                   "How long the secret of a /tap/v1/hand may be shaken (single use)")
       ->envname("CLOISTER_TAP_SECRET_TTL")->capture_default_str();
+  app->add_option("--ca-cert", o->ca_cert,
+                  "CA (PEM) whose client certificates authenticate: user CN=, groups O= "
+                  "(also read from ANKA_ROOT_CERT)")
+      ->envname("ANKA_CA_CERT");
+  app->add_option("--crl", o->crl,
+                  "CRL (PEM) of that CA; reloaded when the file changes, each load an event")
+      ->envname("ANKA_CRL");
+  app->add_flag("--enable-ingress-nginx", o->enable_ingress_nginx,
+                "Trust Ssl-Client-Verify / Ssl-Client-Cert from the proxies below")
+      ->envname("ANKA_ENABLE_INGRESS_NGINX");
+  app->add_option("--trusted-proxies", o->trusted_proxies,
+                  "Comma-separated CIDRs whose ingress certificate headers are believed")
+      ->envname("CLOISTER_TRUSTED_PROXIES")->capture_default_str();
   app->add_flag("--init", o->init,
                 "Make a root token, print it once, keep only its SHA-256 in the data "
                 "directory (root_token.sha256; used when ANKA_ENABLE_AUTH=true and "
@@ -132,6 +146,11 @@ ParseOutcome ParseOptions(int argc, const char* const* argv) {
     outcome.text = std::string("cloisterd: ") + e.what() + " (see cloisterd --help)\n";
     return outcome;
   }
+  if (outcome.options.ca_cert.empty()) {
+    if (const char* alias = std::getenv("ANKA_ROOT_CERT"); alias != nullptr) {
+      outcome.options.ca_cert = alias;
+    }
+  }
   outcome.options.role = role == "controller" ? Role::kController
                          : role == "registry" ? Role::kRegistry
                                               : Role::kAll;
@@ -154,6 +173,22 @@ Status ValidateOptions(const Options& o) {
   }
   if (!o.root_token.empty() && o.root_token.size() < kRootTokenBytesMin) {
     return Status::InvalidArgument("ANKA_ROOT_TOKEN must be at least 10 characters");
+  }
+  if (!o.ca_cert.empty() && !o.enable_auth) {
+    return Status::InvalidArgument("ANKA_CA_CERT is set but ANKA_ENABLE_AUTH is not true");
+  }
+  if (!o.ca_cert.empty() && !o.use_https && !o.enable_ingress_nginx) {
+    return Status::InvalidArgument(
+        "ANKA_CA_CERT (certificate authentication) needs ANKA_USE_HTTPS=true, or "
+        "ANKA_ENABLE_INGRESS_NGINX=true behind a proxy that terminates TLS");
+  }
+  if (!o.crl.empty() && o.ca_cert.empty()) {
+    return Status::InvalidArgument("ANKA_CRL is set but ANKA_CA_CERT is not");
+  }
+  if (o.enable_ingress_nginx && o.ca_cert.empty()) {
+    return Status::InvalidArgument(
+        "ANKA_ENABLE_INGRESS_NGINX=true needs ANKA_CA_CERT: forwarded certificates are still "
+        "checked against the CA");
   }
   if (o.enable_api_keys && !o.enable_auth) {
     return Status::InvalidArgument("ANKA_ENABLE_API_KEYS=true needs ANKA_ENABLE_AUTH=true");

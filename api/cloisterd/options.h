@@ -38,6 +38,10 @@ struct Options {
   bool enable_api_keys = false;              // ANKA_ENABLE_API_KEYS: UAK + TAP.
   std::string api_keys_session_ttl = "5m";   // ANKA_API_KEYS_SESSION_TTL (Go duration).
   std::string tap_secret_ttl = "3m";         // CLOISTER_TAP_SECRET_TTL: a hand's secret.
+  std::string ca_cert;          // ANKA_CA_CERT (or ANKA_ROOT_CERT): client certificates' CA.
+  std::string crl;              // ANKA_CRL: PEM CRL of that CA, reloaded when it changes.
+  bool enable_ingress_nginx = false;  // ANKA_ENABLE_INGRESS_NGINX: trust a proxy's cert headers.
+  std::string trusted_proxies = "127.0.0.0/8,::1/128";  // CLOISTER_TRUSTED_PROXIES (CIDRs).
 
   std::string log_format = "text";  // text | json
   std::string log_level = "info";

@@ -72,6 +72,9 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
       respond(api::FailResponse(405, "method not allowed"));
     } else if (path == "/readyz" && draining_) {
       respond(api::FailResponse(503, "shutting down"));
+    } else if (path == "/readyz" && ca_ != nullptr &&
+               ca_->CrlExpired(clock_->NowNs() / 1'000'000'000)) {
+      respond(api::FailResponse(503, "ANKA_CRL has expired: certificate logins are refused"));
     } else {
       respond(OkResponse("null"));
     }

@@ -15,6 +15,7 @@
 
 #include "api/cloisterd/auth.h"
 #include "api/cloisterd/auth_api.h"
+#include "api/cloisterd/certificates.h"
 #include "api/cloisterd/tap.h"
 #include "api/cloisterd/controller_api.h"
 #include "api/cloisterd/envelope.h"
@@ -40,7 +41,7 @@ class Routes {
         engine_(engine),
         clock_(clock),
         tap_(tap),
-        auth_(root_token),
+        auth_(options.enable_auth, root_token),
         controller_(engine),
         node_api_(engine),
         auth_api_(engine, tap) {
@@ -49,6 +50,12 @@ class Routes {
 
   // Answers request through respond, now or (for a change) once it is durable.
   void Handle(Listener listener, api::Request request, Respond respond);
+
+  // Client certificates (see Authenticator::SetCertificates). An expired CRL makes /readyz fail.
+  void SetCertificates(const CertificateAuthority* ca, const TrustedProxies* ingress) {
+    ca_ = ca;
+    auth_.SetCertificates(ca, ingress, &engine_->views());
+  }
 
   // While draining for shutdown /readyz answers 503 so load balancers stop sending.
   void SetDraining() {
@@ -91,6 +98,7 @@ class Routes {
   engine::Engine* engine_;
   engine::Clock* clock_;
   Tap* tap_;
+  const CertificateAuthority* ca_ = nullptr;
   Authenticator auth_;
   FailureLimiter failures_;
   engine::Principal principal_ = engine::Principal::Anonymous();  // Of the request in Handle.

@@ -1,6 +1,7 @@
 #include "api/cloisterd/service.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "api/cloisterd/certificates.h"
 #include "api/cloisterd/logging.h"
 #include "api/cloisterd/routes.h"
 #include "api/cloisterd/version.h"
@@ -101,6 +103,17 @@ std::string ReachableHost(const std::string& host) {
 
 constexpr uint64_t kSchedulerTickMs = 1000;
 
+// What tells a changed file apart: inode, size and modification time ("" when unreadable). An
+// editor's rename-over and an in-place rewrite both change it.
+std::string FileStamp(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    return "";
+  }
+  return std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+}
+
 struct Listeners {
   std::optional<api::ListenAddress> controller;
   std::optional<api::ListenAddress> registry;
@@ -116,6 +129,10 @@ class Service {
   Status OpenState();
   Status StartServers(const Listeners& listeners);
   void WriteReadyFile();
+  // Every second: routes' timers, and ANKA_CRL reloaded if the file changed.
+  void Tick();
+  void CheckCrl();
+  void RecordCrlLoaded(const CrlInfo& info);
   void BeginShutdown(int signal);
   void OnServerStopped();
   void FinishWhenIdle();
@@ -132,6 +149,10 @@ class Service {
   engine::SystemRng rng_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<Tap> tap_;  // API keys on: TAP and sessions.
+  std::unique_ptr<CertificateAuthority> ca_;  // ANKA_CA_CERT: client certificates.
+  std::unique_ptr<TrustedProxies> proxies_;   // ANKA_ENABLE_INGRESS_NGINX.
+  std::string crl_stamp_;                     // ANKA_CRL's identity when last read.
+  bool crl_expired_logged_ = false;
   std::unique_ptr<Routes> routes_;
   std::optional<TokenDigest> root_digest_;  // Authentication on: the root token's SHA-256.
   std::vector<std::unique_ptr<ListenerHandler>> handlers_;
@@ -148,9 +169,12 @@ class Service {
 
 Status Service::Prepare(Listeners* listeners) {
   if (options_.use_https) {
-    Result<api::TlsSettings> tls = api::ParseTlsSettings(
-        {options_.server_cert, options_.server_key, options_.min_tls_version,
-         options_.max_tls_version, options_.cipher_suites});
+    api::TlsConfig tls_config{options_.server_cert, options_.server_key,
+                              options_.min_tls_version, options_.max_tls_version,
+                              options_.cipher_suites};
+    tls_config.request_client_cert = !options_.ca_cert.empty();
+    tls_config.client_ca_path = options_.ca_cert;
+    Result<api::TlsSettings> tls = api::ParseTlsSettings(tls_config);
     if (!tls.ok()) {
       return tls.status();
     }
@@ -176,22 +200,46 @@ Status Service::Prepare(Listeners* listeners) {
     }
     listeners->registry = address.value();
   }
+  if (!options_.ca_cert.empty()) {
+    Result<std::unique_ptr<CertificateAuthority>> ca =
+        CertificateAuthority::Create(options_.ca_cert);
+    if (!ca.ok()) {
+      return ca.status();
+    }
+    ca_ = std::move(ca.value());
+    if (!options_.crl.empty()) {
+      Result<CrlInfo> crl = ca_->LoadCrl(options_.crl, clock_.NowNs() / 1'000'000'000);
+      if (!crl.ok()) {
+        return crl.status();
+      }
+      crl_stamp_ = FileStamp(options_.crl);
+    }
+    if (options_.enable_ingress_nginx) {
+      Result<TrustedProxies> proxies = TrustedProxies::Parse(options_.trusted_proxies);
+      if (!proxies.ok()) {
+        return Status::InvalidArgument("CLOISTER_TRUSTED_PROXIES: " + proxies.status().message());
+      }
+      proxies_ = std::make_unique<TrustedProxies>(std::move(proxies.value()));
+    }
+  }
   // Last, so that the warning below is not printed by a start that is refused anyway.
   if (options_.enable_auth) {
     if (!options_.root_token.empty()) {
       root_digest_ = DigestToken(options_.root_token);
-    } else {
-      Result<TokenDigest> saved = ReadRootTokenDigest(options_.data_dir);
-      if (!saved.ok()) {
-        return Status::InvalidArgument(
-            "ANKA_ENABLE_AUTH=true needs ANKA_ROOT_TOKEN, or a token made by cloisterd --init (" +
-            saved.status().message() + ")");
-      }
+    } else if (Result<TokenDigest> saved = ReadRootTokenDigest(options_.data_dir); saved.ok()) {
       root_digest_ = saved.value();
+    } else if (ca_ == nullptr) {
+      return Status::InvalidArgument(
+          "ANKA_ENABLE_AUTH=true needs ANKA_ROOT_TOKEN, or a token made by cloisterd --init (" +
+          saved.status().message() + "), or ANKA_CA_CERT for certificates");
     }
-    LogInfo("authentication on",
-            {Field("methods", std::string(options_.enable_api_keys ? "root token, API keys"
-                                                                   : "root token"))});
+    std::string methods = root_digest_ ? "root token" : "";
+    for (const auto& [on, name] : {std::pair{options_.enable_api_keys, "API keys"},
+                                   std::pair{ca_ != nullptr, "client certificates"},
+                                   std::pair{proxies_ != nullptr, "ingress certificates"}}) {
+      if (on) methods += std::string(methods.empty() ? "" : ", ") + name;
+    }
+    LogInfo("authentication on", {Field("methods", methods)});
   } else {
     LogWarn("authentication is OFF: anyone who reaches the API can change everything; set "
             "ANKA_ENABLE_AUTH=true with ANKA_ROOT_TOKEN (or run cloisterd --init)",
@@ -261,6 +309,12 @@ Status Service::StartServers(const Listeners& listeners) {
     tap_ = std::move(tap.value());
   }
   routes_ = std::make_unique<Routes>(options_, engine_.get(), &clock_, root_digest_, tap_.get());
+  if (ca_ != nullptr) {
+    routes_->SetCertificates(ca_.get(), proxies_.get());
+    if (ca_->HasCrl()) {
+      RecordCrlLoaded(ca_->crl_info());
+    }
+  }
   engine_->SetOnApplied([routes = routes_.get()] { routes->OnApplied(); });
   api::HttpLimits limits;
   limits.header_bytes_max = static_cast<uint32_t>(options_.header_bytes_max);
@@ -303,6 +357,50 @@ Status Service::StartServers(const Listeners& listeners) {
   }
   servers_running_ = servers_.size();
   return Status::Ok();
+}
+
+void Service::Tick() {
+  routes_->Tick();
+  CheckCrl();
+}
+
+void Service::CheckCrl() {
+  if (ca_ == nullptr || options_.crl.empty()) {
+    return;
+  }
+  const int64_t now_s = clock_.NowNs() / 1'000'000'000;
+  const std::string stamp = FileStamp(options_.crl);
+  if (stamp != crl_stamp_) {
+    crl_stamp_ = stamp;
+    Result<CrlInfo> loaded = ca_->LoadCrl(options_.crl, now_s);
+    if (loaded.ok()) {
+      LogInfo("CRL loaded", {Field("path", options_.crl),
+                             Field("revoked", uint64_t(loaded->revoked_count)),
+                             Field("generation", loaded->generation)});
+      RecordCrlLoaded(loaded.value());
+      crl_expired_logged_ = false;
+    } else {
+      LogWarn("CRL refused; the previous one stays in force",
+              {Field("reason", loaded.status().message())});
+    }
+  }
+  if (ca_->CrlExpired(now_s) && !crl_expired_logged_) {
+    crl_expired_logged_ = true;
+    LogError("ANKA_CRL has expired: certificate logins are refused (root token and API keys "
+             "still work) and /readyz fails until a newer CRL is in place",
+             {Field("path", options_.crl)});
+  }
+}
+
+void Service::RecordCrlLoaded(const CrlInfo& info) {
+  engine::RecordCrlLoaded command;
+  std::copy(info.sha256.begin(), info.sha256.end(), command.crl_sha256.begin());
+  command.issuer = info.issuer;
+  command.this_update_ns = info.this_update * 1'000'000'000;
+  command.next_update_ns = info.next_update * 1'000'000'000;
+  command.revoked_count = static_cast<uint32_t>(info.revoked_count);
+  command.source = options_.crl;
+  engine_->Submit(engine::Principal::System(), std::move(command), "crl", [](engine::Reply) {});
 }
 
 void Service::WriteReadyFile() {
@@ -420,7 +518,7 @@ int Service::Run() {
   if (options_.role != Role::kRegistry) {
     uv_timer_start(
         &scheduler_timer_,
-        [](uv_timer_t* timer) { static_cast<Service*>(timer->data)->routes_->Tick(); },
+        [](uv_timer_t* timer) { static_cast<Service*>(timer->data)->Tick(); },
         kSchedulerTickMs, kSchedulerTickMs);
   }
   for (uv_signal_t* handle : {&sigterm_, &sigint_}) {

@@ -209,6 +209,51 @@ Result<std::string> OaepEncrypt(EVP_PKEY* key, std::string_view plain) {
   return out;
 }
 
+// ---- KeyPairPool ------------------------------------------------------------------------------
+
+KeyPairPool::~KeyPairPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) {
+    worker_.join();
+  }
+}
+
+Result<Pkey> KeyPairPool::Take() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!worker_.joinable()) {
+      worker_ = std::thread([this] { Run(); });
+    }
+    if (!ready_.empty()) {
+      Pkey key = std::move(ready_.front());
+      ready_.pop_front();
+      cv_.notify_all();
+      return key;
+    }
+  }
+  return GenerateRsaKey();  // None ready yet: the first take, or a burst of them.
+}
+
+void KeyPairPool::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [this] { return stop_ || ready_.size() < kReady; });
+    if (stop_) {
+      return;
+    }
+    lock.unlock();
+    Result<Pkey> key = GenerateRsaKey();
+    lock.lock();
+    if (key.ok()) {
+      ready_.push_back(std::move(key).value());
+    }
+  }
+}
+
 // ---- Tap --------------------------------------------------------------------------------------
 
 Result<std::unique_ptr<Tap>> Tap::Create(TapOptions options, engine::Engine* engine,

@@ -25,6 +25,10 @@
 #include <openssl/evp.h>
 
 #include <array>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -74,6 +78,29 @@ std::string PrivateKeyPkcs1Der(EVP_PKEY* key);
 // RSA-OAEP with SHA-256 and MGF1-SHA-256.
 Result<std::string> OaepEncrypt(EVP_PKEY* key, std::string_view plain);
 
+// Pre-made RSA-2048 key pairs for POST /api/v1/apikey without a publicKey: making one takes
+// 100-300 ms, which must not stall the event loop. The first Take makes its pair inline and
+// starts a worker that keeps kReady pairs waiting; the pairs never leave memory unless taken.
+class KeyPairPool {
+ public:
+  static constexpr size_t kReady = 2;
+  KeyPairPool() = default;
+  ~KeyPairPool();
+  KeyPairPool(const KeyPairPool&) = delete;
+  KeyPairPool& operator=(const KeyPairPool&) = delete;
+
+  Result<Pkey> Take();
+
+ private:
+  void Run();
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pkey> ready_;
+  bool stop_ = false;
+  std::thread worker_;  // Started by the first Take.
+};
+
 struct TapOptions {
   bool enabled = false;             // ANKA_ENABLE_API_KEYS.
   int64_t session_ttl_ns = 300'000'000'000;  // ANKA_API_KEYS_SESSION_TTL (or the setting).
@@ -103,6 +130,9 @@ class Tap {
 
   // Drops expired challenges (called every second).
   void Tick(int64_t now_ns);
+
+  // A new key pair for a key the server generates (see KeyPairPool).
+  Result<Pkey> NewKeyPair() { return key_pairs_.Take(); }
 
   // Outstanding challenges (for tests).
   size_t challenges() const { return challenges_.size(); }
@@ -148,6 +178,7 @@ class Tap {
   // SHA-256 of a Bearer header value -> the session it named, once verified: later requests with
   // the same header skip decoding and two HMACs, and still check the session in the views.
   std::unordered_map<std::string, CachedBearer> bearers_;
+  KeyPairPool key_pairs_;
 };
 
 }  // namespace cloister::cloisterd
