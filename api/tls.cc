@@ -102,17 +102,6 @@ int SelectAlpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* out_size,
   return SSL_TLSEXT_ERR_OK;
 }
 
-// Reads a whole (small) file; the error names the setting and path.
-cloister::Result<std::string> ReadSmallFile(const char* setting, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status::NotFound(std::string(setting) + " " + path + ": cannot read: " +
-                            std::strerror(errno));
-  }
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
 
 bool LooksEncrypted(const std::string& pem) {
   return pem.find("-----BEGIN ENCRYPTED PRIVATE KEY-----") != std::string::npos ||
@@ -197,7 +186,7 @@ Status ApplyClientCertificateSettings(SSL_CTX* ctx, const TlsSettings& settings)
   if (settings.client_ca_path.empty()) {
     return Status::Ok();
   }
-  auto pem = ReadSmallFile("ANKA_CA_CERT", settings.client_ca_path);
+  auto pem = ReadSmallFile(settings.client_ca_setting, settings.client_ca_path);
   if (!pem.ok()) {
     return pem.status();
   }
@@ -206,7 +195,7 @@ Status ApplyClientCertificateSettings(SSL_CTX* ctx, const TlsSettings& settings)
   if (names == nullptr || sk_X509_NAME_num(names) == 0) {
     sk_X509_NAME_pop_free(names, X509_NAME_free);
     std::string reason = DrainOpenSslErrors();
-    return Status::InvalidArgument("ANKA_CA_CERT " + settings.client_ca_path +
+    return Status::InvalidArgument(settings.client_ca_setting + " " + settings.client_ca_path +
                                    ": no PEM CA certificate" +
                                    (reason.empty() ? "" : " (" + reason + ")"));
   }
@@ -317,6 +306,7 @@ cloister::Result<TlsSettings> ParseTlsSettings(const TlsConfig& config) {
   settings.key_path = config.key_path;
   settings.request_client_cert = config.request_client_cert;
   settings.client_ca_path = Trim(config.client_ca_path);
+  settings.client_ca_setting = config.client_ca_setting;
   Status status =
       ParseVersionSetting("ANKA_MIN_TLS_VERSION:", config.min_version, &settings.min_version);
   if (status.ok()) {
@@ -488,6 +478,17 @@ bool TlsStream::TakeCiphertext(std::string* out) {
   int n = BIO_read(output_, out->data() + old_size, static_cast<int>(pending));
   CL_ASSERT(n == static_cast<int>(pending));
   return true;
+}
+
+Result<std::string> ReadSmallFile(std::string_view setting, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Status::NotFound(std::string(setting) + " " + path + ": cannot read: " +
+                            std::strerror(errno));
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  return content.str();
 }
 
 }  // namespace cloister::api

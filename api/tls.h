@@ -49,6 +49,7 @@ struct TlsConfig {
   // Empty: no names are sent (clients then offer whatever they have). Ignored without
   // request_client_cert.
   std::string client_ca_path{};
+  std::string client_ca_setting = "ANKA_CA_CERT";  // Its name in errors (or ANKA_ROOT_CERT).
 };
 
 // Parsed settings, in OpenSSL's terms.
@@ -64,6 +65,7 @@ struct TlsSettings {
   // As in TlsConfig.
   bool request_client_cert = false;
   std::string client_ca_path{};
+  std::string client_ca_setting = "ANKA_CA_CERT";
 };
 
 // Defaults: ECDHE key exchange with AEAD ciphers only for TLS 1.2; the three standard TLS 1.3
@@ -156,5 +158,9 @@ class TlsStream {
 
 // Everything on OpenSSL's error queue of this thread, "; "-separated, and clears it.
 std::string DrainOpenSslErrors();
+
+// Reads a whole (small) file: a certificate, a key, a CRL. The error names the setting and the
+// path: "ANKA_CRL /x.pem: cannot read: No such file or directory".
+Result<std::string> ReadSmallFile(std::string_view setting, const std::string& path);
 
 }  // namespace cloister::api

@@ -18,4 +18,7 @@ struct Principal {
   static Principal Anonymous() { return {fb::ActorKind::Anonymous, "", {}}; }
 };
 
+// For holders of a Principal pointer that need one before any request.
+inline const Principal kAnonymous = Principal::Anonymous();
+
 }  // namespace cloister::engine

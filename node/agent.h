@@ -25,11 +25,22 @@
 
 #include "log/status.h"
 #include "node/agent_store.h"
-#include "node/controller_client.h"
+#include "client/controller_client.h"
 #include "node/reconciler.h"
 #include "node/sim_driver.h"
 
 namespace cloister::node {
+
+// The agent talks to the controller through the shared client (client/).
+using client::ClientAuth;
+using client::ClientAuthOptions;
+using client::ControllerClient;
+using client::ControllerClientOptions;
+using client::ControllerReply;
+using client::CredentialKind;
+using client::CredentialKindOf;
+using client::Credentials;
+using client::InitHttpClients;
 
 inline constexpr const char kAgentVersion[] = "0.3.0-cloister";
 

@@ -2,7 +2,7 @@
 // hand + shake and the Bearer it gives, the retry after a 401, proactive renewal, one session
 // shared by threads, the key formats and their errors, the root token, client certificates over
 // real TLS, node.json, and an agent that joins and runs with an API key.
-#include "node/client_auth.h"
+#include "client/client_auth.h"
 
 #include <sys/stat.h>
 
@@ -19,23 +19,27 @@
 #include "log/base64.h"
 #include "log/status.h"
 #include "node/agent.h"
-#include "node/controller_client.h"
-#include "node/fake_controller.h"
+#include "client/controller_client.h"
+#include "client/fake_controller.h"
 #include "tests/testutil.h"
 
 namespace cloister::node {
 namespace {
 
+using client::RawPost;
+using client::RawReply;
+using client::RsaPrivateKey;
+
 using ::cloister::testing::TempDir;
-using testing::FakeController;
-using testing::Pkey;
+using client::testing::FakeController;
+using client::testing::Pkey;
 using Json = nlohmann::json;
 
 constexpr long kTimeoutMs = 10'000;
 
 // One RSA key for most tests (generating one takes a while).
 const Pkey& SharedKey() {
-  static const Pkey key = testing::GenerateRsaKey();
+  static const Pkey key = client::testing::GenerateRsaKey();
   return key;
 }
 
@@ -134,9 +138,9 @@ TEST_CASE("CredentialKindOf: at most one kind, and each one complete") {
 TEST_CASE("RsaPrivateKey: PEM PKCS#1, PEM PKCS#8 and the bare base64 DER all load") {
   TempDir dir;
   const Pkey& key = SharedKey();
-  const std::string pkcs1 = testing::PemPkcs1(key);
-  const std::string pkcs8 = testing::PemPkcs8(key);
-  const std::string der64 = testing::Base64DerPkcs1(key);
+  const std::string pkcs1 = client::testing::PemPkcs1(key);
+  const std::string pkcs8 = client::testing::PemPkcs8(key);
+  const std::string der64 = client::testing::Base64DerPkcs1(key);
   REQUIRE(Contains(pkcs1, "-----BEGIN RSA PRIVATE KEY-----"));
   REQUIRE(Contains(pkcs8, "-----BEGIN PRIVATE KEY-----"));
   REQUIRE_FALSE(Contains(der64, "-----"));
@@ -150,8 +154,8 @@ TEST_CASE("RsaPrivateKey: PEM PKCS#1, PEM PKCS#8 and the bare base64 DER all loa
       {"wrapped base64 DER", wrapped},
       {"PEM with blank lines around", "\n\n" + pkcs1 + "\n  \n"},
   };
-  const std::string secret = testing::RandomText(21);
-  const std::string ciphertext = testing::EncryptOaepSha256(key, secret);
+  const std::string secret = client::testing::RandomText(21);
+  const std::string ciphertext = client::testing::EncryptOaepSha256(key, secret);
   for (const auto& [name, text] : forms) {
     INFO(name);
     auto parsed = RsaPrivateKey::Parse(text, "--api-key-string");
@@ -161,7 +165,7 @@ TEST_CASE("RsaPrivateKey: PEM PKCS#1, PEM PKCS#8 and the bare base64 DER all loa
     REQUIRE(plain.ok());
     CHECK(*plain == secret);
     const std::string path = dir.Sub("key.pem");
-    testing::WriteTextFile(path, text);
+    client::testing::WriteTextFile(path, text);
     auto loaded = RsaPrivateKey::Load(path);
     REQUIRE(loaded.ok());
     CHECK(*(*loaded)->DecryptOaepSha256(ciphertext) == secret);
@@ -169,14 +173,14 @@ TEST_CASE("RsaPrivateKey: PEM PKCS#1, PEM PKCS#8 and the bare base64 DER all loa
   // Ciphertext for another key does not decrypt.
   auto parsed = RsaPrivateKey::Parse(pkcs1, "--api-key-string");
   REQUIRE(parsed.ok());
-  const Pkey other = testing::GenerateRsaKey();
-  CHECK_FALSE((*parsed)->DecryptOaepSha256(testing::EncryptOaepSha256(other, secret)).ok());
+  const Pkey other = client::testing::GenerateRsaKey();
+  CHECK_FALSE((*parsed)->DecryptOaepSha256(client::testing::EncryptOaepSha256(other, secret)).ok());
 }
 
 TEST_CASE("RsaPrivateKey: errors name the flag and the file, never the key") {
   TempDir dir;
-  const std::string ec_pem = testing::PemPkcs8(testing::GenerateEcKey());
-  const std::string pkcs1 = testing::PemPkcs1(SharedKey());
+  const std::string ec_pem = client::testing::PemPkcs8(client::testing::GenerateEcKey());
+  const std::string pkcs1 = client::testing::PemPkcs1(SharedKey());
   const std::string truncated =
       pkcs1.substr(0, pkcs1.size() / 2) + "\n-----END RSA PRIVATE KEY-----\n";
   const std::string garbage = "c2VjcmV0LWJ1dC1ub3QtYS1rZXk=";  // base64, not DER.
@@ -202,7 +206,7 @@ TEST_CASE("RsaPrivateKey: errors name the flag and the file, never the key") {
     CHECK_FALSE(Contains(message, garbage));
   }
   const std::string ec_path = dir.Sub("ec.pem");
-  testing::WriteTextFile(ec_path, ec_pem);
+  client::testing::WriteTextFile(ec_path, ec_pem);
   auto from_file = RsaPrivateKey::Load(ec_path);
   REQUIRE_FALSE(from_file.ok());
   CHECK(Contains(from_file.status().message(),
@@ -220,7 +224,7 @@ TEST_CASE("RsaPrivateKey: errors name the flag and the file, never the key") {
 TEST_CASE("API key: hand + shake on the first request, then the same Bearer") {
   FakeController controller;
   controller.AddApiKey("node-uak", SharedKey());
-  auto auth = MakeAuth(ApiKey("node-uak", testing::PemPkcs1(SharedKey())));
+  auto auth = MakeAuth(ApiKey("node-uak", client::testing::PemPkcs1(SharedKey())));
   ControllerClient client(Options(controller.url(), auth));
   CHECK(controller.hands() == 0);  // Lazily: nothing before the first request.
 
@@ -251,7 +255,7 @@ TEST_CASE("API key: hand + shake on the first request, then the same Bearer") {
 TEST_CASE("API key: a 401 (expired session) re-does TAP and the call succeeds") {
   FakeController controller;
   controller.AddApiKey("node-uak", SharedKey());
-  auto auth = MakeAuth(ApiKey("node-uak", testing::PemPkcs8(SharedKey())));
+  auto auth = MakeAuth(ApiKey("node-uak", client::testing::PemPkcs8(SharedKey())));
   ControllerClient client(Options(controller.url(), auth));
   CallOk(client);
   const std::string first = controller.requests().back().headers["authorization"];
@@ -278,7 +282,7 @@ TEST_CASE("API key: a controller that keeps answering 401 gets one retry, not a 
   controller.AddApiKey("node-uak", SharedKey());
   controller.RejectNewSessions(true);
   ControllerClient client(
-      Options(controller.url(), MakeAuth(ApiKey("node-uak", testing::PemPkcs1(SharedKey())))));
+      Options(controller.url(), MakeAuth(ApiKey("node-uak", client::testing::PemPkcs1(SharedKey())))));
   auto reply = client.Call("GET", "/api/v1/status", "", kTimeoutMs);
   REQUIRE(reply.ok());  // An answer: the caller judges it.
   CHECK(reply->http_status == 401);
@@ -291,7 +295,7 @@ TEST_CASE("API key: a controller that keeps answering 401 gets one retry, not a 
 TEST_CASE("API key: a wrong key or an unknown id fails with a clear error") {
   FakeController controller;
   controller.AddApiKey("node-uak", SharedKey());
-  const std::string wrong_pem = testing::PemPkcs1(testing::GenerateRsaKey());
+  const std::string wrong_pem = client::testing::PemPkcs1(client::testing::GenerateRsaKey());
   ControllerClient wrong(Options(controller.url(), MakeAuth(ApiKey("node-uak", wrong_pem))));
   auto reply = wrong.Call("GET", "/api/v1/status", "", kTimeoutMs);
   REQUIRE_FALSE(reply.ok());
@@ -302,7 +306,7 @@ TEST_CASE("API key: a wrong key or an unknown id fails with a clear error") {
   CHECK(controller.requests().empty());  // Nothing is sent without a session.
 
   ControllerClient unknown(
-      Options(controller.url(), MakeAuth(ApiKey("nobody", testing::PemPkcs1(SharedKey())))));
+      Options(controller.url(), MakeAuth(ApiKey("nobody", client::testing::PemPkcs1(SharedKey())))));
   reply = unknown.Call("GET", "/api/v1/status", "", kTimeoutMs);
   REQUIRE_FALSE(reply.ok());
   INFO(reply.status().message());
@@ -310,7 +314,7 @@ TEST_CASE("API key: a wrong key or an unknown id fails with a clear error") {
 
   // The controller away: a transport error (the agent's loops retry those).
   ControllerClient away(
-      Options("http://127.0.0.1:1", MakeAuth(ApiKey("node-uak", testing::PemPkcs1(SharedKey())))));
+      Options("http://127.0.0.1:1", MakeAuth(ApiKey("node-uak", client::testing::PemPkcs1(SharedKey())))));
   reply = away.Call("GET", "/api/v1/status", "", 2000);
   REQUIRE_FALSE(reply.ok());
   CHECK(reply.status().code() == StatusCode::kIoError);
@@ -320,15 +324,15 @@ TEST_CASE("API key: every key format works end to end, from a string and from a 
   TempDir dir;
   FakeController controller;
   controller.AddApiKey("k", SharedKey());
-  const std::vector<std::string> texts = {testing::PemPkcs1(SharedKey()),
-                                          testing::PemPkcs8(SharedKey()),
-                                          testing::Base64DerPkcs1(SharedKey())};
+  const std::vector<std::string> texts = {client::testing::PemPkcs1(SharedKey()),
+                                          client::testing::PemPkcs8(SharedKey()),
+                                          client::testing::Base64DerPkcs1(SharedKey())};
   int handshakes = 0;
   for (const std::string& text : texts) {
     ControllerClient from_string(Options(controller.url(), MakeAuth(ApiKey("k", text))));
     CallOk(from_string);
     const std::string path = dir.Sub("key-" + std::to_string(handshakes));
-    testing::WriteTextFile(path, text);
+    client::testing::WriteTextFile(path, text);
     Credentials file;
     file.api_key_id = "k";
     file.api_key_file = path;
@@ -348,7 +352,7 @@ TEST_CASE("API key: a session older than max_session_age is renewed before the r
   options.max_session_age = std::chrono::minutes(4);
   options.now = [now] { return *now; };
   ControllerClient client(
-      Options(controller.url(), MakeAuth(ApiKey("k", testing::PemPkcs1(SharedKey())), options)));
+      Options(controller.url(), MakeAuth(ApiKey("k", client::testing::PemPkcs1(SharedKey())), options)));
   CallOk(client);
   *now += std::chrono::minutes(3);
   CallOk(client);
@@ -362,7 +366,7 @@ TEST_CASE("API key: a session older than max_session_age is renewed before the r
 TEST_CASE("API key: clients on several threads share one ClientAuth and one session") {
   FakeController controller;
   controller.AddApiKey("k", SharedKey());
-  auto auth = MakeAuth(ApiKey("k", testing::PemPkcs1(SharedKey())));
+  auto auth = MakeAuth(ApiKey("k", client::testing::PemPkcs1(SharedKey())));
   InitHttpClients();
   std::atomic<int> ok{0};
   std::vector<std::thread> threads;
@@ -409,8 +413,8 @@ TEST_CASE("root token: HTTP Basic, and a 401 is not retried") {
 
 TEST_CASE("client certificate: the PEM files reach curl and the controller verifies them") {
   TempDir dir;
-  const testing::TestPki pki = testing::MakeTestPki(dir.path(), "node-7");
-  FakeController controller(testing::FakeTls{pki.server_cert, pki.server_key, pki.ca_cert});
+  const client::testing::TestPki pki = client::testing::MakeTestPki(dir.path(), "node-7");
+  FakeController controller(client::testing::FakeTls{pki.server_cert, pki.server_key, pki.ca_cert});
   REQUIRE(controller.url().rfind("https://", 0) == 0);
 
   AgentConfig config;
@@ -445,7 +449,7 @@ TEST_CASE("client certificate: the PEM files reach curl and the controller verif
       std::ifstream in(*part);
       text += std::string(std::istreambuf_iterator<char>(in), {});
     }
-    testing::WriteTextFile(both, text);
+    client::testing::WriteTextFile(both, text);
     options->cert_file = both;
     options->key_file.clear();
     ControllerClient client(*options);
@@ -476,7 +480,7 @@ TEST_CASE("node.json keeps the credential settings, mode 0600") {
   config.ca_file = "/etc/ca.pem";
   config.insecure = true;
   config.api_key_id = "node-uak";
-  config.api_key_string = testing::Base64DerPkcs1(SharedKey());
+  config.api_key_string = client::testing::Base64DerPkcs1(SharedKey());
   config.api_key_session_max_age_ms = 60'000;
   REQUIRE(SaveAgentConfig(dir.path(), config).ok());
   struct stat info {};
@@ -519,7 +523,7 @@ TEST_CASE("an agent joins and runs with an API key: every request carries the se
   FakeController controller;
   controller.AddApiKey("node-uak", SharedKey());
   const std::string key_path = dir.Sub("uak.pem");
-  testing::WriteTextFile(key_path, testing::PemPkcs1(SharedKey()));
+  client::testing::WriteTextFile(key_path, client::testing::PemPkcs1(SharedKey()));
   AgentConfig config;
   config.controller_url = controller.url();
   config.name = "n1";

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "node/fake_controller.h"
+#include "client/fake_controller.h"
 #include "tests/crash/child_process.h"
 #include "tests/testutil.h"
 
@@ -67,7 +67,7 @@ TEST_CASE("join refuses credentials that mix kinds or are incomplete, before any
   TempDir dir;
   const std::string url = "http://127.0.0.1:1";  // Nothing listens: only exit 2 proves it.
   const std::string key_file = dir.Sub("uak.pem");
-  testing::WriteTextFile(key_file, testing::PemPkcs1(testing::GenerateRsaKey()));
+  client::testing::WriteTextFile(key_file, client::testing::PemPkcs1(client::testing::GenerateRsaKey()));
   const std::string data = dir.Sub("data");
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--root-token", "t", "--api-key-id", "k", "--api-key-file", key_file},
@@ -107,7 +107,7 @@ TEST_CASE("join: a key that is not an RSA private key is named, never echoed") {
   CHECK_FALSE(Contains(run.err + run.out, canary));
 
   const std::string ec_file = dir.Sub("ec.pem");
-  testing::WriteTextFile(ec_file, testing::PemPkcs8(testing::GenerateEcKey()));
+  client::testing::WriteTextFile(ec_file, client::testing::PemPkcs8(client::testing::GenerateEcKey()));
   run = Node({"join", "http://127.0.0.1:1", "--data", dir.Sub("data"), "--api-key-id", "k",
               "--api-key-file", ec_file});
   INFO(run.err);
@@ -118,11 +118,11 @@ TEST_CASE("join: a key that is not an RSA private key is named, never echoed") {
 
 TEST_CASE("join with an API key file: TAP, join, and node.json keeps the settings") {
   TempDir dir;
-  const testing::Pkey key = testing::GenerateRsaKey();
-  testing::FakeController controller;
+  const client::testing::Pkey key = client::testing::GenerateRsaKey();
+  client::testing::FakeController controller;
   controller.AddApiKey("node-uak", key);
   const std::string key_file = dir.Sub("uak.pem");
-  testing::WriteTextFile(key_file, testing::Base64DerPkcs1(key));
+  client::testing::WriteTextFile(key_file, client::testing::Base64DerPkcs1(key));
   const std::string data = dir.Sub("data");
   ChildProcess agent({RunfilePath("node/cloister-node"), "join", controller.url(), "--name", "n1",
                       "--data", data, "--heartbeat", "200ms", "--skip-tls-verification",
@@ -159,11 +159,11 @@ TEST_CASE("join with an API key file: TAP, join, and node.json keeps the setting
 
 TEST_CASE("join with --api-key-string keeps the key itself in node.json") {
   TempDir dir;
-  const testing::Pkey key = testing::GenerateRsaKey();
-  testing::FakeController controller;
+  const client::testing::Pkey key = client::testing::GenerateRsaKey();
+  client::testing::FakeController controller;
   controller.AddApiKey("node-uak", key);
   const std::string data = dir.Sub("data");
-  const std::string pem = testing::PemPkcs8(key);
+  const std::string pem = client::testing::PemPkcs8(key);
   ChildProcess agent({RunfilePath("node/cloister-node"), "join", controller.url(), "--data", data,
                       "--api-key-id", "node-uak", "--api-key-string", pem},
                      {"CLOISTER_ROOT_TOKEN="});

@@ -29,7 +29,7 @@
 #include <utility>
 
 #include "node/agent.h"
-#include "node/controller_client.h"
+#include "client/controller_client.h"
 
 namespace cloister::node {
 namespace {

@@ -26,6 +26,7 @@
 #include "log/snapshot_store.h"
 #include "log/status.h"
 #include "reducers/view_json.h"
+#include "client/controller_client.h"
 #include "tools/audit.h"
 #include "tools/demo.h"
 #include "tools/event_format.h"
@@ -60,6 +61,14 @@ struct Args {
   IssueRequest issue;
   std::string issue_subject;
   std::string serial;
+  // call
+  std::string call_method;
+  std::string call_path;
+  std::string call_body;
+  std::string call_url = "http://127.0.0.1:8090";
+  client::Credentials credentials;
+  std::string cacert;
+  bool skip_tls_verification = false;
 };
 
 struct Commands {
@@ -71,6 +80,7 @@ struct Commands {
   CLI::App* pki_issue = nullptr;
   CLI::App* pki_revoke = nullptr;
   CLI::App* pki_crl = nullptr;
+  CLI::App* call = nullptr;
   // Options whose presence matters (an empty value is still a value).
   CLI::Option* from = nullptr;
   CLI::Option* to = nullptr;
@@ -285,6 +295,65 @@ void AddPki(CLI::App* app, Args* args, Commands* commands) {
   commands->pki_crl = crl;
 }
 
+void AddCall(CLI::App* app, Args* args, Commands* commands) {
+  CLI::App* cmd = app->add_subcommand(
+      "call", "Send one request to a cloisterd API, authenticated, and print the answer");
+  cmd->add_option("method", args->call_method, "GET, POST, PUT or DELETE")->required();
+  cmd->add_option("path", args->call_path, "Path and query, e.g. /api/v1/status")->required();
+  cmd->add_option("body", args->call_body, "JSON body (optional)");
+  cmd->add_option("--url", args->call_url, "Controller (or registry) URL")
+      ->envname("CLOISTER_URL")->capture_default_str();
+  cmd->add_option("--root-token", args->credentials.root_token, "Root token (Basic)")
+      ->envname("CLOISTER_ROOT_TOKEN");
+  cmd->add_option("--api-key-id", args->credentials.api_key_id, "UAK id (TAP)");
+  cmd->add_option("--api-key-string", args->credentials.api_key_string,
+                  "UAK private key (PEM, or base64 PKCS#1 DER)");
+  cmd->add_option("--api-key-file", args->credentials.api_key_file, "File with the UAK key");
+  cmd->add_option("--cert", args->credentials.cert_file, "Client certificate (PEM)");
+  cmd->add_option("--cert-key", args->credentials.cert_key_file, "Its private key (PEM)");
+  cmd->add_option("--cacert", args->cacert, "CA (PEM) to verify an HTTPS server");
+  cmd->add_flag("--skip-tls-verification", args->skip_tls_verification,
+                "Do not verify the server's certificate");
+  cmd->footer(
+      "Prints the answer's envelope (one JSON line) on stdout. At most one credential kind. A "
+      "TAP session is made for the call (hand + shake) and redone once after a 401.\n"
+      "Exit status: 0 the answer is OK; 1 it is FAIL or the request failed; 2 bad arguments.");
+  commands->call = cmd;
+}
+
+int RunCall(const Args& args) {
+  Result<std::shared_ptr<client::ClientAuth>> auth = client::ClientAuth::Create(args.credentials);
+  if (!auth.ok()) {
+    return Usage(auth.status().message());
+  }
+  client::InitHttpClients();
+  client::ControllerClientOptions options;
+  options.url = args.call_url;
+  options.ca_file = args.cacert;
+  options.insecure = args.skip_tls_verification;
+  options.cert_file = args.credentials.cert_file;
+  options.key_file = args.credentials.cert_key_file;
+  options.auth = auth.value();
+  client::ControllerClient controller(options);
+  Result<client::ControllerReply> reply =
+      controller.Call(args.call_method, args.call_path, args.call_body, 30'000);
+  if (!reply.ok()) {
+    std::fprintf(stderr, "cloister: %s\n", reply.status().message().c_str());
+    return kExitFailure;
+  }
+  nlohmann::ordered_json envelope;
+  envelope["status"] = reply->ok ? "OK" : "FAIL";
+  envelope["message"] = reply->message;
+  if (!reply->body.is_null()) {
+    envelope["body"] = reply->body;
+  }
+  std::printf("%s\n", envelope.dump().c_str());
+  if (!reply->ok) {
+    std::fprintf(stderr, "cloister: HTTP %d: %s\n", reply->http_status, reply->message.c_str());
+  }
+  return reply->ok ? kExitOk : kExitFailure;
+}
+
 int RunPki(Args* args, const Commands& commands) {
   Status status;
   if (commands.pki_init->parsed()) {
@@ -332,6 +401,7 @@ void Configure(CLI::App* app, Args* args, Commands* commands) {
   AddDemo(app, args, commands);
   AddReplay(app, args, commands);
   AddPki(app, args, commands);
+  AddCall(app, args, commands);
 }
 
 Result<std::unique_ptr<log::Log>> OpenReadOnly(const std::string& dir) {
@@ -509,6 +579,9 @@ int Main(int argc, char** argv) {
   if (commands.pki_init->parsed() || commands.pki_issue->parsed() ||
       commands.pki_revoke->parsed() || commands.pki_crl->parsed()) {
     return RunPki(&args, commands);
+  }
+  if (commands.call->parsed()) {
+    return RunCall(args);
   }
   return Usage("no command given (see --help)");
 }

@@ -83,6 +83,7 @@ class Authenticator {
 
  private:
   AuthOutcome Root(std::string_view credentials) const;
+  static AuthOutcome RootOutcome();
   // A client certificate (from TLS, or forwarded by a trusted ingress).
   AuthOutcome Certificate(const api::PeerCertificate& cert, fb::AuthMethod method,
                           int64_t now_ns) const;
@@ -91,6 +92,7 @@ class Authenticator {
 
   bool enabled_ = false;
   std::optional<TokenDigest> root_;
+  std::string root_header_;  // The Authorization value that last proved the root token.
   Tap* tap_ = nullptr;
   const CertificateAuthority* ca_ = nullptr;
   const TrustedProxies* ingress_ = nullptr;

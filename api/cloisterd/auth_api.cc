@@ -43,7 +43,7 @@ bool AuthApi::Handle(const api::Request& request, Respond& respond) {
     return false;
   }
   // Credential management is the root's (until the authorization issue adds grants).
-  if (principal_.kind != fb::ActorKind::Root && principal_.kind != fb::ActorKind::Anonymous) {
+  if (principal_->kind != fb::ActorKind::Root && principal_->kind != fb::ActorKind::Anonymous) {
     respond(api::FailResponse(403, "permission denied: managing API keys and revocations "
                                    "needs the root token"));
     return true;
@@ -222,7 +222,7 @@ void AuthApi::Revoke(const api::Request& request, Respond respond) {
 
 void AuthApi::Submit(const api::Request& request, engine::Command command,
                      std::string body_json, Respond respond) {
-  engine_->Submit(principal_, std::move(command), request.id,
+  engine_->Submit(*principal_, std::move(command), request.id,
                   [body_json = std::move(body_json),
                    respond = std::move(respond)](engine::Reply reply) mutable {
                     respond(reply.ok() ? OkResponse(body_json) : FailedReplyResponse(reply));

@@ -31,7 +31,7 @@ class AuthApi {
   // tap: for session ids given to revoke (nullptr: API keys are off).
   AuthApi(engine::Engine* engine, Tap* tap) : engine_(engine), tap_(tap) {}
 
-  void SetPrincipal(engine::Principal principal) { principal_ = std::move(principal); }
+  void SetPrincipal(const engine::Principal* principal) { principal_ = principal; }
 
   // Answers request if its path is one of the endpoints above; false leaves respond untouched.
   bool Handle(const api::Request& request, Respond& respond);
@@ -49,7 +49,7 @@ class AuthApi {
 
   engine::Engine* engine_;
   Tap* tap_;
-  engine::Principal principal_ = engine::Principal::Anonymous();
+  const engine::Principal* principal_ = &engine::kAnonymous;
 };
 
 }  // namespace cloister::cloisterd

@@ -17,6 +17,8 @@
 #include <sstream>
 #include <utility>
 
+#include "api/tls.h"
+
 namespace cloister::cloisterd {
 namespace {
 
@@ -54,17 +56,6 @@ std::unique_ptr<BIO, BioFree> MemoryBio(std::string_view bytes) {
   return std::unique_ptr<BIO, BioFree>(bio);
 }
 
-// Reads a whole (small) file; the error names the setting and path.
-Result<std::string> ReadSmallFile(std::string_view setting, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status::NotFound(std::string(setting) + " " + path + ": cannot read: " +
-                            std::strerror(errno));
-  }
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
 
 // True if the last error of a PEM_read loop only says that no further PEM block follows.
 bool OnlyNoStartLine() {
@@ -251,7 +242,7 @@ CertificateAuthority::~CertificateAuthority() {
 
 Result<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Create(
     const std::string& ca_path, std::string_view setting) {
-  auto pem = ReadSmallFile(setting, ca_path);
+  auto pem = api::ReadSmallFile(setting, ca_path);
   if (!pem.ok()) {
     return pem.status();
   }
@@ -298,7 +289,7 @@ X509_STORE* CertificateAuthority::NewStore(X509_CRL* crl) const {
 }
 
 Result<CrlInfo> CertificateAuthority::LoadCrl(const std::string& pem_path, int64_t now_unix) {
-  auto pem = ReadSmallFile("ANKA_CRL", pem_path);
+  auto pem = api::ReadSmallFile("ANKA_CRL", pem_path);
   if (!pem.ok()) {
     return pem.status();
   }

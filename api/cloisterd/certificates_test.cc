@@ -1,135 +1,49 @@
 // CertificateAuthority, ParseIngressCertificate and TrustedProxies, with CAs, client
-// certificates and CRLs made here with OpenSSL's C API (EC P-256: fast), so that every date can
-// be placed around an injected "now".
+// certificates and CRLs made by //tests:cert_factory (OpenSSL's C API, EC P-256: fast), so that
+// every date can be placed around an injected "now".
 #include "api/cloisterd/certificates.h"
 
 #include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509v3.h>
+#include <openssl/x509.h>
 
 #include <array>
 #include <catch2/catch.hpp>
-#include <cctype>
-#include <cstdio>
-#include <fstream>
 #include <memory>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "api/peer_certificate.h"
+#include "tests/cert_factory.h"
 #include "tests/testutil.h"
 
 namespace cloister::cloisterd {
 namespace {
 
 constexpr int64_t kNow = 1'700'000'000;
-constexpr int64_t kDay = 86'400;
+constexpr int64_t kDay = cloister::testing::kDaySeconds;
 
-struct KeyFree {
-  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-struct CertFree {
-  void operator()(X509* cert) const { X509_free(cert); }
-};
-struct CrlFree {
-  void operator()(X509_CRL* crl) const { X509_CRL_free(crl); }
-};
-using Key = std::shared_ptr<EVP_PKEY>;
-using Cert = std::shared_ptr<X509>;
+using cloister::testing::Cert;
+using cloister::testing::CertSpec;
+using cloister::testing::Issue;
+using cloister::testing::Key;
+using cloister::testing::MakeCert;
+using cloister::testing::MakeCrl;
+using cloister::testing::NewKey;
+using cloister::testing::Pem;
+using cloister::testing::TestCa;
+using cloister::testing::UrlEncode;
+using cloister::testing::WriteCrl;
 
-Key NewKey() {
-  EVP_PKEY* key = EVP_EC_gen("P-256");
-  REQUIRE(key != nullptr);
-  return Key(key, KeyFree());
+// The factory's CAs and client certificates, valid around kNow.
+TestCa MakeCa(const std::string& cn) { return cloister::testing::MakeCa(cn, kNow); }
+
+CertSpec Client(uint64_t serial, const std::string& cn = "jenkins",
+                const std::string& o = "DevOps") {
+  return cloister::testing::ClientSpec(serial, kNow, cn, {o});
 }
 
-void SetTime(ASN1_TIME* field, int64_t unix_seconds) {
-  REQUIRE(ASN1_TIME_set(field, static_cast<time_t>(unix_seconds)) != nullptr);
-}
-
-void AddExtension(X509* cert, X509* issuer, int nid, const char* value) {
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-  REQUIRE(ext != nullptr);
-  REQUIRE(X509_add_ext(cert, ext, -1) == 1);
-  X509_EXTENSION_free(ext);
-}
-
-struct CertSpec {
-  // Subject attributes in order: {"O", "DevOps"}, {"CN", "jenkins"}.
-  std::vector<std::pair<std::string, std::string>> subject;
-  uint64_t serial = 1;
-  int64_t not_before = kNow - kDay;
-  int64_t not_after = kNow + 365 * kDay;
-  bool ca = false;
-  const char* extended_key_usage = nullptr;  // e.g. "clientAuth"; nullptr: none.
-};
-
-// A certificate for key, signed by issuer_key (issuer: nullptr for self-signed).
-Cert MakeCert(const CertSpec& spec, EVP_PKEY* key, X509* issuer, EVP_PKEY* issuer_key) {
-  Cert cert(X509_new(), CertFree());
-  REQUIRE(cert != nullptr);
-  REQUIRE(X509_set_version(cert.get(), 2) == 1);
-  REQUIRE(ASN1_INTEGER_set_uint64(X509_get_serialNumber(cert.get()), spec.serial) == 1);
-  SetTime(X509_getm_notBefore(cert.get()), spec.not_before);
-  SetTime(X509_getm_notAfter(cert.get()), spec.not_after);
-  X509_NAME* name = X509_get_subject_name(cert.get());
-  for (const auto& [field, value] : spec.subject) {
-    REQUIRE(X509_NAME_add_entry_by_txt(name, field.c_str(), MBSTRING_UTF8,
-                                       reinterpret_cast<const unsigned char*>(value.c_str()),
-                                       -1, -1, 0) == 1);
-  }
-  X509* signer = issuer == nullptr ? cert.get() : issuer;
-  REQUIRE(X509_set_issuer_name(cert.get(), X509_get_subject_name(signer)) == 1);
-  REQUIRE(X509_set_pubkey(cert.get(), key) == 1);
-  if (spec.ca) {
-    AddExtension(cert.get(), signer, NID_basic_constraints, "critical,CA:TRUE");
-    AddExtension(cert.get(), signer, NID_key_usage, "critical,keyCertSign,cRLSign");
-  }
-  if (spec.extended_key_usage != nullptr) {
-    AddExtension(cert.get(), signer, NID_ext_key_usage, spec.extended_key_usage);
-  }
-  REQUIRE(X509_sign(cert.get(), issuer_key, EVP_sha256()) > 0);
-  return cert;
-}
-
-struct TestCa {
-  Key key;
-  Cert cert;
-};
-
-TestCa MakeCa(const std::string& cn) {
-  TestCa ca;
-  ca.key = NewKey();
-  CertSpec spec;
-  spec.subject = {{"O", "Veertu"}, {"CN", cn}};
-  spec.not_before = kNow - 10 * kDay;
-  spec.not_after = kNow + 3650 * kDay;
-  spec.ca = true;
-  spec.serial = 1000;
-  ca.cert = MakeCert(spec, ca.key.get(), nullptr, ca.key.get());
-  return ca;
-}
-
-// A client certificate issued by ca (its own fresh key).
-Cert Issue(const TestCa& ca, CertSpec spec) {
-  Key key = NewKey();
-  return MakeCert(spec, key.get(), ca.cert.get(), ca.key.get());
-}
-
-CertSpec Client(uint64_t serial, std::string cn = "jenkins", std::string o = "DevOps") {
-  CertSpec spec;
-  spec.serial = serial;
-  if (!o.empty()) {
-    spec.subject.emplace_back("O", o);
-  }
-  if (!cn.empty()) {
-    spec.subject.emplace_back("CN", cn);
-  }
-  return spec;
+void WriteFile(const std::string& path, const std::string& content) {
+  cloister::testing::WriteFileAtomically(path, content);
 }
 
 std::shared_ptr<const api::PeerCertificate> Peer(const Cert& leaf,
@@ -144,63 +58,6 @@ std::shared_ptr<const api::PeerCertificate> Peer(const Cert& leaf,
     }
   }
   return std::make_shared<const api::PeerCertificate>(leaf.get(), stack);
-}
-
-std::string Pem(X509* cert) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  REQUIRE(PEM_write_bio_X509(bio, cert) == 1);
-  char* data = nullptr;
-  long size = BIO_get_mem_data(bio, &data);
-  std::string out(data, static_cast<size_t>(size));
-  BIO_free(bio);
-  return out;
-}
-
-void WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << content;
-  REQUIRE(out.good());
-}
-
-std::shared_ptr<X509_CRL> MakeCrl(const TestCa& signer, const std::vector<uint64_t>& revoked,
-                                  int64_t this_update, int64_t next_update) {
-  std::shared_ptr<X509_CRL> crl(X509_CRL_new(), CrlFree());
-  REQUIRE(crl != nullptr);
-  REQUIRE(X509_CRL_set_version(crl.get(), 1) == 1);  // v2.
-  REQUIRE(X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(signer.cert.get())) == 1);
-  ASN1_TIME* time = ASN1_TIME_new();
-  SetTime(time, this_update);
-  REQUIRE(X509_CRL_set1_lastUpdate(crl.get(), time) == 1);
-  if (next_update != 0) {
-    SetTime(time, next_update);
-    REQUIRE(X509_CRL_set1_nextUpdate(crl.get(), time) == 1);
-  }
-  for (uint64_t serial : revoked) {
-    X509_REVOKED* entry = X509_REVOKED_new();
-    ASN1_INTEGER* number = ASN1_INTEGER_new();
-    REQUIRE(ASN1_INTEGER_set_uint64(number, serial) == 1);
-    REQUIRE(X509_REVOKED_set_serialNumber(entry, number) == 1);
-    SetTime(time, this_update - kDay);
-    REQUIRE(X509_REVOKED_set_revocationDate(entry, time) == 1);
-    REQUIRE(X509_CRL_add0_revoked(crl.get(), entry) == 1);
-    ASN1_INTEGER_free(number);
-  }
-  ASN1_TIME_free(time);
-  REQUIRE(X509_CRL_sort(crl.get()) == 1);
-  REQUIRE(X509_CRL_sign(crl.get(), signer.key.get(), EVP_sha256()) > 0);
-  return crl;
-}
-
-std::string WriteCrl(const cloister::testing::TempDir& dir, const std::string& name,
-                     const std::shared_ptr<X509_CRL>& crl) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  REQUIRE(PEM_write_bio_X509_CRL(bio, crl.get()) == 1);
-  char* data = nullptr;
-  long size = BIO_get_mem_data(bio, &data);
-  std::string path = dir.Sub(name);
-  WriteFile(path, std::string(data, static_cast<size_t>(size)));
-  BIO_free(bio);
-  return path;
 }
 
 std::array<uint8_t, 32> CrlDigest(X509_CRL* crl) {
@@ -256,8 +113,7 @@ TEST_CASE("a certificate from the CA: user from CN, groups from O, serial in hex
 
 TEST_CASE("every O= is a group, in order, spaces kept") {
   World world;
-  CertSpec spec;
-  spec.serial = 7;
+  CertSpec spec = Client(7);
   spec.subject = {{"O", "iOS Dev"}, {"OU", "Mobile"}, {"O", "Dev Ops Team"}, {"CN", "Build Bot"}};
   CertCheck check = world.Check(Issue(world.ca, spec));
   INFO(check.reason);
@@ -307,9 +163,8 @@ TEST_CASE("refusals name what is wrong") {
 TEST_CASE("an intermediate CA: trusted through the chain the client sends") {
   World world;
   Key intermediate_key = NewKey();
-  CertSpec spec;
+  CertSpec spec = Client(2000);
   spec.subject = {{"O", "Veertu"}, {"CN", "Anka Intermediate"}};
-  spec.serial = 2000;
   spec.ca = true;
   Cert intermediate = MakeCert(spec, intermediate_key.get(), world.ca.cert.get(),
                                world.ca.key.get());
@@ -530,21 +385,6 @@ TEST_CASE("the cache: one chain verification per certificate and CRL generation"
 }
 
 // ---- Ingress ----
-
-// Percent-encodes like NGINX's $ssl_client_escaped_cert: everything but unreserved characters.
-std::string UrlEncode(const std::string& text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char buf[4];
-      std::snprintf(buf, sizeof(buf), "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out;
-}
 
 TEST_CASE("ingress: a URL-encoded PEM certificate (and chain) parses; junk does not") {
   World world;

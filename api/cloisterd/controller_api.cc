@@ -347,7 +347,7 @@ bool ControllerApi::Handle(const api::Request& request, Respond& respond) {
 void ControllerApi::Submit(const api::Request& request, engine::Command command, bool reschedule,
                            std::function<std::string(const engine::Reply&)> body,
                            Respond respond) {
-  engine_->Submit(principal_, std::move(command), request.id,
+  engine_->Submit(*principal_, std::move(command), request.id,
                   [this, reschedule, body = std::move(body),
                    respond = std::move(respond)](engine::Reply reply) {
                     if (!reply.ok()) {

@@ -51,9 +51,9 @@ class ControllerApi {
   // returns false and leaves respond untouched.
   bool Handle(const api::Request& request, Respond& respond);
 
-  // Who the request being handled is: the actor of the commands Handle submits. Set before each
-  // Handle (commands are submitted within the call).
-  void SetPrincipal(engine::Principal principal) { principal_ = std::move(principal); }
+  // Where to read who the request being handled is: the actor of the commands Handle submits
+  // (commands are submitted within the call). The owner updates *principal before each Handle.
+  void SetPrincipal(const engine::Principal* principal) { principal_ = principal; }
 
   // A scheduler pass, if there may be work (called by a timer).
   void Tick() { RequestSchedulePass(); }
@@ -85,7 +85,7 @@ class ControllerApi {
   void RequestSchedulePass();
 
   engine::Engine* engine_;
-  engine::Principal principal_ = engine::Principal::Anonymous();
+  const engine::Principal* principal_ = &engine::kAnonymous;
   bool stopped_ = false;
   bool pass_in_flight_ = false;
   bool pass_wanted_ = false;

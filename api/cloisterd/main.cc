@@ -6,15 +6,26 @@
 // Exit status: 0 after a graceful shutdown; 1 when the data directory or a listener cannot be
 // opened; 2 for an invalid configuration (one line on stderr says what); 75 after a fatal I/O
 // error on the log (restart to reopen the last durable state).
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
 #include <cstdio>
 
 #include "api/cloisterd/auth.h"
 #include "api/cloisterd/logging.h"
 #include "api/cloisterd/options.h"
 #include "api/cloisterd/service.h"
+#include "client/controller_client.h"
 
 int main(int argc, char** argv) {
   using namespace cloister::cloisterd;
+  // Requests hold credentials in memory while they are handled (and the auth caches keep the
+  // last good ones): no core dump may carry them to disk, and no same-user process may read
+  // this one's memory through ptrace or /proc/PID/mem.
+  const rlimit no_core{0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  prctl(PR_SET_DUMPABLE, 0);
+  cloister::client::InitHttpClients();  // Before any thread (the registry probe uses libcurl).
   ParseOutcome outcome = ParseOptions(argc, argv);
   if (!outcome.run) {
     std::fputs(outcome.text.c_str(), outcome.exit_code == 0 ? stdout : stderr);

@@ -136,7 +136,7 @@ void NodeApi::Join(const api::Request& request, Respond respond) {
     return;
   }
   join.groups = std::move(*group_ids);
-  engine_->Submit(principal_, std::move(join), request.id,
+  engine_->Submit(*principal_, std::move(join), request.id,
                   [this, respond = std::move(respond)](engine::Reply reply) {
                     if (!reply.ok()) {
                       respond(FailedReplyResponse(reply));
@@ -196,7 +196,7 @@ void NodeApi::Heartbeat(const api::Request& request, Respond respond) {
   if (templates_given) {
     update.templates = std::move(templates);
   }
-  engine_->Submit(principal_, std::move(update), request.id,
+  engine_->Submit(*principal_, std::move(update), request.id,
                   [answer = std::move(answer)](engine::Reply reply) mutable {
                     (void)reply;  // A failed update is retried by the next heartbeat.
                     answer();
@@ -377,7 +377,7 @@ void NodeApi::Report(const api::Request& request, Respond respond) {
       }
       continue;
     }
-    engine_->Submit(principal_, std::move(changes[i]), request.id,
+    engine_->Submit(*principal_, std::move(changes[i]), request.id,
                     [gather, i, instance_id](engine::Reply reply) {
                       gather->results[i] =
                           Json{{"instance_id", instance_id},
@@ -416,7 +416,7 @@ void NodeApi::SaveImageDone(const api::Request& request, Respond respond) {
     return;
   }
   last_seen_[finish.node_id] = Clock::now();
-  engine_->Submit(principal_, std::move(finish), request.id,
+  engine_->Submit(*principal_, std::move(finish), request.id,
                   [respond = std::move(respond)](engine::Reply reply) {
                     respond(reply.ok() ? OkResponse("{}") : FailedReplyResponse(reply));
                   });

@@ -49,7 +49,7 @@ class NodeApi {
   bool Handle(const api::Request& request, Respond& respond);
 
   // Who the request being handled is (see ControllerApi::SetPrincipal).
-  void SetPrincipal(engine::Principal principal) { principal_ = std::move(principal); }
+  void SetPrincipal(const engine::Principal* principal) { principal_ = principal; }
 
   // Heartbeat timeouts and long-poll deadlines (called every second).
   void Tick();
@@ -77,7 +77,7 @@ class NodeApi {
   uint64_t HeartbeatTimeoutSeconds() const;
 
   engine::Engine* engine_;
-  engine::Principal principal_ = engine::Principal::Anonymous();
+  const engine::Principal* principal_ = &engine::kAnonymous;
   bool stopped_ = false;
   std::map<std::string, Clock::time_point> last_seen_;  // By node id.
   std::vector<Poll> polls_;

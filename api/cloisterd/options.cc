@@ -66,6 +66,23 @@ void AddOptions(CLI::App* app, Options* o, std::string* role) {
   app->add_option("--trusted-proxies", o->trusted_proxies,
                   "Comma-separated CIDRs whose ingress certificate headers are believed")
       ->envname("CLOISTER_TRUSTED_PROXIES")->capture_default_str();
+  app->add_option("--client-cert", o->client_cert,
+                  "Controller to registry: client certificate (PEM)")
+      ->envname("ANKA_CLIENT_CERT");
+  app->add_option("--client-cert-key", o->client_cert_key,
+                  "Controller to registry: its private key (PEM)")
+      ->envname("ANKA_CLIENT_CERT_KEY");
+  app->add_option("--api-key-id", o->api_key_id, "Controller to registry: UAK id (TAP)")
+      ->envname("ANKA_API_KEY_ID");
+  app->add_option("--api-key-string", o->api_key_string,
+                  "Controller to registry: the UAK private key itself")
+      ->envname("ANKA_API_KEY_STRING");
+  app->add_option("--api-key-file", o->api_key_file,
+                  "Controller to registry: a file holding the UAK private key")
+      ->envname("ANKA_API_KEY_FILE");
+  app->add_flag("--skip-tls-verification", o->skip_tls_verification,
+                "Controller to registry: do not verify the registry's certificate")
+      ->envname("ANKA_SKIP_TLS_VERIFICATION");
   app->add_flag("--init", o->init,
                 "Make a root token, print it once, keep only its SHA-256 in the data "
                 "directory (root_token.sha256; used when ANKA_ENABLE_AUTH=true and "
@@ -149,6 +166,7 @@ ParseOutcome ParseOptions(int argc, const char* const* argv) {
   if (outcome.options.ca_cert.empty()) {
     if (const char* alias = std::getenv("ANKA_ROOT_CERT"); alias != nullptr) {
       outcome.options.ca_cert = alias;
+      outcome.options.ca_cert_setting = "ANKA_ROOT_CERT";
     }
   }
   outcome.options.role = role == "controller" ? Role::kController
@@ -175,11 +193,11 @@ Status ValidateOptions(const Options& o) {
     return Status::InvalidArgument("ANKA_ROOT_TOKEN must be at least 10 characters");
   }
   if (!o.ca_cert.empty() && !o.enable_auth) {
-    return Status::InvalidArgument("ANKA_CA_CERT is set but ANKA_ENABLE_AUTH is not true");
+    return Status::InvalidArgument(o.ca_cert_setting + " is set but ANKA_ENABLE_AUTH is not true");
   }
   if (!o.ca_cert.empty() && !o.use_https && !o.enable_ingress_nginx) {
     return Status::InvalidArgument(
-        "ANKA_CA_CERT (certificate authentication) needs ANKA_USE_HTTPS=true, or "
+        o.ca_cert_setting + " (certificate authentication) needs ANKA_USE_HTTPS=true, or "
         "ANKA_ENABLE_INGRESS_NGINX=true behind a proxy that terminates TLS");
   }
   if (!o.crl.empty() && o.ca_cert.empty()) {

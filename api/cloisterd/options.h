@@ -39,9 +39,17 @@ struct Options {
   std::string api_keys_session_ttl = "5m";   // ANKA_API_KEYS_SESSION_TTL (Go duration).
   std::string tap_secret_ttl = "3m";         // CLOISTER_TAP_SECRET_TTL: a hand's secret.
   std::string ca_cert;          // ANKA_CA_CERT (or ANKA_ROOT_CERT): client certificates' CA.
+  std::string ca_cert_setting = "ANKA_CA_CERT";  // Which of the two it came from (for errors).
   std::string crl;              // ANKA_CRL: PEM CRL of that CA, reloaded when it changes.
   bool enable_ingress_nginx = false;  // ANKA_ENABLE_INGRESS_NGINX: trust a proxy's cert headers.
   std::string trusted_proxies = "127.0.0.0/8,::1/128";  // CLOISTER_TRUSTED_PROXIES (CIDRs).
+  // The controller's own credentials for a separate registry (--role controller).
+  std::string client_cert;         // ANKA_CLIENT_CERT (PEM).
+  std::string client_cert_key;     // ANKA_CLIENT_CERT_KEY (PEM).
+  std::string api_key_id;          // ANKA_API_KEY_ID.
+  std::string api_key_string;      // ANKA_API_KEY_STRING: never logged.
+  std::string api_key_file;        // ANKA_API_KEY_FILE.
+  bool skip_tls_verification = false;  // ANKA_SKIP_TLS_VERIFICATION: self-signed registry.
 
   std::string log_format = "text";  // text | json
   std::string log_level = "info";

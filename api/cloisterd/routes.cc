@@ -101,6 +101,11 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
           : respond(api::FailResponse(405, "method not allowed"));
       return;
     }
+    // A standalone registry keeps its own keys and revocations (seed 002: keys are made "for the
+    // controller and also the registry").
+    if (auth_api_.Handle(request, respond)) {
+      return;
+    }
     respond(api::FailResponse(404, "not found"));
     return;
   }
@@ -128,10 +133,7 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
 bool Routes::Admit(const api::Request& request, Respond& respond) {
   AuthOutcome outcome = auth_.Authenticate(request, clock_->NowNs());
   if (outcome.kind != AuthOutcome::Kind::kRefused) {
-    principal_ = outcome.principal;
-    controller_.SetPrincipal(outcome.principal);
-    node_api_.SetPrincipal(outcome.principal);
-    auth_api_.SetPrincipal(outcome.principal);
+    principal_ = std::move(outcome.principal);
     return true;
   }
   if (RecordFailure(request, outcome.claimed, outcome.reason, outcome.method, respond)) {
@@ -168,7 +170,9 @@ bool Routes::RecordFailure(const api::Request& request, const std::string& claim
 }
 
 void Routes::Status(Respond respond) {
-  if (status_cache_.seq == engine_->views().seq) {
+  const RegistryProbe::State registry =
+      registry_probe_ != nullptr ? registry_probe_->state() : RegistryProbe::State::kUnknown;
+  if (status_cache_.seq == engine_->views().seq && status_registry_ == registry) {
     respond(OkResponse(status_cache_.json));
     return;
   }
@@ -183,9 +187,10 @@ void Routes::Status(Respond respond) {
   body["status"] = "Running";
   body["version"] = kVersion;
   body["registry_address"] = registry_address;
-  body["registry_status"] = registry_here ? "Running" : "Unknown";
+  body["registry_status"] = registry_here ? "Running" : RegistryProbe::StateName(registry);
   body["license"] = "open source";
   status_cache_ = {engine_->views().seq, body.dump()};
+  status_registry_ = registry;
   respond(OkResponse(status_cache_.json));
 }
 

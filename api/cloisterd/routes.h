@@ -16,6 +16,7 @@
 #include "api/cloisterd/auth.h"
 #include "api/cloisterd/auth_api.h"
 #include "api/cloisterd/certificates.h"
+#include "api/cloisterd/registry_probe.h"
 #include "api/cloisterd/tap.h"
 #include "api/cloisterd/controller_api.h"
 #include "api/cloisterd/envelope.h"
@@ -46,6 +47,10 @@ class Routes {
         node_api_(engine),
         auth_api_(engine, tap) {
     auth_.SetTap(tap);
+    // Each API reads the principal of the request being handled from here (no copies).
+    controller_.SetPrincipal(&principal_);
+    node_api_.SetPrincipal(&principal_);
+    auth_api_.SetPrincipal(&principal_);
   }
 
   // Answers request through respond, now or (for a change) once it is durable.
@@ -56,6 +61,9 @@ class Routes {
     ca_ = ca;
     auth_.SetCertificates(ca, ingress, &engine_->views());
   }
+
+  // The state of a separate registry, for /api/v1/status (nullptr: none is probed).
+  void SetRegistryProbe(const RegistryProbe* probe) { registry_probe_ = probe; }
 
   // While draining for shutdown /readyz answers 503 so load balancers stop sending.
   void SetDraining() {
@@ -99,6 +107,7 @@ class Routes {
   engine::Clock* clock_;
   Tap* tap_;
   const CertificateAuthority* ca_ = nullptr;
+  const RegistryProbe* registry_probe_ = nullptr;
   Authenticator auth_;
   FailureLimiter failures_;
   engine::Principal principal_ = engine::Principal::Anonymous();  // Of the request in Handle.
@@ -114,6 +123,7 @@ class Routes {
     std::string json;
   };
   CachedBody status_cache_;
+  RegistryProbe::State status_registry_ = RegistryProbe::State::kUnknown;  // In status_cache_.
   CachedBody config_cache_;
 };
 

@@ -15,6 +15,7 @@
 
 #include "api/cloisterd/certificates.h"
 #include "api/cloisterd/logging.h"
+#include "api/cloisterd/registry_probe.h"
 #include "api/cloisterd/routes.h"
 #include "api/cloisterd/version.h"
 #include "api/http_server.h"
@@ -151,6 +152,7 @@ class Service {
   std::unique_ptr<Tap> tap_;  // API keys on: TAP and sessions.
   std::unique_ptr<CertificateAuthority> ca_;  // ANKA_CA_CERT: client certificates.
   std::unique_ptr<TrustedProxies> proxies_;   // ANKA_ENABLE_INGRESS_NGINX.
+  std::unique_ptr<RegistryProbe> registry_probe_;  // --role controller with a registry URL.
   std::string crl_stamp_;                     // ANKA_CRL's identity when last read.
   bool crl_expired_logged_ = false;
   std::unique_ptr<Routes> routes_;
@@ -174,6 +176,7 @@ Status Service::Prepare(Listeners* listeners) {
                               options_.cipher_suites};
     tls_config.request_client_cert = !options_.ca_cert.empty();
     tls_config.client_ca_path = options_.ca_cert;
+    tls_config.client_ca_setting = options_.ca_cert_setting;
     Result<api::TlsSettings> tls = api::ParseTlsSettings(tls_config);
     if (!tls.ok()) {
       return tls.status();
@@ -200,9 +203,24 @@ Status Service::Prepare(Listeners* listeners) {
     }
     listeners->registry = address.value();
   }
+  if (options_.role == Role::kController && !options_.registry_url.empty()) {
+    RegistryProbeOptions probe;
+    probe.url = options_.registry_url;
+    probe.credentials.cert_file = options_.client_cert;
+    probe.credentials.cert_key_file = options_.client_cert_key;
+    probe.credentials.api_key_id = options_.api_key_id;
+    probe.credentials.api_key_string = options_.api_key_string;
+    probe.credentials.api_key_file = options_.api_key_file;
+    probe.skip_tls_verification = options_.skip_tls_verification;
+    Result<std::unique_ptr<RegistryProbe>> started = RegistryProbe::Start(std::move(probe));
+    if (!started.ok()) {
+      return started.status();
+    }
+    registry_probe_ = std::move(started.value());
+  }
   if (!options_.ca_cert.empty()) {
     Result<std::unique_ptr<CertificateAuthority>> ca =
-        CertificateAuthority::Create(options_.ca_cert);
+        CertificateAuthority::Create(options_.ca_cert, options_.ca_cert_setting);
     if (!ca.ok()) {
       return ca.status();
     }
@@ -309,6 +327,7 @@ Status Service::StartServers(const Listeners& listeners) {
     tap_ = std::move(tap.value());
   }
   routes_ = std::make_unique<Routes>(options_, engine_.get(), &clock_, root_digest_, tap_.get());
+  routes_->SetRegistryProbe(registry_probe_.get());
   if (ca_ != nullptr) {
     routes_->SetCertificates(ca_.get(), proxies_.get());
     if (ca_->HasCrl()) {

@@ -423,9 +423,7 @@ AuthOutcome Tap::Bearer(std::string_view credentials, int64_t now_ns) {
   if (!options_.enabled) {
     return refused("", "API keys are not enabled");
   }
-  unsigned char sha[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(credentials.data()), credentials.size(), sha);
-  const std::string cache_key(reinterpret_cast<char*>(sha), sizeof(sha));
+  const std::string cache_key(credentials);
   auto cached = bearers_.find(cache_key);
   CachedBearer bearer;
   if (cached != bearers_.end()) {

@@ -175,8 +175,9 @@ class Tap {
   Pkey dummy_;
   std::unordered_map<std::string, Challenge> challenges_;  // By HMAC("secret", secret) bytes.
   std::map<std::string, CachedKey> keys_;                  // By key id.
-  // SHA-256 of a Bearer header value -> the session it named, once verified: later requests with
-  // the same header skip decoding and two HMACs, and still check the session in the views.
+  // A Bearer's credentials -> the session they named, once verified: later requests with the
+  // same header skip decoding and two HMACs, and still check the session in the views. (Held in
+  // memory only, as the request itself is; cloisterd makes no core dumps.)
   std::unordered_map<std::string, CachedBearer> bearers_;
   KeyPairPool key_pairs_;
 };

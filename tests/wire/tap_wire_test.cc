@@ -3,15 +3,18 @@
 // revoked sessions, tampered bearers, no user enumeration, atomic secret consumption, and
 // every failure an event with no secret in it.
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -19,6 +22,7 @@
 #include <vector>
 
 #include "log/base64.h"
+#include "tests/crash/child_process.h"
 #include "tests/testutil.h"
 #include "tests/wire/cloisterd_process.h"
 #include "tests/wire/envelope_checks.h"
@@ -53,6 +57,16 @@ std::string PublicDerBase64(EVP_PKEY* key) {
   std::string out = log::Base64Encode(std::string_view(reinterpret_cast<char*>(der), n));
   OPENSSL_free(der);
   return out;
+}
+
+std::string PrivatePem(EVP_PKEY* key) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  REQUIRE(PEM_write_bio_PrivateKey_traditional(bio, key, nullptr, nullptr, 0, nullptr, nullptr));
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio, &data);
+  std::string pem(data, static_cast<size_t>(n));
+  BIO_free(bio);
+  return pem;
 }
 
 std::string OaepDecrypt(EVP_PKEY* key, const std::string& sealed) {
@@ -386,6 +400,104 @@ TEST_CASE("API keys: sessions and keys survive a restart; they need ANKA_ENABLE_
   REQUIRE(refused.ok());
   CHECK(refused->ExitCode() == 2);
   CHECK_THAT(refused->output, Catch::Contains("ANKA_ENABLE_API_KEYS=true needs ANKA_ENABLE_AUTH"));
+}
+
+
+// GET /api/v1/status until registry_status is want (the probe runs every 5 s, first at start).
+std::string WaitRegistryStatus(const WireTarget& api, const std::string& headers,
+                               const std::string& want) {
+  std::string seen;
+  for (int i = 0; i < 100 && seen != want; i++) {
+    seen = RequireOk(Call(api, "GET", "/api/v1/status", "", headers))["registry_status"];
+    if (seen != want) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return seen;
+}
+
+TEST_CASE("cloister call: the CLI authenticates with the root token or a UAK (TAP)") {
+  TempDir dir;
+  auto daemon = Start(dir, TapEnv());
+  const std::string url = daemon->controller().BaseUrl();
+  const std::string cloister = RunfilePath("tools/cloister");
+  Pkey key = NewRsaKey();
+  const ProgramResult created = RunProgram(
+      cloister, {"call", "POST", "/api/v1/apikey",
+                 R"({"id":"cli","ttl":600,"publicKey":")" + PublicDerBase64(key.get()) + R"("})",
+                 "--url", url, "--root-token", kToken});
+  INFO(created.Describe());
+  REQUIRE(created.Succeeded());
+  CHECK(Json::parse(created.out)["body"]["id"] == "cli");
+  std::ofstream(dir.Sub("cli-key.pem")) << PrivatePem(key.get());
+  const ProgramResult status =
+      RunProgram(cloister, {"call", "GET", "/api/v1/status", "--url", url, "--api-key-id", "cli",
+                            "--api-key-file", dir.Sub("cli-key.pem")});
+  INFO(status.Describe());
+  REQUIRE(status.Succeeded());
+  CHECK(Json::parse(status.out)["body"]["status"] == "Running");
+  // Without credentials: the 401 envelope and exit 1; two kinds at once: exit 2.
+  const ProgramResult refused = RunProgram(cloister, {"call", "GET", "/api/v1/status", "--url", url});
+  CHECK(refused.wait_status != 0);
+  CHECK_THAT(refused.out, Catch::Contains("Authentication Required"));
+  const ProgramResult both = RunProgram(
+      cloister, {"call", "GET", "/api/v1/status", "--url", url, "--root-token", kToken,
+                 "--api-key-id", "cli", "--api-key-file", dir.Sub("cli-key.pem")});
+  CHECK(WEXITSTATUS(both.wait_status) == 2);
+}
+
+TEST_CASE("a controller calls a separate registry with ANKA_API_KEY_ID and _FILE or _STRING") {
+  TempDir dir;
+  auto registry = CloisterdProcess::Start(dir.Sub("registry"), dir.path(), {"--role", "registry"},
+                                          TapEnv());
+  REQUIRE(registry.ok());
+  const WireTarget reg = (*registry)->registry();
+  Pkey key = NewRsaKey();
+  // A standalone registry manages its own keys on its listener.
+  CreateKey(reg, "controller", key.get());
+  const std::string pem = PrivatePem(key.get());
+  std::ofstream(dir.Sub("controller-key.pem")) << pem;
+  const std::string url = "ANKA_ANKA_REGISTRY=" + reg.BaseUrl();
+  const std::vector<std::string> base = {"ANKA_ENABLE_AUTH=true",
+                                         std::string("ANKA_ROOT_TOKEN=") + kToken};
+
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> env = base;
+    env.push_back(url);
+    env.insert(env.end(), extra.begin(), extra.end());
+    static int n = 0;
+    auto started = CloisterdProcess::Start(dir.Sub("controller" + std::to_string(n++)),
+                                           dir.path(), {"--role", "controller"}, env);
+    REQUIRE(started.ok());
+    return std::move(*started);
+  };
+  {
+    auto controller = with({"ANKA_API_KEY_ID=controller",
+                            "ANKA_API_KEY_FILE=" + dir.Sub("controller-key.pem")});
+    CHECK(WaitRegistryStatus(controller->controller(), Root(), "Running") == "Running");
+  }
+  {
+    auto controller = with({"ANKA_API_KEY_ID=controller", "ANKA_API_KEY_STRING=" + pem});
+    CHECK(WaitRegistryStatus(controller->controller(), Root(), "Running") == "Running");
+    // The key never reaches the controller's log.
+    CHECK(controller->Output().find(pem.substr(100, 60)) == std::string::npos);
+  }
+  {
+    Pkey wrong = NewRsaKey();
+    auto controller = with({"ANKA_API_KEY_ID=controller", "ANKA_API_KEY_STRING=" +
+                                                              PrivatePem(wrong.get())});
+    CHECK(WaitRegistryStatus(controller->controller(), Root(), "Unauthorized") == "Unauthorized");
+  }
+  {
+    auto controller = with({});
+    CHECK(WaitRegistryStatus(controller->controller(), Root(), "Unauthorized") == "Unauthorized");
+  }
+  // A key that is not a key stops the start, naming the setting but not the text.
+  auto refused = RunCloisterdToExit(
+      {"--data", dir.Sub("bad"), "--role", "controller", "--listen-addr", "127.0.0.1:0"},
+      {url, "ANKA_API_KEY_ID=controller", "ANKA_API_KEY_STRING=not-a-key-canary"});
+  REQUIRE(refused.ok());
+  CHECK(refused->ExitCode() != 0);
+  CHECK_THAT(refused->output, Catch::Contains("ANKA_API_KEY"));
+  CHECK(refused->output.find("not-a-key-canary") == std::string::npos);
 }
 
 }  // namespace

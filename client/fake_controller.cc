@@ -1,4 +1,4 @@
-#include "node/fake_controller.h"
+#include "client/fake_controller.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,7 +23,7 @@
 
 #include "log/base64.h"
 
-namespace cloister::node::testing {
+namespace cloister::client::testing {
 namespace {
 
 using Json = nlohmann::json;
@@ -497,4 +497,4 @@ bool FakeController::Authenticated(const FakeRequest& request) {
   return false;
 }
 
-}  // namespace cloister::node::testing
+}  // namespace cloister::client::testing

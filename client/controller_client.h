@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "log/status.h"
-#include "node/client_auth.h"
+#include "client/client_auth.h"
 
-namespace cloister::node {
+namespace cloister::client {
 
 struct ControllerReply {
   int http_status = 0;
@@ -66,4 +66,4 @@ class ControllerClient {
 // curl_global_init; call once from main before any thread starts.
 void InitHttpClients();
 
-}  // namespace cloister::node
+}  // namespace cloister::client

@@ -1,4 +1,4 @@
-#include "node/controller_client.h"
+#include "client/controller_client.h"
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -6,7 +6,7 @@
 #include <cstring>
 #include <utility>
 
-namespace cloister::node {
+namespace cloister::client {
 namespace {
 
 size_t AppendBody(char* data, size_t size, size_t count, void* out) {
@@ -135,4 +135,4 @@ Result<ControllerReply> ControllerClient::Call(const std::string& method,
   return reply;
 }
 
-}  // namespace cloister::node
+}  // namespace cloister::client

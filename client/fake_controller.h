@@ -22,7 +22,7 @@
 #include <thread>
 #include <vector>
 
-namespace cloister::node::testing {
+namespace cloister::client::testing {
 
 // ---- OpenSSL helpers ----
 
@@ -150,4 +150,4 @@ class FakeController {
   std::unique_ptr<FakeHttpServer> server_;  // Last: stops before the state goes.
 };
 
-}  // namespace cloister::node::testing
+}  // namespace cloister::client::testing

@@ -1,4 +1,4 @@
-#include "node/client_auth.h"
+#include "client/client_auth.h"
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
@@ -17,7 +17,7 @@
 
 #include "log/base64.h"
 
-namespace cloister::node {
+namespace cloister::client {
 namespace {
 
 using Json = nlohmann::json;
@@ -311,4 +311,4 @@ Status ClientAuth::Handshake(const RawPost& post) {
   return Status::Ok();
 }
 
-}  // namespace cloister::node
+}  // namespace cloister::client

@@ -33,7 +33,7 @@
 
 #include "log/status.h"
 
-namespace cloister::node {
+namespace cloister::client {
 
 enum class CredentialKind { kNone, kRootToken, kApiKey, kClientCertificate };
 
@@ -148,4 +148,4 @@ class ClientAuth {
   uint64_t handshakes_ = 0;                                // Guarded by mu_.
 };
 
-}  // namespace cloister::node
+}  // namespace cloister::client
