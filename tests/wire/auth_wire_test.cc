@@ -2,6 +2,7 @@
 // 401, the open probes, the registry and node paths, failures recorded as events (never the
 // token), the failure rate limit, `cloisterd --init`, and an agent joining with the token.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
@@ -163,6 +164,42 @@ TEST_CASE("without ANKA_ENABLE_AUTH the daemon says loudly that it is open") {
   REQUIRE(started.ok());
   RequireOk(Call((*started)->controller(), "GET", "/api/v1/status"));
   CHECK((*started)->Output().find("authentication is OFF") != std::string::npos);
+}
+
+TEST_CASE("a root token under 10 characters stops the start, without echoing it") {
+  TempDir dir;
+  auto refused = RunCloisterdToExit({"--data", dir.Sub("data")},
+                                    {"ANKA_ENABLE_AUTH=true", "ANKA_ROOT_TOKEN=short9xyz"});
+  REQUIRE(refused.ok());
+  CHECK(refused->ExitCode() == 2);
+  CHECK_THAT(refused->output, Catch::Contains("ANKA_ROOT_TOKEN must be at least 10 characters"));
+  CHECK(refused->output.find("short9xyz") == std::string::npos);
+}
+
+TEST_CASE("cloisterd makes no core dumps: credentials pass through its memory") {
+  TempDir dir;
+  // The daemon inherits a limit that would allow core dumps; it must lower it itself.
+  rlimit allow{};
+  REQUIRE(getrlimit(RLIMIT_CORE, &allow) == 0);
+  allow.rlim_cur = allow.rlim_max;
+  if (allow.rlim_cur == 0) {
+    allow.rlim_cur = allow.rlim_max = RLIM_INFINITY;  // Raising the hard limit needs root.
+  }
+  if (setrlimit(RLIMIT_CORE, &allow) != 0 || allow.rlim_cur == 0) {
+    WARN("cannot raise RLIMIT_CORE here: the check below could not tell");
+  }
+  auto daemon = StartWithAuth(dir, AuthEnv());
+  const std::string limits =
+      ReadFileOrEmpty("/proc/" + std::to_string(daemon->pid()) + "/limits");
+  REQUIRE_FALSE(limits.empty());
+  const size_t line = limits.find("Max core file size");
+  REQUIRE(line != std::string::npos);
+  std::istringstream fields(limits.substr(line + std::string("Max core file size").size()));
+  std::string soft, hard;
+  fields >> soft >> hard;
+  CHECK(soft == "0");
+  CHECK(hard == "0");
+  // (PR_SET_DUMPABLE 0 is not observable from outside when the test runs as root.)
 }
 
 TEST_CASE("an agent joins and runs with the root token") {

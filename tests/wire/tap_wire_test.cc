@@ -223,6 +223,41 @@ TEST_CASE("TAP: an unknown id gets a hand of the same shape and size; its shake 
   }
 }
 
+TEST_CASE("TAP: failures count per key id too, across sources; 429 with Retry-After") {
+  TempDir dir;
+  auto daemon = Start(dir, TapEnv());
+  const WireTarget api = daemon->controller();
+  Pkey key = NewRsaKey();
+  CreateKey(api, "victim", key.get());
+  // 21 wrong shakes for one key id, each from its own loopback address (so no source reaches
+  // its own limit): the 21st is over the key's limit.
+  std::vector<int> codes;
+  std::string last_headers;
+  for (int i = 0; i < 21; i++) {
+    const std::string source = "127.0.1." + std::to_string(10 + i);
+    const ProgramResult r = RunProgram(
+        "curl", {"-s", "-D", "-", "-o", "/dev/null", "--interface", source,
+                 api.BaseUrl() + "/tap/v1/shake", "-d", R"({"id":"victim","secret":"guess"})"});
+    REQUIRE(r.Succeeded());
+    codes.push_back(std::stoi(r.out.substr(r.out.find(' ') + 1, 3)));
+    last_headers = r.out;
+  }
+  CHECK(std::count(codes.begin(), codes.begin() + 20, 401) == 20);
+  CHECK(codes[20] == 429);
+  CHECK_THAT(last_headers, Catch::Contains("Retry-After:"));
+  // Another key logs in as usual: the limit is the key id's, not everyone's.
+  Pkey other = NewRsaKey();
+  CreateKey(api, "bystander", other.get());
+  Login(api, "bystander", other.get());
+  int failures = 0;
+  for (const std::string& line : AuditExportLines(dir.Sub("data"))) {
+    const Json event = Json::parse(line);
+    failures += event["type"] == "AuthenticationFailed" &&
+                event["payload"]["claimed_id"] == "victim";
+  }
+  CHECK(failures == 20);  // Past the limit nothing more is recorded.
+}
+
 TEST_CASE("TAP: 64 parallel shakes with one secret give exactly one session") {
   TempDir dir;
   auto daemon = Start(dir, TapEnv());
