@@ -298,6 +298,24 @@ TEST_CASE("TAP: secrets and sessions expire; revocation and deletion end session
   RequireUnauthenticated(Shake(api, "short", late));                         // Secret: 1 s.
   RequireUnauthenticated(Call(api, "GET", "/api/v1/status", "", Bearer(data)));  // Session: 2 s.
 
+  // A request already being answered when its session ends is not cut off: a node's long-poll
+  // made with a 2 s session waits its 3 s and is answered 200.
+  const Json poller = Login(api, "short", key.get());
+  const Json joined = RequireOk(Call(api, "POST", "/node/v1/join",
+                                     R"({"node_name":"n1","cpu_count":4,"ram_mb":8192})",
+                                     Bearer(poller)));
+  const std::string node_id = joined["node_id"];
+  const uint64_t after =
+      RequireOk(Call(api, "GET", "/node/v1/instances?node_id=" + node_id, "", Bearer(poller)))
+          ["seq"].get<uint64_t>();
+  const auto poll_start = std::chrono::steady_clock::now();
+  RequireOk(Call(api, "GET",
+                 "/node/v1/instances?node_id=" + node_id + "&after=" + std::to_string(after) +
+                     "&wait_ms=3000",
+                 "", Bearer(poller)));
+  CHECK(std::chrono::steady_clock::now() - poll_start >= std::chrono::milliseconds(2500));
+  RequireUnauthenticated(Call(api, "GET", "/api/v1/status", "", Bearer(poller)));
+
   // Revoking one session by its id ends it and only it.
   const Json a = Login(api, "short", key.get());
   const Json b = Login(api, "short", key.get());
