@@ -329,13 +329,16 @@ void Tap::Hand(const api::Request& request, Respond respond) {
   std::string secret = Base64Url(RandomBytes(32));
   EVP_PKEY* key = UsableKey(id, now_ns);
   if (key != nullptr) {
-    if (challenges_.size() >= kChallengesMax) {
-      Tick(now_ns);
-    }
-    if (challenges_.size() < kChallengesMax) {
-      const log::Hash digest = hash_.Of("secret", secret);
-      challenges_[std::string(digest.begin(), digest.end())] =
-          Challenge{id, now_ns + options_.secret_ttl_ns};
+    const log::Hash digest = hash_.Of("secret", secret);
+    std::string key(digest.begin(), digest.end());
+    challenges_[key] = Challenge{id, now_ns + options_.secret_ttl_ns};
+    issued_.push_back(std::move(key));
+    // Bounded memory under a flood of hands: the oldest go first. A real client shakes within
+    // milliseconds of its hand, so a flood must issue kChallengesMax hands in that time to push
+    // its secret out; consumed ones are dropped from issued_ as they reach its front.
+    while (challenges_.size() > kChallengesMax || issued_.size() > 2 * kChallengesMax) {
+      challenges_.erase(issued_.front());
+      issued_.pop_front();
     }
   }
   // Unknown ids get the same work and the same shape: a secret nobody can use, under the dummy.
@@ -482,9 +485,18 @@ AuthOutcome Tap::Bearer(std::string_view credentials, int64_t now_ns) {
 }
 
 void Tap::Tick(int64_t now_ns) {
-  std::erase_if(challenges_, [now_ns](const auto& entry) {
-    return entry.second.expires_ns <= now_ns;
-  });
+  // issued_ is in issue order, which is expiry order (one ttl for all): drop from the front
+  // what has expired or was consumed.
+  while (!issued_.empty()) {
+    auto it = challenges_.find(issued_.front());
+    if (it != challenges_.end() && it->second.expires_ns > now_ns) {
+      break;
+    }
+    if (it != challenges_.end()) {
+      challenges_.erase(it);
+    }
+    issued_.pop_front();
+  }
 }
 
 }  // namespace cloister::cloisterd

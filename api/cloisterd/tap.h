@@ -174,6 +174,7 @@ class Tap {
   KeyedHash hash_;
   Pkey dummy_;
   std::unordered_map<std::string, Challenge> challenges_;  // By HMAC("secret", secret) bytes.
+  std::deque<std::string> issued_;  // Keys of challenges_ (and consumed ones), oldest first.
   std::map<std::string, CachedKey> keys_;                  // By key id.
   // A Bearer's credentials -> the session they named, once verified: later requests with the
   // same header skip decoding and two HMACs, and still check the session in the views. (Held in
