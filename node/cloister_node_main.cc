@@ -1,7 +1,7 @@
 // cloister-node: the node agent's command line, shaped like Anka's ankacluster.
 //
 //   cloister-node join URL [--name N] [--groups a,b] [--max-vm-count N]
-//                 [--capacity-mode number|resource] [--reserve-space MB] [--drain-mode]
+//                 [--capacity-mode number|resource] [--reserve-space 10GB] [--drain-mode]
 //                 [--heartbeat 5s] [--data DIR]      register, save the config, run the agent
 //                 [--cacert CA] [--skip-tls-verification|--insecure]
 //                 [--cert PEM [--cert-key PEM]]      a client certificate (mTLS), or
@@ -20,11 +20,13 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cerrno>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -43,6 +45,22 @@ void OnStopSignal(int) {
 }
 
 // "5s", "500ms", "2m" or plain seconds → milliseconds; 0 on a malformed value.
+// "10GB" -> 10240, "500MB" -> 500, "1TB", "2G", "300" (MB); units are binary, any case.
+std::optional<uint64_t> ParseSizeMb(const std::string& text) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) digits++;
+  if (digits == 0 || digits > 12) {
+    return std::nullopt;
+  }
+  const uint64_t n = std::stoull(text.substr(0, digits));
+  std::string unit = text.substr(digits);
+  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.empty() || unit == "M" || unit == "MB") return n;
+  if (unit == "G" || unit == "GB") return n * 1024;
+  if (unit == "T" || unit == "TB") return n * 1024 * 1024;
+  return std::nullopt;
+}
+
 uint64_t ParseDurationMs(const std::string& text) {
   size_t digits = 0;
   while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) {
@@ -117,7 +135,7 @@ int Main(int argc, char** argv) {
   std::string heartbeat = "5s";
   std::string ca_file;
   uint32_t max_vm_count = 2;
-  uint64_t reserve_space_mb = 0;
+  std::string reserve_space = "0";
   bool drain_mode = false;
   bool insecure = false;
   char host[256] = {};
@@ -133,7 +151,8 @@ int Main(int argc, char** argv) {
   join->add_option("--capacity-mode", capacity_mode, "number or resource")
       ->check(CLI::IsMember({"number", "resource"}))
       ->capture_default_str();
-  join->add_option("--reserve-space", reserve_space_mb, "Disk space to keep free, in MB");
+  join->add_option("--reserve-space", reserve_space,
+                   "Disk space to keep free: 10GB, 500MB, 1TB (a bare number is MB)");
   join->add_flag("--drain-mode", drain_mode, "Join in drain mode: take no new VMs");
   join->add_option("--heartbeat", heartbeat, "Heartbeat interval (e.g. 5s, 500ms)")
       ->capture_default_str();
@@ -211,7 +230,13 @@ int Main(int argc, char** argv) {
     config.max_vm_count = max_vm_count;
     config.capacity_mode = capacity_mode;
     config.drain_mode = drain_mode;
-    config.reserve_space_mb = reserve_space_mb;
+    const std::optional<uint64_t> reserve_space_mb = ParseSizeMb(reserve_space);
+    if (!reserve_space_mb) {
+      std::fprintf(stderr, "cloister-node: --reserve-space %s: expected e.g. 10GB or 500MB\n",
+                   reserve_space.c_str());
+      return 2;
+    }
+    config.reserve_space_mb = *reserve_space_mb;
     config.sim_delay_ms = sim_delay_ms;
     config.heartbeat_ms = ParseDurationMs(heartbeat);
     if (config.heartbeat_ms == 0) {

@@ -85,6 +85,31 @@ section_tap() {
   expect "replayed secret" "$(curl -s -o /dev/null -w '%{http_code}' \
     http://$CONTROLLER/tap/v1/shake \
     -d "{\"id\": \"nathan\", \"secret\": \"$(cat decrypted)\" }")" "401"
+
+  # 002: join a node with the key (the group must exist first).
+  out=$(curl -s -u root:1111111111 http://$CONTROLLER/api/v1/group \
+    -d '{"name":"gitlab-test-group-env"}')
+  expect "group created" "$(jq -r .status <<<"$out")" "OK"
+  ANKA_API_KEY_STRING=$(cat nathan-key.pem)
+  "$CLOISTER_NODE" join http://$CONTROLLER --groups "gitlab-test-group-env" --reserve-space 10GB --api-key-id "nathan" --api-key-string "$ANKA_API_KEY_STRING" \
+    --data "$PWD/node" --name seed-node >join.log 2>&1 &
+  AGENT=$!
+  wait_active "-u root:1111111111" http
+  kill "$AGENT" 2>/dev/null; wait "$AGENT" 2>/dev/null || true
+  [ "$state" == "Active" ] || { cat join.log >&2; fail "join with the API key: state [$state]"; }
+  grep -q "nathan-key\|BEGIN RSA" join.log && fail "the agent logged its key"
+  echo "ok: cloister-node join --groups --reserve-space 10GB --api-key-id --api-key-string"
+}
+
+# wait_active CURL_AUTH_ARGS SCHEME: sets state to the first node's state once Active (or the
+# last seen after 10 s).
+wait_active() {
+  state=""
+  for _ in $(seq 100); do
+    state=$(curl --insecure -s $1 $2://$CONTROLLER/api/v1/node | jq -r '.body[0].state // empty')
+    [ "$state" == "Active" ] && break
+    sleep 0.1
+  done
 }
 
 # The CA and certificate recipes of seed 001, with the address filled in.
@@ -164,13 +189,7 @@ section_mtls() {
     --cert "$PWD/node-$NODE_NAME-crt.pem" --cert-key "$PWD/node-$NODE_NAME-key.pem" \
     --cacert "$PWD/anka-ca-crt.pem" --data "$PWD/node" --name seed-node >join.log 2>&1 &
   AGENT=$!
-  state=""
-  for _ in $(seq 100); do
-    state=$(curl --insecure -s https://$CONTROLLER/api/v1/node --cert node-$NODE_NAME-crt.pem \
-      --key node-$NODE_NAME-key.pem | jq -r '.body[0].state // empty')
-    [ "$state" == "Active" ] && break
-    sleep 0.1
-  done
+  wait_active "--cert node-$NODE_NAME-crt.pem --key node-$NODE_NAME-key.pem" https
   kill "$AGENT" 2>/dev/null; wait "$AGENT" 2>/dev/null || true
   [ "$state" == "Active" ] || { cat join.log >&2; fail "join with certificates: state [$state]"; }
   echo "ok: cloister-node join with --cert --cert-key --cacert --skip-tls-verification"
