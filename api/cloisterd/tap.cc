@@ -328,11 +328,11 @@ void Tap::Hand(const api::Request& request, Respond respond) {
   const int64_t now_ns = clock_->NowNs();
   std::string secret = Base64Url(RandomBytes(32));
   EVP_PKEY* key = UsableKey(id, now_ns);
+  const log::Hash digest = hash_.Of("secret", secret);  // Also for unknown ids: the same work.
   if (key != nullptr) {
-    const log::Hash digest = hash_.Of("secret", secret);
-    std::string key(digest.begin(), digest.end());
-    challenges_[key] = Challenge{id, now_ns + options_.secret_ttl_ns};
-    issued_.push_back(std::move(key));
+    std::string slot(digest.begin(), digest.end());
+    challenges_[slot] = Challenge{id, now_ns + options_.secret_ttl_ns};
+    issued_.push_back(std::move(slot));
     // Bounded memory under a flood of hands: the oldest go first. A real client shakes within
     // milliseconds of its hand, so a flood must issue kChallengesMax hands in that time to push
     // its secret out; consumed ones are dropped from issued_ as they reach its front.
