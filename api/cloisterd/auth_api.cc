@@ -42,12 +42,7 @@ bool AuthApi::Handle(const api::Request& request, Respond& respond) {
   if (request.path != "/api/v1/apikey" && request.path != "/api/v1/revoke") {
     return false;
   }
-  // Credential management is the root's (until the authorization issue adds grants).
-  if (principal_->kind != fb::ActorKind::Root && principal_->kind != fb::ActorKind::Anonymous) {
-    respond(api::FailResponse(403, "permission denied: managing API keys and revocations "
-                                   "needs the root token"));
-    return true;
-  }
+  // Root only: the route table (route_table.cc) says so, and Routes enforces it before here.
   request.path == "/api/v1/apikey" ? ApiKeys(request, std::move(respond))
                                    : Revoke(request, std::move(respond));
   return true;

@@ -17,6 +17,7 @@
 #include "api/cloisterd/auth_api.h"
 #include "api/cloisterd/certificates.h"
 #include "api/cloisterd/registry_probe.h"
+#include "api/cloisterd/route_table.h"
 #include "api/cloisterd/tap.h"
 #include "api/cloisterd/controller_api.h"
 #include "api/cloisterd/envelope.h"
@@ -29,8 +30,6 @@ namespace cloister::cloisterd {
 
 using Respond = std::function<void(api::Response)>;
 
-// Which listener a request arrived on: the two serve different paths.
-enum class Listener { kController, kRegistry };
 
 class Routes {
  public:
@@ -96,6 +95,8 @@ class Routes {
   void PutConfig(const api::Request& request, Respond respond);
   // Authenticates request; false once it has answered it (401 or 429).
   bool Admit(const api::Request& request, Respond& respond);
+  // The access route demands of the principal just admitted; false once it has answered 403.
+  bool Permit(const RouteEntry& route, Respond& respond);
   // Records a failed authentication (an event) unless the source or the claimed key id is over
   // its failure limit, in which case it answers 429 itself and returns false. On true the
   // caller answers (401).

@@ -1,0 +1,100 @@
+#include "api/cloisterd/route_table.h"
+
+namespace cloister::cloisterd {
+namespace {
+
+using engine::Component;
+constexpr Listener kC = Listener::kController;
+constexpr Listener kR = Listener::kRegistry;
+constexpr Component kCtl = Component::kController;
+constexpr Component kReg = Component::kRegistry;
+
+constexpr RouteEntry Open(Listener l, const char* method, const char* path) {
+  return {l, method, path, Access::kOpen, kCtl, ""};
+}
+constexpr RouteEntry Authenticated(Listener l, const char* method, const char* path) {
+  return {l, method, path, Access::kAuthenticated, kCtl, ""};
+}
+constexpr RouteEntry Root(Listener l, const char* method, const char* path) {
+  return {l, method, path, Access::kRoot, kCtl, ""};
+}
+constexpr RouteEntry Needs(Listener l, const char* method, const char* path, Component c,
+                           const char* permission) {
+  return {l, method, path, Access::kPermission, c, permission};
+}
+
+// Node agents need (the seed's "node" group): change_node_config (join, heartbeat), list_vms
+// (their instances), update_vm (state reports) and save_image (save-image outcomes).
+constexpr RouteEntry kTable[] = {
+    Open(kC, "GET", "/livez"),
+    Open(kC, "GET", "/readyz"),
+    Open(kC, "POST", "/tap/v1/hand"),
+    Open(kC, "POST", "/tap/v1/shake"),
+    Authenticated(kC, "GET", "/api/v1/status"),
+    Needs(kC, "GET", "/api/v1/config", kCtl, "get_config"),
+    Needs(kC, "PUT", "/api/v1/config", kCtl, "change_config"),
+    Needs(kC, "POST", "/api/v1/config", kCtl, "change_config"),
+    Needs(kC, "GET", "/api/v1/group", kCtl, "get_groups"),
+    Needs(kC, "POST", "/api/v1/group", kCtl, "create_group"),
+    Needs(kC, "PUT", "/api/v1/group", kCtl, "update_group"),
+    Needs(kC, "DELETE", "/api/v1/group", kCtl, "delete_group"),
+    Needs(kC, "POST", "/api/v1/node/group", kCtl, "add_node_to_group"),
+    Needs(kC, "DELETE", "/api/v1/node/group", kCtl, "remove_group_from_node"),
+    Needs(kC, "GET", "/api/v1/node", kCtl, "list_nodes"),
+    Needs(kC, "DELETE", "/api/v1/node", kCtl, "delete_node"),
+    Needs(kC, "POST", "/api/v1/node/config", kCtl, "change_node_config"),
+    Needs(kC, "PUT", "/api/v1/node/update", kCtl, "change_node_config"),
+    Needs(kC, "GET", "/api/v1/vm", kCtl, "list_vms"),
+    Needs(kC, "POST", "/api/v1/vm", kCtl, "start_vm"),
+    Needs(kC, "PUT", "/api/v1/vm", kCtl, "update_vm"),
+    Needs(kC, "DELETE", "/api/v1/vm", kCtl, "terminate_vm"),
+    Needs(kC, "POST", "/api/v1/rpc/vm/restart", kCtl, "start_vm"),
+    Needs(kC, "GET", "/api/v1/image", kCtl, "list_images"),
+    Needs(kC, "POST", "/api/v1/image", kCtl, "save_image"),
+    Needs(kC, "GET", "/api/v1/registry/vm", kCtl, "registry_list"),
+    Root(kC, "POST", "/api/v1/admin/template"),
+    Root(kC, "GET", "/api/v1/apikey"),
+    Root(kC, "POST", "/api/v1/apikey"),
+    Root(kC, "PUT", "/api/v1/apikey"),
+    Root(kC, "DELETE", "/api/v1/apikey"),
+    Root(kC, "POST", "/api/v1/revoke"),
+    Needs(kC, "POST", "/node/v1/join", kCtl, "change_node_config"),
+    Needs(kC, "POST", "/node/v1/heartbeat", kCtl, "change_node_config"),
+    Needs(kC, "GET", "/node/v1/instances", kCtl, "list_vms"),
+    Needs(kC, "POST", "/node/v1/report", kCtl, "update_vm"),
+    Needs(kC, "POST", "/node/v1/save_image", kCtl, "save_image"),
+    Open(kR, "GET", "/livez"),
+    Open(kR, "GET", "/readyz"),
+    Open(kR, "POST", "/tap/v1/hand"),
+    Open(kR, "POST", "/tap/v1/shake"),
+    Needs(kR, "GET", "/registry/status", kReg, "index"),
+    Root(kR, "GET", "/api/v1/apikey"),
+    Root(kR, "POST", "/api/v1/apikey"),
+    Root(kR, "PUT", "/api/v1/apikey"),
+    Root(kR, "DELETE", "/api/v1/apikey"),
+    Root(kR, "POST", "/api/v1/revoke"),
+};
+
+}  // namespace
+
+std::span<const RouteEntry> RouteTable() { return kTable; }
+
+const RouteEntry* FindRoute(Listener listener, std::string_view method, std::string_view path,
+                            bool* path_known) {
+  if (method == "HEAD") {
+    method = "GET";
+  }
+  *path_known = false;
+  for (const RouteEntry& entry : kTable) {
+    if (entry.listener != listener || path != entry.path) {
+      continue;
+    }
+    *path_known = true;
+    if (method == entry.method) {
+      return &entry;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace cloister::cloisterd
