@@ -262,13 +262,61 @@ struct RecordCrlLoaded {
   std::string source;
 };
 
+// ---- Authorization (issue 6) ------------------------------------------------------------------
+// Permission groups are identified by (component, name). Names (groups, principals) hold letters,
+// digits, the characters - _ . @ and spaces, 1..kIdBytesMax bytes. Permission names are checked
+// against engine/permissions.h and recorded in canonical form.
+
+struct CreatePermissionGroup {
+  std::string component;  // "controller" or "registry".
+  std::string name;
+  std::string description = {};
+  std::vector<std::string> permissions = {};  // Group permissions of component.
+};
+
+// Absent fields are unchanged; permissions, when present, is the whole new set.
+struct UpdatePermissionGroup {
+  std::string component;
+  std::string name;
+  std::optional<std::string> description = {};
+  std::optional<std::vector<std::string>> permissions = {};
+};
+
+// Also removes the group's grants on its component's resources (reducers/views.h).
+struct DeletePermissionGroup {
+  std::string component;
+  std::string name;
+};
+
+// What principal (a permission group or a user name) may do to one node or template: the whole
+// set; an empty one removes the grant. A node is named by its id; a template by its id or its
+// name (recorded as its id). Removing a grant does not need the resource to still exist.
+struct SetResourcePermissions {
+  std::string resource_type;  // "node" or "template".
+  std::string resource_id;
+  std::string principal;
+  std::vector<std::string> permissions = {};
+};
+
+// A request that authorization refused (AccessDenied). The actor is the principal denied.
+struct RecordAccessDenied {
+  std::string permission;
+  std::string resource_type = {};
+  std::string resource_id = {};
+  std::string method = {};
+  std::string path = {};
+  std::string source_ip = {};
+};
+
 using Command = std::variant<SetConfig, CreateNodeGroup, UpdateNodeGroup, DeleteNodeGroup, JoinNode,
                              RemoveNode, RequestVm, ChangeVmState, TerminateVm, UpdateNodeStatus,
                              ScheduleVms, ChangeGroupMembership, UpdateVm, RestartVm,
                              ConfigureNode, RequestNodeUpdate, RegisterTemplateTag,
                              RequestSaveImage, FinishSaveImage, RecordAuthFailure, CreateApiKey,
                              UpdateApiKey, DeleteApiKey, OpenSession, RevokeSession, RevokeKey,
-                             RevokeCertificate, RecordCrlLoaded>;
+                             RevokeCertificate, RecordCrlLoaded, CreatePermissionGroup,
+                             UpdatePermissionGroup, DeletePermissionGroup, SetResourcePermissions,
+                             RecordAccessDenied>;
 
 // The Anka instance state machine: may an instance in `from` move to `to`? Staying in the same
 // state (a progress or message update) is allowed, except once Terminated.

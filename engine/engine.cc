@@ -98,6 +98,23 @@ std::vector<std::string> ConflictKeys(const Command& command) {
     std::vector<std::string> operator()(const RevokeSession&) const { return {}; }
     std::vector<std::string> operator()(const RevokeCertificate&) const { return {}; }
     std::vector<std::string> operator()(const RecordCrlLoaded&) const { return {}; }
+    // A group's deletion drops the grants naming it: it waits for (and is waited for by) grants
+    // to that principal, so a grant set concurrently is never half-dropped.
+    std::vector<std::string> operator()(const CreatePermissionGroup& c) const {
+      return {"permission-group/" + c.component + "/" + c.name};
+    }
+    std::vector<std::string> operator()(const UpdatePermissionGroup& c) const {
+      return {"permission-group/" + c.component + "/" + c.name};
+    }
+    std::vector<std::string> operator()(const DeletePermissionGroup& c) const {
+      return {"permission-group/" + c.component + "/" + c.name, "grant-principal/" + c.name};
+    }
+    std::vector<std::string> operator()(const SetResourcePermissions& c) const {
+      std::vector<std::string> keys = {"grant-principal/" + c.principal};
+      keys.push_back(c.resource_type == "node" ? "node/" + c.resource_id : "templates");
+      return keys;
+    }
+    std::vector<std::string> operator()(const RecordAccessDenied&) const { return {}; }
     std::vector<std::string> operator()(const ScheduleVms&) const {
       // One pass at a time: a pass counts capacity from the views, so a second pass in flight
       // would count without the first one's placements.
@@ -169,7 +186,9 @@ const char* CommandName(const Command& command) {
       "schedule_vms", "change_group_membership", "update_vm", "restart_vm", "configure_node",
       "request_node_update", "register_template_tag", "request_save_image", "finish_save_image",
       "record_auth_failure", "create_api_key", "update_api_key", "delete_api_key", "open_session",
-      "revoke_session", "revoke_key", "revoke_certificate", "record_crl_loaded"};
+      "revoke_session", "revoke_key", "revoke_certificate", "record_crl_loaded",
+      "create_permission_group", "update_permission_group", "delete_permission_group",
+      "set_resource_permissions", "record_access_denied"};
   static_assert(std::size(kNames) == std::variant_size_v<Command>);
   return kNames[command.index()];
 }

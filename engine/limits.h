@@ -14,6 +14,7 @@ inline constexpr size_t kKeyGroupsMax = 64;               // Groups of one API k
 inline constexpr int64_t kKeyTtlMaxSeconds = 10LL * 366 * 24 * 3600;  // An API key's ttl.
 inline constexpr size_t kPublicKeyBytesMax = 4096;       // DER of an API key's public key.
 inline constexpr size_t kIdBytesMax = 128;              // Ids a client supplies.
+inline constexpr size_t kPermissionsMax = 256;           // Names in one permission list.
 inline constexpr size_t kNodeTemplatesMax = 4096;        // Templates one node reports.
 inline constexpr size_t kMembershipIdsMax = 1000;        // Groups, and nodes, in one membership change.
 inline constexpr size_t kGroupsPerNodeMax = 64;

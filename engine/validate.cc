@@ -11,6 +11,7 @@
 #include "engine/config_keys.h"
 #include "engine/engine.h"
 #include "engine/limits.h"
+#include "engine/permissions.h"
 #include "engine/scheduler.h"
 #include "log/base64.h"
 #include "log/hash.h"
@@ -97,6 +98,11 @@ class Validation {
   bool ValidateCommand(const RevokeKey& c);
   bool ValidateCommand(const RevokeCertificate& c);
   bool ValidateCommand(const RecordCrlLoaded& c);
+  bool ValidateCommand(const CreatePermissionGroup& c);
+  bool ValidateCommand(const UpdatePermissionGroup& c);
+  bool ValidateCommand(const DeletePermissionGroup& c);
+  bool ValidateCommand(const SetResourcePermissions& c);
+  bool ValidateCommand(const RecordAccessDenied& c);
 
  private:
   bool GroupNameTaken(const std::string& name, const std::string& except_id) const;
@@ -113,6 +119,15 @@ class Validation {
   bool CheckTtl(int64_t ttl_s, int64_t* expires_ns);
   // The key, or nullptr after a kNotFound rejection.
   const reducers::ApiKey* FindKey(const std::string& key_id);
+  bool CheckAuthzName(const char* field, const std::string& name);
+  // The group's component from its name, or nullopt after a kInvalidArgument rejection.
+  std::optional<Component> CheckComponent(const std::string& component);
+  // The canonical set of permissions, or false after a kInvalidArgument rejection.
+  bool CanonicalPermissions(Component component, const std::vector<std::string>& names,
+                            std::set<std::string>* out);
+  // The group, or nullptr after a kNotFound rejection.
+  const reducers::PermissionGroup* FindPermissionGroup(const std::string& component,
+                                                       const std::string& name);
 
   const reducers::Views& views_;
   Rng* rng_;
@@ -1018,6 +1033,208 @@ bool Validation::ValidateCommand(const RecordCrlLoaded& c) {
   log::DraftBuilder builder;
   Emit(fb::CreateCrlLoadedDirect(builder.fbb(), &digest, c.issuer.c_str(), c.this_update_ns,
                                  c.next_update_ns, c.revoked_count, c.source.c_str()),
+       &builder);
+  return true;
+}
+
+// ---- Authorization ----------------------------------------------------------------------------
+
+namespace {
+
+bool AuthzNameChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.' ||
+         c == '@' || c == ' ';
+}
+
+}  // namespace
+
+bool Validation::CheckAuthzName(const char* field, const std::string& name) {
+  if (name.empty() || name.size() > kIdBytesMax) {
+    return Reject(Rejection::kInvalidArgument, std::string(field) + " must be 1 to " +
+                                                   std::to_string(kIdBytesMax) + " bytes");
+  }
+  if (!std::all_of(name.begin(), name.end(), AuthzNameChar)) {
+    return Reject(Rejection::kInvalidArgument,
+                  std::string(field) +
+                      " may only hold letters, digits, spaces and the characters - _ . @");
+  }
+  return true;
+}
+
+std::optional<Component> Validation::CheckComponent(const std::string& component) {
+  std::optional<Component> found = ComponentFromName(component);
+  if (!found) {
+    Reject(Rejection::kInvalidArgument, "component must be controller or registry, not '" +
+                                            component.substr(0, 32) + "'");
+  }
+  return found;
+}
+
+bool Validation::CanonicalPermissions(Component component, const std::vector<std::string>& names,
+                                      std::set<std::string>* out) {
+  if (names.size() > kPermissionsMax) {
+    return Reject(Rejection::kInvalidArgument,
+                  "more than " + std::to_string(kPermissionsMax) + " permissions");
+  }
+  for (const std::string& name : names) {
+    std::optional<std::string> canonical = CanonicalGroupPermission(component, name);
+    if (!canonical) {
+      return Reject(Rejection::kInvalidArgument,
+                    std::string("unknown ") + ComponentName(component) + " permission '" +
+                        name.substr(0, 64) + "'");
+    }
+    out->insert(std::move(*canonical));
+  }
+  return true;
+}
+
+const reducers::PermissionGroup* Validation::FindPermissionGroup(const std::string& component,
+                                                                 const std::string& name) {
+  auto it = views_.permission_groups.groups.find(component + "/" + name);
+  if (it == views_.permission_groups.groups.end()) {
+    Reject(Rejection::kNotFound, "no " + component + " permission group " + name);
+    return nullptr;
+  }
+  return &it->second;
+}
+
+bool Validation::ValidateCommand(const CreatePermissionGroup& c) {
+  std::optional<Component> component = CheckComponent(c.component);
+  std::set<std::string> permissions;
+  if (!component || !CheckAuthzName("name", c.name) ||
+      !CheckText("description", c.description, kDescriptionBytesMax, false) ||
+      !CanonicalPermissions(*component, c.permissions, &permissions)) {
+    return false;
+  }
+  const std::string id = c.component + "/" + c.name;
+  if (views_.permission_groups.groups.contains(id)) {
+    return Reject(Rejection::kNameTaken,
+                  "a " + c.component + " permission group " + c.name + " exists");
+  }
+  log::DraftBuilder builder;
+  auto& fbb = builder.fbb();
+  const std::vector<std::string> names(permissions.begin(), permissions.end());
+  Emit(fb::CreatePermissionGroupCreated(fbb, fbb.CreateString(id), fbb.CreateString(c.name),
+                                        fbb.CreateString(c.description),
+                                        fbb.CreateVectorOfStrings(names),
+                                        fbb.CreateString(c.component)),
+       &builder);
+  ids_.push_back(c.name);
+  return true;
+}
+
+bool Validation::ValidateCommand(const UpdatePermissionGroup& c) {
+  std::optional<Component> component = CheckComponent(c.component);
+  if (!component) {
+    return false;
+  }
+  const reducers::PermissionGroup* group = FindPermissionGroup(c.component, c.name);
+  if (group == nullptr) {
+    return false;
+  }
+  std::set<std::string> permissions = group->permissions;
+  if (c.permissions) {
+    permissions.clear();
+    if (!CanonicalPermissions(*component, *c.permissions, &permissions)) {
+      return false;
+    }
+  }
+  if (c.description && !CheckText("description", *c.description, kDescriptionBytesMax, false)) {
+    return false;
+  }
+  const std::string& description = c.description ? *c.description : group->description;
+  if (permissions == group->permissions && description == group->description) {
+    return true;  // Nothing changes: no event.
+  }
+  log::DraftBuilder builder;
+  auto& fbb = builder.fbb();
+  const std::vector<std::string> names(permissions.begin(), permissions.end());
+  Emit(fb::CreatePermissionGroupUpdated(fbb, fbb.CreateString(c.component + "/" + c.name),
+                                        fbb.CreateString(c.name), fbb.CreateString(description),
+                                        fbb.CreateVectorOfStrings(names),
+                                        fbb.CreateString(c.component)),
+       &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const DeletePermissionGroup& c) {
+  if (!CheckComponent(c.component) || FindPermissionGroup(c.component, c.name) == nullptr) {
+    return false;
+  }
+  log::DraftBuilder builder;
+  const std::string id = c.component + "/" + c.name;
+  Emit(fb::CreatePermissionGroupDeletedDirect(builder.fbb(), id.c_str()), &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const SetResourcePermissions& c) {
+  if (!IsResourceType(c.resource_type)) {
+    return Reject(Rejection::kInvalidArgument, "resource type must be node or template, not '" +
+                                                   c.resource_type.substr(0, 32) + "'");
+  }
+  if (!CheckAuthzName("principal", c.principal) ||
+      !CheckText("resource id", c.resource_id, kIdBytesMax, true)) {
+    return false;
+  }
+  if (c.permissions.size() > kPermissionsMax) {
+    return Reject(Rejection::kInvalidArgument,
+                  "more than " + std::to_string(kPermissionsMax) + " permissions");
+  }
+  std::set<std::string> permissions;
+  for (const std::string& name : c.permissions) {
+    if (!IsResourcePermission(c.resource_type, name)) {
+      return Reject(Rejection::kInvalidArgument, "unknown " + c.resource_type +
+                                                     " resource permission '" +
+                                                     name.substr(0, 64) + "'");
+    }
+    permissions.insert(name);
+  }
+  // The resource: a node by id; a template by id, else by name (recorded as its id).
+  std::string resource_id = c.resource_id;
+  bool exists = false;
+  if (c.resource_type == "node") {
+    exists = views_.nodes.nodes.contains(resource_id);
+  } else if (views_.templates.templates.contains(resource_id)) {
+    exists = true;
+  } else if (const reducers::Template* t = TemplateNamed(resource_id)) {
+    resource_id = t->template_id;
+    exists = true;
+  }
+  const std::string key = c.resource_type + "/" + resource_id + "/" + c.principal;
+  auto old = views_.resource_permissions.grants.find(key);
+  if (!permissions.empty() && !exists) {
+    return Reject(Rejection::kNotFound, "no " + c.resource_type + " " + c.resource_id);
+  }
+  if (permissions.empty() && old == views_.resource_permissions.grants.end()) {
+    return true;  // No grant, none wanted: no event.
+  }
+  if (old != views_.resource_permissions.grants.end() && old->second.permissions == permissions) {
+    return true;
+  }
+  log::DraftBuilder builder;
+  auto& fbb = builder.fbb();
+  const std::vector<std::string> names(permissions.begin(), permissions.end());
+  Emit(fb::CreateResourcePermissionsSet(fbb, fbb.CreateString(c.resource_type),
+                                        fbb.CreateString(resource_id),
+                                        fbb.CreateString(c.principal),
+                                        fbb.CreateVectorOfStrings(names)),
+       &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const RecordAccessDenied& c) {
+  if (!CheckText("permission", c.permission, kNameBytesMax, true) ||
+      !CheckText("resource_type", c.resource_type, kNameBytesMax, false) ||
+      !CheckText("resource_id", c.resource_id, kIdBytesMax, false) ||
+      !CheckText("method", c.method, kNameBytesMax, false) ||
+      !CheckText("path", c.path, kDescriptionBytesMax, false) ||
+      !CheckText("source_ip", c.source_ip, kNameBytesMax, false)) {
+    return false;
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreateAccessDeniedDirect(builder.fbb(), c.permission.c_str(), c.resource_type.c_str(),
+                                    c.resource_id.c_str(), c.method.c_str(), c.path.c_str(),
+                                    c.source_ip.c_str()),
        &builder);
   return true;
 }

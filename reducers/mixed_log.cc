@@ -26,6 +26,16 @@ fb::Digest DigestOf(uint64_t value) {
   return fb::Digest(flatbuffers::span<const uint8_t, 32>(bytes.data(), bytes.size()));
 }
 
+// The offsets of names, for a [string] field.
+StringOffsets NameOffsets(flatbuffers::FlatBufferBuilder* fbb,
+                          const std::vector<std::string>& names) {
+  StringOffsets out;
+  for (const std::string& name : names) {
+    out.push_back(fbb->CreateString(name));
+  }
+  return out;
+}
+
 }  // namespace
 
 MixedEvents::MixedEvents(uint64_t seed, int64_t time_ns_start)
@@ -257,7 +267,7 @@ log::Draft MixedEvents::Unrelated() {
   log::DraftBuilder b;
   auto& fbb = b.fbb();
   const std::string key = "key-" + std::to_string(Below(5));
-  switch (Below(6)) {
+  switch (Below(9)) {
     case 0: {
       const fb::Digest fingerprint = DigestOf(Random());
       std::vector<flatbuffers::Offset<flatbuffers::String>> groups = {fbb.CreateString("ci")};
@@ -291,6 +301,47 @@ log::Draft MixedEvents::Unrelated() {
       const std::string serial = std::to_string(1000 + Below(50));
       auto payload = fb::CreateCertificateRevokedDirect(fbb, serial.c_str(), "O=ci, CN=ca",
                                                         "keyCompromise");
+      return b.Finish(Envelope(fb::ActorKind::Root, "root"), payload);
+    }
+    case 5: {  // Permission groups: created or updated (a ghost update changes nothing).
+      const bool registry = Chance(30);
+      const std::string name = "team-" + std::to_string(Below(6));
+      const std::string id = std::string(registry ? "registry/" : "controller/") + name;
+      std::vector<std::string> names = {registry ? "pull_vm" : "start_vm"};
+      if (Chance(50)) {
+        names.push_back(registry ? "list_vms" : "list_nodes");
+      }
+      const char* component = registry ? "registry" : "controller";
+      const StringOffsets permissions = NameOffsets(&fbb, names);
+      if (Chance(60)) {
+        auto payload = fb::CreatePermissionGroupCreatedDirect(fbb, id.c_str(), name.c_str(),
+                                                              "a team", &permissions, component);
+        return b.Finish(Envelope(fb::ActorKind::Root, "root"), payload);
+      }
+      auto payload = fb::CreatePermissionGroupUpdatedDirect(fbb, id.c_str(), name.c_str(),
+                                                            nullptr, &permissions, component);
+      return b.Finish(Envelope(fb::ActorKind::Root, "root"), payload);
+    }
+    case 6: {
+      const std::string id = std::string(Chance(30) ? "registry/" : "controller/") + "team-" +
+                             std::to_string(Below(6));
+      auto payload = fb::CreatePermissionGroupDeletedDirect(fbb, id.c_str());
+      return b.Finish(Envelope(fb::ActorKind::Root, "root"), payload);
+    }
+    case 7: {  // Resource grants: set, replaced or (an empty list) removed.
+      const bool node = Chance(60);
+      const std::string id = node ? Pick(nodes_, "node") : "tmpl-" + std::to_string(Below(4));
+      const std::string principal = "team-" + std::to_string(Below(6));
+      std::vector<std::string> names;
+      if (!Chance(25)) {
+        names.push_back(node ? "create_instance" : "pull");
+        if (Chance(50)) {
+          names.push_back("list");
+        }
+      }
+      const StringOffsets permissions = NameOffsets(&fbb, names);
+      auto payload = fb::CreateResourcePermissionsSetDirect(
+          fbb, node ? "node" : "template", id.c_str(), principal.c_str(), &permissions);
       return b.Finish(Envelope(fb::ActorKind::Root, "root"), payload);
     }
     default: {

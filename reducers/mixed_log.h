@@ -5,8 +5,8 @@
 // updated and deleted, nodes joining, reporting, moving between groups and leaving, VM instances
 // requested, scheduled, changing state and terminated), with a sprinkling of what reducers must
 // tolerate: events naming entities that never existed or are gone, rejoins, repeated ids, and
-// payload types no view uses (API keys, sessions, security events). The same seed and start time
-// give the same events byte for byte.
+// payload types no view uses (security events); plus API keys, sessions, permission groups and
+// resource grants. The same seed and start time give the same events byte for byte.
 //
 // Not thread-safe; one generator per thread.
 #pragma once

@@ -247,6 +247,24 @@ void Write(Writer* w, const CertificateRevocation& c) {
   w->Stamp(c.updated);
 }
 
+void Write(Writer* w, const PermissionGroup& g) {
+  w->Str(g.component);
+  w->Str(g.name);
+  w->Str(g.description);
+  w->Strings(g.permissions);
+  w->Stamp(g.created);
+  w->Stamp(g.updated);
+}
+
+void Write(Writer* w, const ResourceGrant& g) {
+  w->Str(g.resource_type);
+  w->Str(g.resource_id);
+  w->Str(g.principal);
+  w->Strings(g.permissions);
+  w->Stamp(g.created);
+  w->Stamp(g.updated);
+}
+
 template <typename T>
 void WriteMap(Writer* w, const std::map<std::string, T>& map) {
   w->U64(map.size());
@@ -562,6 +580,24 @@ void Read(Reader* r, CertificateRevocation* c) {
   r->Stamp(&c->updated);
 }
 
+void Read(Reader* r, PermissionGroup* g) {
+  r->Str(&g->component);
+  r->Str(&g->name);
+  r->Str(&g->description);
+  r->Strings(&g->permissions);
+  r->Stamp(&g->created);
+  r->Stamp(&g->updated);
+}
+
+void Read(Reader* r, ResourceGrant* g) {
+  r->Str(&g->resource_type);
+  r->Str(&g->resource_id);
+  r->Str(&g->principal);
+  r->Strings(&g->permissions);
+  r->Stamp(&g->created);
+  r->Stamp(&g->updated);
+}
+
 template <typename T>
 void ReadMap(Reader* r, std::map<std::string, T>* map) {
   uint64_t count = 0;
@@ -602,6 +638,9 @@ std::string EncodeViews(const Views& views) {
   WriteMap(&w, views.api_keys.keys);
   WriteMap(&w, views.sessions.sessions);  // by_expiry is derived: rebuilt on decoding.
   WriteMap(&w, views.revocations.certificates);
+  WriteMap(&w, views.permission_groups.groups);
+  WriteMap(&w, views.resource_permissions.grants);
+  w.U64(views.authz_seq);
   const uint64_t checksum = Checksum(reinterpret_cast<const uint8_t*>(out.data()), out.size());
   for (int i = 0; i < 8; i++) {
     out.push_back(static_cast<char>(checksum >> (8 * i)));
@@ -639,6 +678,9 @@ Result<Views> DecodeViews(std::span<const uint8_t> bytes) {
   ReadMap(&r, &views.api_keys.keys);
   ReadMap(&r, &views.sessions.sessions);
   ReadMap(&r, &views.revocations.certificates);
+  ReadMap(&r, &views.permission_groups.groups);
+  ReadMap(&r, &views.resource_permissions.grants);
+  r.U64(&views.authz_seq);
   for (const auto& [digest, session] : views.sessions.sessions) {
     views.sessions.by_expiry.emplace(session.expires_ns, digest);
   }

@@ -2,7 +2,8 @@
 //
 //   snapshot := magic "CLVW" | version u8 (= kViewsEncodingVersion) | body | checksum u64 LE
 //   body     := seq | hash[32] | config | nodes | node_groups | vm_instances | templates
-//               | save_images   (kViewNames order)
+//               | save_images | api_keys | sessions | revocations | permission_groups
+//               | resource_permissions   (kViewNames order) | authz_seq
 //   view     := count | count × (key string | entity fields in declaration order)
 // Unsigned integers are LEB128 varints (shortest form only), signed ones zig-zag varints, strings
 // a varint length then bytes, bools and enums one byte, floats their IEEE-754 bits (4 bytes LE),
@@ -27,7 +28,7 @@
 
 namespace cloister::reducers {
 
-inline constexpr uint8_t kViewsEncodingVersion = 3;
+inline constexpr uint8_t kViewsEncodingVersion = 4;
 
 // Encodes views. Byte-identical output for equal Views.
 std::string EncodeViews(const Views& views);

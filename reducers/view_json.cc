@@ -378,6 +378,27 @@ Json RevocationJson(const CertificateRevocation& c) {
   return j;
 }
 
+Json PermissionGroupJson(const PermissionGroup& g) {
+  Json j = Json::object();
+  j["component"] = g.component;
+  j["name"] = g.name;
+  j["description"] = g.description;
+  j["permissions"] = StringsJson(g.permissions);
+  j["created"] = StampJson(g.created);
+  j["updated"] = StampJson(g.updated);
+  return j;
+}
+
+Json ResourceGrantJson(const ResourceGrant& g) {
+  Json j = Json::object();
+  j["resource_type"] = g.resource_type;
+  j["resource_id"] = g.resource_id;
+  j["principal"] = g.principal;
+  j["permissions"] = StringsJson(g.permissions);
+  j["created"] = StampJson(g.created);
+  j["updated"] = StampJson(g.updated);
+  return j;
+}
 
 namespace {
 
@@ -398,6 +419,10 @@ void VisitViews(const Views& a, const Views& b, const PreImages& pre, Visit visi
   visit("sessions", a.sessions.sessions, b.sessions.sessions, pre.sessions, &SessionJson);
   visit("revocations", a.revocations.certificates, b.revocations.certificates, pre.revocations,
         &RevocationJson);
+  visit("permission_groups", a.permission_groups.groups, b.permission_groups.groups,
+        pre.permission_groups, &PermissionGroupJson);
+  visit("resource_permissions", a.resource_permissions.grants, b.resource_permissions.grants,
+        pre.resource_permissions, &ResourceGrantJson);
 }
 
 const PreImages kNoPreImages;

@@ -58,7 +58,8 @@ TEST_CASE("views as JSON: keyed by view and id, enums as names, times as RFC 333
   }
   CHECK(keys == std::vector<std::string>{"seq", "hash", "config", "nodes", "node_groups",
                                          "vm_instances", "templates", "save_images", "api_keys",
-                                           "sessions", "revocations"});
+                                         "sessions", "revocations", "permission_groups",
+                                         "resource_permissions"});
   CHECK(j["config"]["ANKA_ENABLE_API_KEYS"]["value"] == "true");
   CHECK(j["config"]["ANKA_ENABLE_API_KEYS"]["changed"]["time"] == "2026-11-18T12:00:00Z");
   CHECK(j["config"]["ANKA_ROOT_TOKEN"]["changed"]["time"] == "2026-11-18T12:00:00.0015Z");
@@ -96,7 +97,7 @@ TEST_CASE("a single view name gives only that view; every name is valid, others 
   CHECK_FALSE(IsViewName(""));
   CHECK(ViewNameList() ==
         "config, nodes, node_groups, vm_instances, templates, save_images, "
-                            "api_keys, sessions, revocations, all");
+        "api_keys, sessions, revocations, permission_groups, resource_permissions, all");
 }
 
 TEST_CASE("an enum value this build does not know shows as Unknown(N)") {

@@ -131,6 +131,14 @@ class Reducer {
         return EraseSession(DigestHex(event.payload_as_SessionRevoked()->session_digest()));
       case fb::Payload::CertificateRevoked:
         return OnCertificateRevoked(*event.payload_as_CertificateRevoked());
+      case fb::Payload::PermissionGroupCreated:
+        return OnPermissionGroupCreated(*event.payload_as_PermissionGroupCreated());
+      case fb::Payload::PermissionGroupUpdated:
+        return OnPermissionGroupUpdated(*event.payload_as_PermissionGroupUpdated());
+      case fb::Payload::PermissionGroupDeleted:
+        return OnPermissionGroupDeleted(*event.payload_as_PermissionGroupDeleted());
+      case fb::Payload::ResourcePermissionsSet:
+        return OnResourcePermissionsSet(*event.payload_as_ResourcePermissionsSet());
       default:
         return;
     }
@@ -635,6 +643,103 @@ class Reducer {
     r->serial_hex = p.serial_hex()->str();
     r->issuer = Str(p.issuer());
     r->reason = Str(p.reason());
+  }
+
+  // ---- Authorization --------------------------------------------------------------------------
+
+  static std::string ComponentOf(const flatbuffers::String* component) {
+    return Given(component) ? component->str() : std::string("controller");
+  }
+
+  void OnPermissionGroupCreated(const fb::PermissionGroupCreated& p) {
+    if (!Given(p.name())) {
+      return;
+    }
+    const std::string component = ComponentOf(p.component());
+    const std::string key = component + "/" + p.name()->str();
+    auto& groups = views_.permission_groups.groups;
+    Remember(groups, key, before_ ? &before_->permission_groups : nullptr);
+    PermissionGroup group;
+    group.component = component;
+    group.name = p.name()->str();
+    group.description = Str(p.description());
+    for (std::string& permission : Strings(p.permissions())) {
+      group.permissions.insert(std::move(permission));
+    }
+    group.created = stamp_;
+    group.updated = stamp_;
+    groups[key] = std::move(group);
+    views_.authz_seq = stamp_.seq;
+  }
+
+  void OnPermissionGroupUpdated(const fb::PermissionGroupUpdated& p) {
+    const std::string key = ComponentOf(p.component()) + "/" + Str(p.name());
+    auto& groups = views_.permission_groups.groups;
+    if (!groups.contains(key)) {
+      return;
+    }
+    PermissionGroup* group =
+        Upsert(&groups, key, before_ ? &before_->permission_groups : nullptr);
+    if (p.description() != nullptr) {
+      group->description = p.description()->str();
+    }
+    if (p.permissions() != nullptr) {
+      group->permissions.clear();
+      for (std::string& permission : Strings(p.permissions())) {
+        group->permissions.insert(std::move(permission));
+      }
+    }
+    views_.authz_seq = stamp_.seq;
+  }
+
+  void OnPermissionGroupDeleted(const fb::PermissionGroupDeleted& p) {
+    auto& groups = views_.permission_groups.groups;
+    auto it = groups.find(Str(p.group_id()));
+    if (it == groups.end()) {
+      return;
+    }
+    // Nodes are controller resources, templates registry ones (views.h).
+    const std::string type = it->second.component == "registry" ? "template" : "node";
+    const std::string name = it->second.name;
+    const std::string key = it->first;
+    std::vector<std::string> dropped;
+    for (const auto& [grant_key, grant] : views_.resource_permissions.grants) {
+      if (grant.resource_type == type && grant.principal == name) {
+        dropped.push_back(grant_key);
+      }
+    }
+    auto& grants = views_.resource_permissions.grants;
+    for (const std::string& grant_key : dropped) {
+      Remember(grants, grant_key, before_ ? &before_->resource_permissions : nullptr);
+      grants.erase(grant_key);
+    }
+    Remember(groups, key, before_ ? &before_->permission_groups : nullptr);
+    groups.erase(key);
+    views_.authz_seq = stamp_.seq;
+  }
+
+  void OnResourcePermissionsSet(const fb::ResourcePermissionsSet& p) {
+    if (!Given(p.resource_type()) || !Given(p.resource_id()) || !Given(p.principal())) {
+      return;
+    }
+    const std::string key =
+        p.resource_type()->str() + "/" + p.resource_id()->str() + "/" + p.principal()->str();
+    auto& grants = views_.resource_permissions.grants;
+    std::vector<std::string> permissions = Strings(p.permissions());
+    if (permissions.empty()) {
+      if (grants.contains(key)) {
+        Remember(grants, key, before_ ? &before_->resource_permissions : nullptr);
+        grants.erase(key);
+        views_.authz_seq = stamp_.seq;
+      }
+      return;
+    }
+    ResourceGrant* grant = Upsert(&grants, key, before_ ? &before_->resource_permissions : nullptr);
+    grant->resource_type = p.resource_type()->str();
+    grant->resource_id = p.resource_id()->str();
+    grant->principal = p.principal()->str();
+    grant->permissions = std::set<std::string>(permissions.begin(), permissions.end());
+    views_.authz_seq = stamp_.seq;
   }
 
   void OnVmTerminated(const fb::VmInstanceTerminated& p) {

@@ -279,6 +279,41 @@ struct RevocationsView {
   bool operator==(const RevocationsView&) const = default;
 };
 
+// ---- authorization (issue 6) ----------------------------------------------------------------
+
+// A permission group of one component. Groups are identified by (component, name): the view's
+// key, and the events' group_id, is "component/name".
+struct PermissionGroup {
+  std::string component;  // "controller" or "registry".
+  std::string name;
+  std::string description;
+  std::set<std::string> permissions;  // Canonical group permission names (engine/permissions.h).
+  Stamp created;
+  Stamp updated;
+  bool operator==(const PermissionGroup&) const = default;
+};
+
+struct PermissionGroupsView {
+  std::map<std::string, PermissionGroup> groups;  // By "component/name".
+  bool operator==(const PermissionGroupsView&) const = default;
+};
+
+// What one principal (a permission group name or a user name) may do to one node or template.
+struct ResourceGrant {
+  std::string resource_type;  // "node" or "template".
+  std::string resource_id;    // A node id or a template id.
+  std::string principal;
+  std::set<std::string> permissions;  // Resource permission names; never empty in the view.
+  Stamp created;
+  Stamp updated;
+  bool operator==(const ResourceGrant&) const = default;
+};
+
+struct ResourcePermissionsView {
+  std::map<std::string, ResourceGrant> grants;  // By "type/id/principal".
+  bool operator==(const ResourcePermissionsView&) const = default;
+};
+
 // ---- all views ------------------------------------------------------------------------------
 
 struct Views {
@@ -293,14 +328,20 @@ struct Views {
   ApiKeysView api_keys;
   SessionsView sessions;
   RevocationsView revocations;
+  PermissionGroupsView permission_groups;
+  ResourcePermissionsView resource_permissions;
+  // The seq of the last event that changed permission_groups or resource_permissions (0: none):
+  // a generation number that caches of authorization decisions compare (engine/authorization.h).
+  uint64_t authz_seq = 0;
 
   bool operator==(const Views&) const = default;
 };
 
 // The view names the replay tool and snapshots use, in this order.
 inline constexpr const char* kViewNames[] = {
-    "config",      "nodes",    "node_groups", "vm_instances", "templates",
-    "save_images", "api_keys", "sessions",    "revocations"};
+    "config",      "nodes",       "node_groups",       "vm_instances",        "templates",
+    "save_images", "api_keys",    "sessions",          "revocations",         "permission_groups",
+    "resource_permissions"};
 
 // Applies one verified event. Precondition: seq == views->seq + 1. Sets views->seq = seq and
 // views->hash = hash. Payload types that no view of this issue uses change only seq and hash.
@@ -347,6 +388,19 @@ inline constexpr const char* kViewNames[] = {
 //    expired sessions are collected as the log moves on, with no event of their own (their
 //    SessionOpened already says when they end).
 //  * CertificateRevoked: records the serial (a later revocation of it replaces the reason).
+//  * PermissionGroupCreated: creates (or replaces) permission_groups["component/name"] (component
+//    absent or empty reads as "controller"; an empty name changes nothing).
+//    PermissionGroupUpdated: description and permissions when present (the event carries the
+//    whole new state), for a group the view holds. PermissionGroupDeleted: erases the group named
+//    by group_id ("component/name"), and every resource grant whose principal is the group's
+//    name and whose resource belongs to the group's component: nodes are controller resources,
+//    templates registry resources (seed 002), so deleting the controller group "ios" drops the
+//    node grants of "ios" and keeps its template grants, which the registry group "ios" (or a
+//    user "ios") may still hold.
+//  * ResourcePermissionsSet: sets resource_permissions["type/id/principal"]; an empty (or
+//    absent) permissions list erases it. Grants are not removed with their node or template (a
+//    node that rejoins under its id keeps them); a grant naming nothing grants nothing.
+//  * Every PermissionGroup* and ResourcePermissionsSet event sets authz_seq = seq.
 // Every entity a payload changes gets updated = stamp (and joined/created on creation).
 void Apply(Views* views, uint64_t seq, const log::Hash& hash, const fb::Event& event);
 
@@ -363,11 +417,13 @@ struct PreImages {
   std::map<std::string, std::optional<ApiKey>> api_keys;
   std::map<std::string, std::optional<Session>> sessions;
   std::map<std::string, std::optional<CertificateRevocation>> revocations;
+  std::map<std::string, std::optional<PermissionGroup>> permission_groups;
+  std::map<std::string, std::optional<ResourceGrant>> resource_permissions;
 
   bool empty() const {
     return config.empty() && nodes.empty() && node_groups.empty() && vm_instances.empty() &&
            templates.empty() && save_images.empty() && api_keys.empty() && sessions.empty() &&
-           revocations.empty();
+           revocations.empty() && permission_groups.empty() && resource_permissions.empty();
   }
 };
 

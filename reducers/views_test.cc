@@ -673,4 +673,134 @@ TEST_CASE("certificate revocations are recorded by serial") {
   CHECK(v.revocations.certificates.at("1001").reason == "keyCompromise");
 }
 
+// ---- Permission groups and resource grants ----------------------------------------------------
+
+namespace {
+
+using Names = std::vector<std::string>;
+
+std::vector<flatbuffers::Offset<flatbuffers::String>> Offsets(log::DraftBuilder& b,
+                                                              const Names& names) {
+  std::vector<flatbuffers::Offset<flatbuffers::String>> out;
+  for (const std::string& name : names) {
+    out.push_back(b.fbb().CreateString(name));
+  }
+  return out;
+}
+
+void CreatePermissionGroup(Views* v, const char* component, const char* name,
+                           const Names& permissions) {
+  log::DraftBuilder b;
+  const std::string id = std::string(component) + "/" + name;
+  auto names = Offsets(b, permissions);
+  ApplyNext(v, b,
+            fb::CreatePermissionGroupCreatedDirect(b.fbb(), id.c_str(), name, "team", &names,
+                                                   component));
+}
+
+void SetGrant(Views* v, const char* type, const char* id, const char* principal,
+              const Names& permissions, PreImages* pre = nullptr) {
+  log::DraftBuilder b;
+  auto names = Offsets(b, permissions);
+  ApplyNext(v, b,
+            fb::CreateResourcePermissionsSetDirect(b.fbb(), type, id, principal, &names), pre);
+}
+
+}  // namespace
+
+TEST_CASE("permission groups are keyed by component and name; updates replace the set") {
+  Views v;
+  CreatePermissionGroup(&v, "controller", "ios", {"start_vm", "list_vms", "start_vm"});
+  CreatePermissionGroup(&v, "registry", "ios", {"pull_vm"});
+  REQUIRE(v.permission_groups.groups.size() == 2);
+  const PermissionGroup& ios = v.permission_groups.groups.at("controller/ios");
+  CHECK(ios.component == "controller");
+  CHECK(ios.name == "ios");
+  CHECK(ios.permissions == std::set<std::string>{"list_vms", "start_vm"});
+  CHECK(v.permission_groups.groups.at("registry/ios").permissions ==
+        std::set<std::string>{"pull_vm"});
+  CHECK(v.authz_seq == 2);
+
+  SECTION("an update with permissions replaces them; without, keeps them") {
+    log::DraftBuilder b;
+    auto names = Offsets(b, {"terminate_vm"});
+    ApplyNext(&v, b, fb::CreatePermissionGroupUpdatedDirect(b.fbb(), "controller/ios", "ios",
+                                                            "new", &names, "controller"));
+    CHECK(v.permission_groups.groups.at("controller/ios").permissions ==
+          std::set<std::string>{"terminate_vm"});
+    CHECK(v.permission_groups.groups.at("controller/ios").description == "new");
+    log::DraftBuilder b2;
+    ApplyNext(&v, b2, fb::CreatePermissionGroupUpdatedDirect(b2.fbb(), "controller/ios", "ios",
+                                                             nullptr, nullptr, "controller"));
+    CHECK(v.permission_groups.groups.at("controller/ios").permissions ==
+          std::set<std::string>{"terminate_vm"});
+    CHECK(v.permission_groups.groups.at("controller/ios").description == "new");
+    CHECK(v.authz_seq == 4);
+  }
+  SECTION("an update of an unknown group changes nothing, authz_seq included") {
+    log::DraftBuilder b;
+    PreImages pre;
+    ApplyNext(&v, b, fb::CreatePermissionGroupUpdatedDirect(b.fbb(), "controller/x", "x"), &pre);
+    CHECK(pre.empty());
+    CHECK(v.authz_seq == 2);
+    CHECK(v.permission_groups.groups.size() == 2);
+  }
+  SECTION("a created group without a component is a controller group") {
+    log::DraftBuilder b;
+    ApplyNext(&v, b, fb::CreatePermissionGroupCreatedDirect(b.fbb(), "old", "old"));
+    CHECK(v.permission_groups.groups.at("controller/old").component == "controller");
+  }
+}
+
+TEST_CASE("resource grants: set, replaced, removed by an empty list") {
+  Views v;
+  SetGrant(&v, "node", "n1", "ios", {"list", "create_instance"});
+  REQUIRE(v.resource_permissions.grants.contains("node/n1/ios"));
+  const ResourceGrant& grant = v.resource_permissions.grants.at("node/n1/ios");
+  CHECK(grant.resource_type == "node");
+  CHECK(grant.resource_id == "n1");
+  CHECK(grant.principal == "ios");
+  CHECK(grant.permissions == std::set<std::string>{"create_instance", "list"});
+  CHECK(v.authz_seq == 1);
+  SetGrant(&v, "node", "n1", "ios", {"remove"});
+  CHECK(v.resource_permissions.grants.at("node/n1/ios").permissions ==
+        std::set<std::string>{"remove"});
+  CHECK(v.resource_permissions.grants.at("node/n1/ios").created.seq == 1);
+  PreImages pre;
+  SetGrant(&v, "node", "n1", "ios", {}, &pre);
+  CHECK(v.resource_permissions.grants.empty());
+  CHECK(pre.resource_permissions.size() == 1);
+  CHECK(v.authz_seq == 3);
+  PreImages none;
+  SetGrant(&v, "node", "n1", "ios", {}, &none);  // Nothing to remove: nothing changes.
+  CHECK(none.empty());
+  CHECK(v.authz_seq == 3);
+}
+
+TEST_CASE("deleting a permission group drops its grants on its component's resources") {
+  Views v;
+  CreatePermissionGroup(&v, "controller", "ios", {"start_vm"});
+  CreatePermissionGroup(&v, "registry", "ios", {"pull_vm"});
+  SetGrant(&v, "node", "n1", "ios", {"create_instance"});
+  SetGrant(&v, "node", "n2", "ios", {"list"});
+  SetGrant(&v, "node", "n1", "android", {"list"});
+  SetGrant(&v, "template", "t1", "ios", {"pull"});
+  log::DraftBuilder b;
+  PreImages pre;
+  ApplyNext(&v, b, fb::CreatePermissionGroupDeletedDirect(b.fbb(), "controller/ios"), &pre);
+  CHECK_FALSE(v.permission_groups.groups.contains("controller/ios"));
+  CHECK(v.permission_groups.groups.contains("registry/ios"));
+  CHECK(v.resource_permissions.grants.size() == 2);
+  CHECK(v.resource_permissions.grants.contains("node/n1/android"));
+  CHECK(v.resource_permissions.grants.contains("template/t1/ios"));
+  CHECK(pre.permission_groups.size() == 1);
+  CHECK(pre.resource_permissions.size() == 2);
+  CHECK(v.authz_seq == v.seq);
+
+  log::DraftBuilder b2;
+  ApplyNext(&v, b2, fb::CreatePermissionGroupDeletedDirect(b2.fbb(), "registry/ios"));
+  CHECK(v.resource_permissions.grants.size() == 1);
+  CHECK(v.permission_groups.groups.empty());
+}
+
 }  // namespace cloister::reducers

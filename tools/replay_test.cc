@@ -357,7 +357,8 @@ TEST_CASE("replay bad arguments exit 2 with a one-line message") {
   CheckUsageError(RunCloister({"replay", "--data", tmp.Sub("missing")}), "no cloister event log in");
   CheckUsageError(RunCloister({"replay", "--data", dir, "--view", "bogus"}),
                   "--view: unknown view 'bogus'; valid views: config, nodes, node_groups, "
-                  "vm_instances, templates, save_images, api_keys, sessions, revocations, all");
+                  "vm_instances, templates, save_images, api_keys, sessions, revocations, "
+                  "permission_groups, resource_permissions, all");
   CheckUsageError(RunCloister({"replay", "--data", dir, "--format", "yaml"}),
                   "--format: unknown format 'yaml'; expected json or text");
   CheckUsageError(RunCloister({"replay", "--data", dir, "--to", "13"}),
