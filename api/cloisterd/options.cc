@@ -83,6 +83,18 @@ void AddOptions(CLI::App* app, Options* o, std::string* role) {
   app->add_flag("--skip-tls-verification", o->skip_tls_verification,
                 "Controller to registry: do not verify the registry's certificate")
       ->envname("ANKA_SKIP_TLS_VERIFICATION");
+  app->add_flag("--enable-controller-authorization", o->enable_controller_authorization,
+                "Permission groups gate the controller API (needs --enable-auth)")
+      ->envname("ANKA_ENABLE_CONTROLLER_AUTHORIZATION");
+  app->add_flag("--enable-registry-authorization", o->enable_registry_authorization,
+                "Permission groups gate the registry API of the combined process")
+      ->envname("ANKA_ENABLE_REGISTRY_AUTHORIZATION");
+  app->add_flag("--enable-authorization", o->enable_authorization,
+                "Permission groups gate the registry API (--role registry)")
+      ->envname("ANKA_ENABLE_AUTHORIZATION");
+  app->add_flag("--enable-resource-management", o->enable_resource_management,
+                "Node and template grants limit what groups may touch (needs authorization)")
+      ->envname("ANKA_ENABLE_RESOURCE_MANAGEMENT");
   app->add_flag("--init", o->init,
                 "Make a root token, print it once, keep only its SHA-256 in the data "
                 "directory (root_token.sha256; used when ANKA_ENABLE_AUTH=true and "
@@ -207,6 +219,17 @@ Status ValidateOptions(const Options& o) {
     return Status::InvalidArgument(
         "ANKA_ENABLE_INGRESS_NGINX=true needs ANKA_CA_CERT: forwarded certificates are still "
         "checked against the CA");
+  }
+  const bool authorization = o.enable_controller_authorization ||
+                             o.enable_registry_authorization || o.enable_authorization;
+  if (authorization && !o.enable_auth) {
+    return Status::InvalidArgument("authorization (ANKA_ENABLE_*AUTHORIZATION) needs "
+                                   "ANKA_ENABLE_AUTH=true");
+  }
+  if (o.enable_resource_management && !authorization) {
+    return Status::InvalidArgument(
+        "ANKA_ENABLE_RESOURCE_MANAGEMENT=true needs authorization "
+        "(ANKA_ENABLE_CONTROLLER_AUTHORIZATION or the registry's)");
   }
   if (o.enable_api_keys && !o.enable_auth) {
     return Status::InvalidArgument("ANKA_ENABLE_API_KEYS=true needs ANKA_ENABLE_AUTH=true");

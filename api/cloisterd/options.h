@@ -50,6 +50,11 @@ struct Options {
   std::string api_key_string;      // ANKA_API_KEY_STRING: never logged.
   std::string api_key_file;        // ANKA_API_KEY_FILE.
   bool skip_tls_verification = false;  // ANKA_SKIP_TLS_VERIFICATION: self-signed registry.
+  // Authorization (docs/api.md, issue 6). Off: every authenticated principal may do everything.
+  bool enable_controller_authorization = false;  // ANKA_ENABLE_CONTROLLER_AUTHORIZATION.
+  bool enable_registry_authorization = false;    // ANKA_ENABLE_REGISTRY_AUTHORIZATION (combined).
+  bool enable_authorization = false;             // ANKA_ENABLE_AUTHORIZATION (registry alone).
+  bool enable_resource_management = false;       // ANKA_ENABLE_RESOURCE_MANAGEMENT.
 
   std::string log_format = "text";  // text | json
   std::string log_level = "info";

@@ -63,6 +63,20 @@ constexpr RouteEntry kTable[] = {
     Needs(kC, "GET", "/node/v1/instances", kCtl, "list_vms"),
     Needs(kC, "POST", "/node/v1/report", kCtl, "update_vm"),
     Needs(kC, "POST", "/node/v1/save_image", kCtl, "save_image"),
+    // Permission administration (docs/api.md), under both prefixes Anka's examples use.
+#define CLOISTER_PERMISSION_ADMIN(prefix)                                                      \
+  Needs(kC, "GET", prefix "/permissions", kCtl, "view_permissions"),                           \
+      Needs(kC, "GET", prefix "/resources/permissions", kCtl, "view_permissions"),             \
+      Needs(kC, "GET", prefix "/groups", kCtl, "view_prmission_groups"),                       \
+      Needs(kC, "POST", prefix "/groups", kCtl, "update_permission_groups"),                   \
+      Needs(kC, "PUT", prefix "/groups", kCtl, "update_permission_groups"),                    \
+      Needs(kC, "DELETE", prefix "/groups", kCtl, "delete_permission_groups"),                 \
+      Needs(kC, "GET", prefix "/group/{name}/resources", kCtl, "view_prmission_groups"),       \
+      Needs(kC, "POST", prefix "/group/{name}/resources", kCtl, "update_permission_groups")
+    CLOISTER_PERMISSION_ADMIN("/admin/api/v1/permission"),
+    CLOISTER_PERMISSION_ADMIN("/admin/v1/api/permission"),
+#undef CLOISTER_PERMISSION_ADMIN
+    Needs(kC, "GET", "/api/v1/permissions/explain", kCtl, "view_permissions"),
     Open(kR, "GET", "/livez"),
     Open(kR, "GET", "/readyz"),
     Open(kR, "POST", "/tap/v1/hand"),
@@ -77,6 +91,23 @@ constexpr RouteEntry kTable[] = {
 
 }  // namespace
 
+bool PathMatches(std::string_view pattern, std::string_view path) {
+  // Segment by segment; "{x}" matches one non-empty segment.
+  while (!pattern.empty() && !path.empty()) {
+    const size_t p_end = pattern.find('/', 1);
+    const size_t q_end = path.find('/', 1);
+    const std::string_view p = pattern.substr(0, p_end);
+    const std::string_view q = path.substr(0, q_end);
+    const bool wildcard = p.size() > 3 && p[1] == '{' && p.back() == '}';
+    if (wildcard ? q.size() <= 1 : p != q) {
+      return false;
+    }
+    pattern = p_end == std::string_view::npos ? "" : pattern.substr(p_end);
+    path = q_end == std::string_view::npos ? "" : path.substr(q_end);
+  }
+  return pattern.empty() && path.empty();
+}
+
 std::span<const RouteEntry> RouteTable() { return kTable; }
 
 const RouteEntry* FindRoute(Listener listener, std::string_view method, std::string_view path,
@@ -86,7 +117,7 @@ const RouteEntry* FindRoute(Listener listener, std::string_view method, std::str
   }
   *path_known = false;
   for (const RouteEntry& entry : kTable) {
-    if (entry.listener != listener || path != entry.path) {
+    if (entry.listener != listener || !PathMatches(entry.path, path)) {
       continue;
     }
     *path_known = true;

@@ -27,13 +27,16 @@ enum class Access : uint8_t { kOpen, kAuthenticated, kPermission, kRoot };
 struct RouteEntry {
   Listener listener;
   const char* method;  // "GET" also matches HEAD.
-  const char* path;    // Exact, without the query.
+  const char* path;    // Without the query; a "{name}" segment matches any one segment.
   Access access;
   engine::Component component;  // For kPermission.
   const char* permission;       // For kPermission: a GroupPermissions(component) name.
 };
 
 std::span<const RouteEntry> RouteTable();
+
+// "/a/{name}/b" matches "/a/x/b"; otherwise the paths must be equal.
+bool PathMatches(std::string_view pattern, std::string_view path);
 
 // The entry for a request; nullptr if none. *path_known tells a 405 from a 404.
 const RouteEntry* FindRoute(Listener listener, std::string_view method, std::string_view path,

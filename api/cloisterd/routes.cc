@@ -77,7 +77,7 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
                        : api::FailResponse(404, "not found"));
     return;
   }
-  if (!Permit(*route, respond)) {
+  if (!Permit(request, *route, respond)) {
     return;
   }
   const bool get = request.method == "GET" || request.method == "HEAD";
@@ -125,26 +125,64 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
     return;
   }
   if (controller_.Handle(request, respond) || node_api_.Handle(request, respond) ||
-      auth_api_.Handle(request, respond)) {
+      auth_api_.Handle(request, respond) || permissions_api_.Handle(request, respond)) {
     return;
   }
   respond(api::FailResponse(404, "not found"));  // In the table, but no handler: a bug.
 }
 
-bool Routes::Permit(const RouteEntry& route, Respond& respond) {
+engine::AuthzSwitches Routes::Switches(engine::Component component) const {
+  engine::AuthzSwitches switches;
+  if (component == engine::Component::kController) {
+    switches.authorization = options_.enable_controller_authorization;
+  } else {
+    switches.authorization = options_.role == Role::kRegistry
+                                 ? options_.enable_authorization
+                                 : options_.enable_registry_authorization;
+  }
+  switches.resource_management = switches.authorization && options_.enable_resource_management;
+  return switches;
+}
+
+engine::AuthzSwitches Routes::ControllerSwitches() const {
+  return Switches(engine::Component::kController);
+}
+
+bool Routes::Permit(const api::Request& request, const RouteEntry& route, Respond& respond) {
   // With authentication off everyone is Anonymous and allowed everything, as before.
   if (!auth_.enabled() || route.access == Access::kOpen ||
       route.access == Access::kAuthenticated || principal_.kind == fb::ActorKind::Root) {
     return true;
   }
   if (route.access == Access::kRoot) {
-    respond(api::FailResponse(403, std::string("permission denied: ") + route.method + " " +
-                                       route.path + " needs the root token"));
+    Deny(request, "root", std::string("permission denied: ") + route.method + " " + route.path +
+                              " needs the root token",
+         respond);
     return false;
   }
-  // kPermission: enforced once authorization is on (issue 6, in progress); until then every
-  // authenticated principal holds every group permission (the seed's "Enterprise" behaviour).
-  return true;
+  const engine::Decision decision =
+      authz_.HasPermission(principal_, route.component, route.permission,
+                           Switches(route.component));
+  if (decision.allowed) {
+    return true;
+  }
+  Deny(request, route.permission,
+       std::string("permission denied: ") + route.permission + " is needed (" +
+           decision.Explain() + ")",
+       respond);
+  return false;
+}
+
+void Routes::Deny(const api::Request& request, const std::string& permission,
+                  std::string message, Respond& respond) {
+  engine::RecordAccessDenied denied;
+  denied.permission = permission;
+  denied.method = request.method;
+  denied.path = request.path;
+  denied.source_ip = PeerAddress(request.peer);
+  // Recorded as the principal denied; answered at once (not after the event is durable).
+  engine_->Submit(principal_, std::move(denied), request.id, [](engine::Reply) {});
+  respond(api::FailResponse(403, message));
 }
 
 bool Routes::Admit(const api::Request& request, Respond& respond) {

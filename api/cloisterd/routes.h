@@ -15,6 +15,8 @@
 
 #include "api/cloisterd/auth.h"
 #include "api/cloisterd/auth_api.h"
+#include "api/cloisterd/permissions_api.h"
+#include "engine/authorization.h"
 #include "api/cloisterd/certificates.h"
 #include "api/cloisterd/registry_probe.h"
 #include "api/cloisterd/route_table.h"
@@ -44,12 +46,16 @@ class Routes {
         auth_(options.enable_auth, root_token),
         controller_(engine),
         node_api_(engine),
-        auth_api_(engine, tap) {
+        auth_api_(engine, tap),
+        authz_(&engine->views()),
+        permissions_api_(engine, &authz_) {
     auth_.SetTap(tap);
     // Each API reads the principal of the request being handled from here (no copies).
     controller_.SetPrincipal(&principal_);
     node_api_.SetPrincipal(&principal_);
     auth_api_.SetPrincipal(&principal_);
+    permissions_api_.SetPrincipal(&principal_);
+    permissions_api_.SetSwitches(ControllerSwitches());
   }
 
   // Answers request through respond, now or (for a change) once it is durable.
@@ -95,8 +101,14 @@ class Routes {
   void PutConfig(const api::Request& request, Respond respond);
   // Authenticates request; false once it has answered it (401 or 429).
   bool Admit(const api::Request& request, Respond& respond);
-  // The access route demands of the principal just admitted; false once it has answered 403.
-  bool Permit(const RouteEntry& route, Respond& respond);
+  // The access route demands of the principal just admitted; false once it has answered 403
+  // (and recorded an AccessDenied event).
+  bool Permit(const api::Request& request, const RouteEntry& route, Respond& respond);
+  void Deny(const api::Request& request, const std::string& permission, std::string message,
+            Respond& respond);
+  // The authorization switches of a component, from the options.
+  engine::AuthzSwitches ControllerSwitches() const;
+  engine::AuthzSwitches Switches(engine::Component component) const;
   // Records a failed authentication (an event) unless the source or the claimed key id is over
   // its failure limit, in which case it answers 429 itself and returns false. On true the
   // caller answers (401).
@@ -115,6 +127,8 @@ class Routes {
   ControllerApi controller_;
   NodeApi node_api_;
   AuthApi auth_api_;
+  engine::Authorization authz_;
+  PermissionsApi permissions_api_;
   bool draining_ = false;
   std::string own_registry_url_;
   // Serialised bodies, valid while the views' seq is the one recorded: both derive only from
