@@ -66,17 +66,22 @@ std::optional<std::string> DeleteTarget(const api::Request& request, const char*
 
 // GET of a collection: ?id= answers one(entity) (unknown: "Not found"), no id the array of
 // each(entity) for every entity in id order.
+// visible, when given, hides the entities it refuses (resource management): they read as absent.
 template <typename T, typename One, typename Each>
 void AnswerGet(const api::Request& request, const std::map<std::string, T>& entities, One one,
-               Each each, const std::function<void(api::Response)>& respond) {
+               Each each, const std::function<void(api::Response)>& respond,
+               const std::function<bool(const std::string&)>& visible = nullptr) {
   if (auto id = QueryParam(request.query, "id")) {
     auto found = entities.find(*id);
-    respond(found == entities.end() ? NotFound() : OkResponse(one(found->second).dump()));
+    const bool shown = found != entities.end() && (!visible || visible(found->first));
+    respond(shown ? OkResponse(one(found->second).dump()) : NotFound());
     return;
   }
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (const auto& [id, entity] : entities) {
-    list.push_back(each(entity));
+    if (!visible || visible(id)) {
+      list.push_back(each(entity));
+    }
   }
   respond(OkResponse(list.dump()));
 }
@@ -475,16 +480,21 @@ void ControllerApi::Nodes(const api::Request& request, Respond respond) {
   const reducers::Views& views = engine_->views();
   if (request.method == "GET" || request.method == "HEAD") {
     Json list = Json::array();
+    auto visible = [this](const std::string& id) {
+      return !visible_ || visible_("node", id, "list");
+    };
     if (auto id = QueryParam(request.query, "id")) {
       auto node = views.nodes.nodes.find(*id);
-      if (node == views.nodes.nodes.end()) {
+      if (node == views.nodes.nodes.end() || !visible(node->first)) {
         respond(NotFound());
         return;
       }
       list.push_back(NodeJson(views, node->second));  // Clients read body[0].
     } else {
       for (const auto& [id, node] : views.nodes.nodes) {
-        list.push_back(NodeJson(views, node));
+        if (visible(id)) {
+          list.push_back(NodeJson(views, node));
+        }
       }
     }
     respond(OkResponse(list.dump()));
@@ -729,7 +739,9 @@ void ControllerApi::Templates(const api::Request& request, Respond respond) {
     return;
   }
   AnswerGet(request, engine_->views().templates.templates, TemplateVersionsJson, TemplateListItem,
-            respond);
+            respond, [this](const std::string& id) {
+              return !visible_ || visible_("template", id, "list");
+            });
 }
 
 void ControllerApi::RegisterTemplate(const api::Request& request, Respond respond) {

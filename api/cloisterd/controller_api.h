@@ -55,6 +55,13 @@ class ControllerApi {
   // (commands are submitted within the call). The owner updates *principal before each Handle.
   void SetPrincipal(const engine::Principal* principal) { principal_ = principal; }
 
+  // Resource management: whether the request's principal may see a resource (type "node" or
+  // "template", id, resource permission). Lists leave out what it refuses and ?id= reads as
+  // "Not found". Unset: everything is visible.
+  using Visible = std::function<bool(const char* type, const std::string& id,
+                                     const char* permission)>;
+  void SetVisibility(Visible visible) { visible_ = std::move(visible); }
+
   // A scheduler pass, if there may be work (called by a timer).
   void Tick() { RequestSchedulePass(); }
 
@@ -85,6 +92,7 @@ class ControllerApi {
   void RequestSchedulePass();
 
   engine::Engine* engine_;
+  Visible visible_;
   const engine::Principal* principal_ = &engine::kAnonymous;
   bool stopped_ = false;
   bool pass_in_flight_ = false;

@@ -56,6 +56,13 @@ class Routes {
     auth_api_.SetPrincipal(&principal_);
     permissions_api_.SetPrincipal(&principal_);
     permissions_api_.SetSwitches(ControllerSwitches());
+    if (ControllerSwitches().resource_management) {
+      controller_.SetVisibility([this](const char* type, const std::string& id,
+                                       const char* permission) {
+        return authz_.MayUseResource(principal_, type, id, permission, ControllerSwitches())
+            .allowed;
+      });
+    }
   }
 
   // Answers request through respond, now or (for a change) once it is durable.

@@ -30,12 +30,16 @@ std::string Root() {
   return "Authorization: Basic " + log::Base64Encode(std::string("root:") + kToken) + "\r\n";
 }
 
-std::unique_ptr<CloisterdProcess> Start(TempDir& dir, bool authorization) {
+std::unique_ptr<CloisterdProcess> Start(TempDir& dir, bool authorization,
+                                        bool resources = false) {
   std::vector<std::string> env = {"ANKA_ENABLE_AUTH=true", std::string("ANKA_ROOT_TOKEN=") + kToken,
                                   "ANKA_ENABLE_API_KEYS=true"};
   if (authorization) {
     env.push_back("ANKA_ENABLE_CONTROLLER_AUTHORIZATION=true");
     env.push_back("ANKA_ENABLE_REGISTRY_AUTHORIZATION=true");
+  }
+  if (resources) {
+    env.push_back("ANKA_ENABLE_RESOURCE_MANAGEMENT=true");
   }
   auto started = CloisterdProcess::Start(dir.Sub("data"), dir.path(), {}, env);
   REQUIRE(started.ok());
@@ -161,6 +165,56 @@ TEST_CASE("authorization: groups and user names grant; changes apply at once; ex
       RequireOk(Call(api, "GET", "/admin/api/v1/permission/resources/permissions", "", Root()));
   CHECK(resources["node"].size() == 7);
   CHECK(resources["template"].size() == 7);
+}
+
+TEST_CASE("resource management: node and template lists show only what a group may list") {
+  TempDir dir;
+  auto daemon = Start(dir, true, true);
+  const WireTarget api = daemon->controller();
+  std::vector<std::string> nodes;
+  for (const char* name : {"mac-1", "mac-2"}) {
+    nodes.push_back(RequireOk(Call(api, "POST", "/node/v1/join",
+                                   std::string(R"({"node_name":")") + name +
+                                       R"(","cpu_count":4,"ram_mb":8192})",
+                                   Root()))["node_id"]);
+  }
+  RegisterTemplate(api, "", "xcode-15", "v1", Root());
+  RegisterTemplate(api, "", "xcode-16", "v1", Root());
+  const Json templates = RequireOk(Call(api, "GET", "/api/v1/registry/vm", "", Root()));
+  REQUIRE(templates.size() == 2);
+  const std::string xcode15 = templates[0]["name"] == "xcode-15" ? templates[0]["id"]
+                                                                   : templates[1]["id"];
+  CreateGroup(api, "controller", "team1", {"list_nodes", "registry_list"});
+  RequireOk(Call(api, "POST", "/admin/api/v1/permission/group/team1/resources",
+                 Json({{"resource_type", "node"}, {"resource_id", nodes[0]},
+                       {"permissions", {"list", "create_instance"}}})
+                     .dump(),
+                 Root()));
+  RequireOk(Call(api, "POST", "/admin/v1/api/permission/group/team1/resources",
+                 Json({{"resource_type", "template"}, {"resource_id", xcode15},
+                       {"permissions", {"list", "pull"}}})
+                     .dump(),
+                 Root()));
+  const Json grants =
+      RequireOk(Call(api, "GET", "/admin/api/v1/permission/group/team1/resources", "", Root()));
+  CHECK(grants.size() == 2);
+  const std::string team1 = KeyWithGroups(api, "team1-su", {"team1"});
+  const Json seen = RequireOk(Call(api, "GET", "/api/v1/node", "", team1));
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0]["node_id"] == nodes[0]);
+  CHECK(RequireFail(Call(api, "GET", "/api/v1/node?id=" + nodes[1], "", team1), 200) ==
+        "Not found");
+  const Json listed = RequireOk(Call(api, "GET", "/api/v1/registry/vm", "", team1));
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0]["id"] == xcode15);
+  // Root sees everything; explain names the grant.
+  CHECK(RequireOk(Call(api, "GET", "/api/v1/node", "", Root())).size() == 2);
+  const Json why = RequireOk(Call(
+      api, "GET",
+      "/api/v1/permissions/explain?principal=team1-su&groups=team1&permission=create_instance"
+      "&resource_type=node&resource_id=" + nodes[0],
+      "", Root()));
+  CHECK(why["allowed"] == true);
 }
 
 TEST_CASE("authorization off (Enterprise): every credential may do everything; root always") {
