@@ -1,5 +1,9 @@
 #include "api/cloisterd/route_table.h"
 
+#include <string>
+#include <unordered_map>
+#include <vector>
+
 namespace cloister::cloisterd {
 namespace {
 
@@ -110,19 +114,62 @@ bool PathMatches(std::string_view pattern, std::string_view path) {
 
 std::span<const RouteEntry> RouteTable() { return kTable; }
 
+namespace {
+
+// The table indexed once: exact paths by (listener, path) in a hash map, so that the lookup every
+// request makes is one hash and a few compares; the few "{name}" patterns are scanned after.
+struct RouteIndex {
+  std::unordered_map<std::string, std::vector<const RouteEntry*>> exact;
+  std::vector<const RouteEntry*> patterns;
+
+  static std::string Key(Listener listener, std::string_view path) {
+    std::string key(1, listener == Listener::kController ? 'c' : 'r');
+    key.append(path);
+    return key;
+  }
+
+  RouteIndex() {
+    for (const RouteEntry& entry : kTable) {
+      if (std::string_view(entry.path).find('{') != std::string_view::npos) {
+        patterns.push_back(&entry);
+      } else {
+        exact[Key(entry.listener, entry.path)].push_back(&entry);
+      }
+    }
+  }
+};
+
+const RouteIndex& Index() {
+  static const RouteIndex index;
+  return index;
+}
+
+}  // namespace
+
 const RouteEntry* FindRoute(Listener listener, std::string_view method, std::string_view path,
                             bool* path_known) {
   if (method == "HEAD") {
     method = "GET";
   }
   *path_known = false;
-  for (const RouteEntry& entry : kTable) {
-    if (entry.listener != listener || !PathMatches(entry.path, path)) {
+  const RouteIndex& index = Index();
+  auto exact = index.exact.find(RouteIndex::Key(listener, path));
+  if (exact != index.exact.end()) {
+    *path_known = true;
+    for (const RouteEntry* entry : exact->second) {
+      if (method == entry->method) {
+        return entry;
+      }
+    }
+    return nullptr;
+  }
+  for (const RouteEntry* entry : index.patterns) {
+    if (entry->listener != listener || !PathMatches(entry->path, path)) {
       continue;
     }
     *path_known = true;
-    if (method == entry.method) {
-      return &entry;
+    if (method == entry->method) {
+      return entry;
     }
   }
   return nullptr;
