@@ -75,8 +75,11 @@ struct RequestVm {
   int32_t version = -1;  // -1: the tag (or the latest).
   std::string name;
   std::string name_template;
-  std::string group_id;  // Empty: any node.
+  std::string group_id;  // Node group id. Empty: any node.
   std::string node_id;   // Empty: any node.
+  // Resource management on: the permission group the instance runs for (node groups are then
+  // off: group_id must be empty). api/ checks the requester may act for it.
+  std::string permission_group = {};
   std::string external_id;
   uint32_t priority = 1000;  // 1..10000, lower is more urgent.
   uint32_t count = 1;
@@ -136,6 +139,7 @@ struct ChangeGroupMembership {
 // Placements are VmInstanceScheduled events; a pass with nothing to place appends nothing.
 struct ScheduleVms {
   uint32_t max_placements = 1000;
+  bool resource_management = false;  // Place by resource permissions (engine/scheduler.h).
 };
 
 // PUT /api/v1/vm?id=: absent fields are unchanged, present empty ones clear the field.

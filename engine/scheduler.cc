@@ -45,13 +45,61 @@ std::vector<std::string> GroupChain(const reducers::Views& views, const std::str
   return chain;
 }
 
+bool Granted(const reducers::Views& views, const char* type, const std::string& id,
+             const std::string& subject, const char* permission) {
+  auto grant = views.resource_permissions.grants.find(std::string(type) + "/" + id + "/" + subject);
+  return grant != views.resource_permissions.grants.end() &&
+         grant->second.permissions.contains(permission);
+}
+
+// The names a node's credential acts as: its id and its groups (an API key's current ones).
+std::vector<std::string> Subjects(const reducers::Views& views, const reducers::Node& node) {
+  const reducers::Credential& credential = node.credential;
+  std::vector<std::string> subjects;
+  if (!credential.id.empty()) {
+    subjects.push_back(credential.id);
+  }
+  const std::vector<std::string>* groups = &credential.groups;
+  if (credential.kind == fb::ActorKind::ApiKey) {
+    auto key = views.api_keys.keys.find(credential.id);
+    if (key != views.api_keys.keys.end()) {
+      groups = &key->second.groups;
+    }
+  }
+  subjects.insert(subjects.end(), groups->begin(), groups->end());
+  return subjects;
+}
+
 }  // namespace
+
+bool NodeMayPull(const reducers::Views& views, const reducers::Node& node,
+                 const std::string& template_id) {
+  if (node.credential.kind == fb::ActorKind::Root) {
+    return true;
+  }
+  for (const std::string& subject : Subjects(views, node)) {
+    if (Granted(views, "template", template_id, subject, "pull")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool NodeServesGroup(const reducers::Views& views, const reducers::Node& node,
+                     const std::string& group) {
+  if (Granted(views, "node", node.node_id, group, "create_instance")) {
+    return true;
+  }
+  const std::vector<std::string> subjects = Subjects(views, node);
+  return std::find(subjects.begin(), subjects.end(), group) != subjects.end();
+}
 
 bool HoldsNode(fb::VmState state) {
   return state != fb::VmState::Terminated && state != fb::VmState::Error;
 }
 
-std::vector<Placement> PlanPlacements(const reducers::Views& views, size_t max_placements) {
+std::vector<Placement> PlanPlacements(const reducers::Views& views, size_t max_placements,
+                                      bool resource_management) {
   std::vector<Placement> plan;
   if (max_placements == 0) {
     return plan;
@@ -81,7 +129,7 @@ std::vector<Placement> PlanPlacements(const reducers::Views& views, size_t max_p
     }
     // The candidate sets, in the order to try them: (group id, node ids).
     std::vector<std::pair<std::string, std::vector<std::string>>> tiers;
-    if (vm->group_id.empty()) {
+    if (vm->group_id.empty() || resource_management) {
       std::vector<std::string> all;
       for (const auto& [node_id, node] : views.nodes.nodes) {
         all.push_back(node_id);
@@ -109,6 +157,12 @@ std::vector<Placement> PlanPlacements(const reducers::Views& views, size_t max_p
         if (node.state != fb::NodeState::Active || node.drain_mode ||
             (!vm->requested_node_id.empty() && vm->requested_node_id != node_id) ||
             !HasRoom(node, loads[node_id], *vm)) {
+          continue;
+        }
+        if (resource_management &&
+            (!NodeMayPull(views, node, vm->vmid) ||
+             (!vm->permission_group.empty() &&
+              !NodeServesGroup(views, node, vm->permission_group)))) {
           continue;
         }
         if (best == nullptr || rank(node) < rank(*best)) {

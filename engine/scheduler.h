@@ -21,6 +21,19 @@
 //    that loops is followed once round). No group: any node.
 //  * Choice among eligible nodes: those that already hold the template (vmid in the node's
 //    reported templates) first, then the fewest instances held, then the smallest node_id.
+//  * Resource management (resource_management: ANKA_ENABLE_RESOURCE_MANAGEMENT, seed 002): node
+//    groups are off (group_id is ignored) and two rules filter the eligible nodes, read from the
+//    resource_permissions view:
+//      - the node's credential (who joined it) may pull the instance's template: it is root, or
+//        one of its subjects holds the template grant "pull" (NodeMayPull);
+//      - an instance started for a permission group G goes only to a node that serves G: G is
+//        one of the node credential's subjects, or G holds the node grant "create_instance" on
+//        it (NodeServesGroup). Seed 002's scenarios: team nodes joined with keys in their team's
+//        group, shared nodes whose one key is in every team, and a dynamic node whose key's
+//        groups an operator changes at run time.
+//    A credential's subjects are its id and its groups; an API key's groups are the key's groups
+//    now (api_keys view), so changing them moves capacity between teams at once; a
+//    certificate's are those it joined with.
 //  * Placements in one plan count against capacity for the rest of the same plan. An instance
 //    with no eligible node keeps waiting; a later plan (after a node joins, frees room or comes
 //    back) places it.
@@ -41,7 +54,14 @@ struct Placement {
 };
 
 // At most max_placements placements (the rest wait for the next plan).
-std::vector<Placement> PlanPlacements(const reducers::Views& views, size_t max_placements);
+std::vector<Placement> PlanPlacements(const reducers::Views& views, size_t max_placements,
+                                      bool resource_management = false);
+
+// The resource-management rules above, for one node.
+bool NodeMayPull(const reducers::Views& views, const reducers::Node& node,
+                 const std::string& template_id);
+bool NodeServesGroup(const reducers::Views& views, const reducers::Node& node,
+                     const std::string& group);
 
 // Whether an instance in this state holds its node's capacity.
 bool HoldsNode(fb::VmState state);

@@ -94,4 +94,99 @@ TEST_CASE("instances already placed count against capacity until Terminated or E
 }
 
 }  // namespace
+// Resource management: the node's credential and the resource grants decide, not node groups.
+void Grant(reducers::Views* views, const std::string& type, const std::string& id,
+           const std::string& principal, std::set<std::string> permissions) {
+  reducers::ResourceGrant grant;
+  grant.resource_type = type;
+  grant.resource_id = id;
+  grant.principal = principal;
+  grant.permissions = std::move(permissions);
+  views->resource_permissions.grants[type + "/" + id + "/" + principal] = grant;
+}
+
+reducers::Node KeyNode(const std::string& id, const std::string& key_id,
+                       std::vector<std::string> groups) {
+  reducers::Node node = ActiveNode(id, 10);
+  node.credential = {fb::ActorKind::ApiKey, key_id, std::move(groups)};
+  return node;
+}
+
+TEST_CASE("resource management: a group's instance lands only on a node that serves it") {
+  reducers::Views views;
+  views.nodes.nodes["n1"] = KeyNode("n1", "team1-nodes", {"node", "team1"});
+  views.nodes.nodes["n2"] = KeyNode("n2", "team2-nodes", {"node", "team2"});
+  views.nodes.nodes["n3"] = KeyNode("n3", "spare", {"node"});
+  for (const char* key : {"team1-nodes", "team2-nodes", "spare"}) {
+    Grant(&views, "template", "tmpl", key, {"pull"});
+  }
+  reducers::VmInstance vm = Waiting("v1", "", 1);
+  vm.permission_group = "team2";
+  views.vm_instances.instances["v1"] = vm;
+  // Without resource management the fewest-instances rule picks n1 (smallest id).
+  REQUIRE(PlanPlacements(views, 10).at(0).node_id == "n1");
+  std::vector<Placement> plan = PlanPlacements(views, 10, true);
+  REQUIRE(plan.size() == 1);
+  CHECK(plan[0].node_id == "n2");  // Its key is in team2.
+
+  // A node grant create_instance serves the group too, whatever the node's key.
+  views.nodes.nodes.erase("n2");
+  CHECK(PlanPlacements(views, 10, true).empty());
+  Grant(&views, "node", "n3", "team2", {"create_instance"});
+  plan = PlanPlacements(views, 10, true);
+  REQUIRE(plan.size() == 1);
+  CHECK(plan[0].node_id == "n3");
+  // A grant without create_instance does not.
+  Grant(&views, "node", "n3", "team2", {"list"});
+  CHECK(PlanPlacements(views, 10, true).empty());
+}
+
+TEST_CASE("resource management: a node's credential needs pull on the template") {
+  reducers::Views views;
+  views.nodes.nodes["n1"] = KeyNode("n1", "nodes", {"node", "team1"});
+  reducers::VmInstance vm = Waiting("v1", "", 1);
+  vm.permission_group = "team1";
+  views.vm_instances.instances["v1"] = vm;
+  CHECK(PlanPlacements(views, 10, true).empty());
+  Grant(&views, "template", "tmpl", "team1", {"list", "get_config"});
+  CHECK(PlanPlacements(views, 10, true).empty());  // Not pull.
+  Grant(&views, "template", "tmpl", "team1", {"pull"});  // Through one of the key's groups.
+  CHECK(PlanPlacements(views, 10, true).size() == 1);
+  // A root-joined node may pull anything, but serves a group only through a node grant.
+  views.nodes.nodes["n1"].credential = {fb::ActorKind::Root, "root", {}};
+  views.resource_permissions.grants.clear();
+  CHECK(PlanPlacements(views, 10, true).empty());
+  Grant(&views, "node", "n1", "team1", {"create_instance"});
+  CHECK(PlanPlacements(views, 10, true).size() == 1);
+}
+
+TEST_CASE("resource management: an API key's groups are read now, not as the node joined") {
+  reducers::Views views;
+  views.nodes.nodes["n4"] = KeyNode("n4", "dynamic-nodes", {"node"});
+  reducers::ApiKey key;
+  key.key_id = "dynamic-nodes";
+  key.groups = {"node"};
+  views.api_keys.keys["dynamic-nodes"] = key;
+  Grant(&views, "template", "tmpl", "node", {"pull"});
+  reducers::VmInstance vm = Waiting("v1", "", 1);
+  vm.permission_group = "team3";
+  views.vm_instances.instances["v1"] = vm;
+  CHECK(PlanPlacements(views, 10, true).empty());
+  views.api_keys.keys["dynamic-nodes"].groups = {"node", "team3"};
+  const std::vector<Placement> plan = PlanPlacements(views, 10, true);
+  REQUIRE(plan.size() == 1);
+  CHECK(plan[0].node_id == "n4");
+}
+
+TEST_CASE("resource management ignores node groups") {
+  reducers::Views views;
+  views.nodes.nodes["n1"] = KeyNode("n1", "k", {});
+  views.nodes.nodes["n2"] = KeyNode("n2", "k", {});
+  Grant(&views, "template", "tmpl", "k", {"pull"});
+  AddGroup(&views, "g", "", {"n2"});
+  views.vm_instances.instances["v1"] = Waiting("v1", "g", 1);  // Requested before it was on.
+  CHECK(PlanPlacements(views, 10).at(0).node_id == "n2");
+  CHECK(PlanPlacements(views, 10, true).at(0).node_id == "n1");
+}
+
 }  // namespace cloister::engine

@@ -369,6 +369,15 @@ bool Validation::ValidateCommand(const RequestVm& c) {
   if (!c.group_id.empty() && !views_.node_groups.groups.contains(c.group_id)) {
     return Reject(Rejection::kNotFound, "node group " + c.group_id.substr(0, 64) + " not found");
   }
+  if (!c.permission_group.empty()) {
+    if (!c.group_id.empty()) {
+      return Reject(Rejection::kInvalidArgument,
+                    "a node group and a permission group cannot both be given");
+    }
+    if (!CheckAuthzName("group_id", c.permission_group)) {
+      return false;
+    }
+  }
   if (!c.node_id.empty() && !views_.nodes.nodes.contains(c.node_id)) {
     return Reject(Rejection::kNotFound, "node " + c.node_id.substr(0, 64) + " not found");
   }
@@ -390,7 +399,8 @@ bool Validation::ValidateCommand(const RequestVm& c) {
         c.name_template.c_str(), c.external_id.c_str(), c.node_id.c_str(), c.group_id.c_str(),
         c.priority, c.startup_script.c_str(), c.startup_script_condition, c.script_monitoring,
         c.script_timeout, c.script_fail_handler, c.metadata_json.c_str(), c.vcpu, c.vram_mb,
-        c.port_forwarding_override.empty() ? nullptr : &forwards, c.vnc_password_set);
+        c.port_forwarding_override.empty() ? nullptr : &forwards, c.vnc_password_set,
+        c.permission_group.empty() ? nullptr : c.permission_group.c_str());
     Emit(payload, &builder);
     ids_.push_back(id);
   }
@@ -503,7 +513,8 @@ bool Validation::ValidateCommand(const UpdateNodeStatus& c) {
 }
 
 bool Validation::ValidateCommand(const ScheduleVms& c) {
-  for (const Placement& placement : PlanPlacements(views_, c.max_placements)) {
+  for (const Placement& placement :
+       PlanPlacements(views_, c.max_placements, c.resource_management)) {
     log::DraftBuilder builder;
     Emit(fb::CreateVmInstanceScheduledDirect(builder.fbb(), placement.instance_id.c_str(),
                                              placement.node_id.c_str()),

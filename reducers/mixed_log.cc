@@ -169,7 +169,14 @@ log::Draft MixedEvents::NodeJoined() {
       fbb, id.c_str(), name.c_str(), ip.c_str(), 8 + 4 * static_cast<uint32_t>(Below(3)),
       16384 * (1 + Below(4)), 16, 32768, 2 + static_cast<uint32_t>(Below(3)), "number", "arm64",
       Chance(50) ? "anka" : "tart", &groups);
-  return b.Finish(Envelope(fb::ActorKind::Node, id), payload);
+  // The joining credential's groups (resource management places by them); from the name
+  // already drawn, so the stream's other draws stay as they were.
+  log::Envelope envelope = Envelope(fb::ActorKind::Node, id);
+  const std::vector<std::string> credential_groups = {"node", std::string("team") + name.back()};
+  if (name.back() % 2 == 0) {
+    envelope.actor_groups = credential_groups;
+  }
+  return b.Finish(envelope, payload);
 }
 
 log::Draft MixedEvents::NodeUpdated() {
@@ -226,7 +233,8 @@ log::Draft MixedEvents::VmRequested() {
       Chance(50) ? -1 : static_cast<int32_t>(Below(10)), name.c_str(), nullptr, "pipeline-8812",
       nullptr, group.c_str(), 100 * static_cast<uint32_t>(1 + Below(20)),
       Chance(10) ? "ZWNobyBoaQ==" : nullptr, 0, Chance(10), 0, 0,
-      R"({"branch":"main","commit":"3f9c2e1"})", 4, 8192, &forwards, Chance(5));
+      R"({"branch":"main","commit":"3f9c2e1"})", 4, 8192, &forwards, Chance(5),
+      group.empty() && name.back() % 2 == 1 ? "team1" : nullptr);
   return b.Finish(Envelope(fb::ActorKind::ApiKey, "ci-runner"), payload);
 }
 

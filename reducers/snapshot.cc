@@ -130,6 +130,9 @@ void Write(Writer* w, const Node& n) {
   w->U64(n.ram_override_mb);
   w->U64(n.update_seq);
   w->U64(n.last_report_seq);
+  w->U8(static_cast<uint8_t>(n.credential.kind));
+  w->Str(n.credential.id);
+  w->Strings(n.credential.groups);
   w->Stamp(n.joined);
   w->Stamp(n.updated);
 }
@@ -154,6 +157,7 @@ void Write(Writer* w, const VmInstance& v) {
   w->Str(v.external_id);
   w->Str(v.requested_node_id);
   w->Str(v.group_id);
+  w->Str(v.permission_group);
   w->U64(v.priority);
   w->Str(v.startup_script);
   w->I64(v.startup_script_condition);
@@ -459,6 +463,9 @@ void Read(Reader* r, Node* n) {
   r->Unsigned(&n->ram_override_mb);
   r->U64(&n->update_seq);
   r->U64(&n->last_report_seq);
+  r->EnumU8(&n->credential.kind);
+  r->Str(&n->credential.id);
+  r->Strings(&n->credential.groups);
   r->Stamp(&n->joined);
   r->Stamp(&n->updated);
 }
@@ -483,6 +490,7 @@ void Read(Reader* r, VmInstance* v) {
   r->Str(&v->external_id);
   r->Str(&v->requested_node_id);
   r->Str(&v->group_id);
+  r->Str(&v->permission_group);
   r->Unsigned(&v->priority);
   r->Str(&v->startup_script);
   r->Signed(&v->startup_script_condition);

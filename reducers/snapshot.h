@@ -28,7 +28,7 @@
 
 namespace cloister::reducers {
 
-inline constexpr uint8_t kViewsEncodingVersion = 4;
+inline constexpr uint8_t kViewsEncodingVersion = 5;
 
 // Encodes views. Byte-identical output for equal Views.
 std::string EncodeViews(const Views& views);

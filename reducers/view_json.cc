@@ -229,6 +229,11 @@ Json NodeJson(const Node& n) {
   j["ram_override_mb"] = n.ram_override_mb;
   j["update_seq"] = n.update_seq;
   j["last_report_seq"] = n.last_report_seq;
+  j["credential"] = {
+      {"kind", EnumText(fb::EnumNameActorKind(n.credential.kind),
+                        static_cast<uint8_t>(n.credential.kind))},
+      {"id", n.credential.id},
+      {"groups", StringsJson(n.credential.groups)}};
   j["joined"] = StampJson(n.joined);
   j["updated"] = StampJson(n.updated);
   return j;
@@ -257,6 +262,7 @@ Json VmInstanceJson(const VmInstance& v) {
   j["external_id"] = v.external_id;
   j["requested_node_id"] = v.requested_node_id;
   j["group_id"] = v.group_id;
+  j["permission_group"] = v.permission_group;
   j["priority"] = v.priority;
   j["startup_script"] = v.startup_script;
   j["startup_script_condition"] = v.startup_script_condition;

@@ -80,7 +80,7 @@ class Reducer {
       case fb::Payload::ConfigChanged:
         return OnConfigChanged(*event.payload_as_ConfigChanged());
       case fb::Payload::NodeJoined:
-        return OnNodeJoined(*event.payload_as_NodeJoined());
+        return OnNodeJoined(*event.payload_as_NodeJoined(), event.actor());
       case fb::Payload::NodeUpdated:
         return OnNodeUpdated(*event.payload_as_NodeUpdated());
       case fb::Payload::NodeRemoved:
@@ -243,7 +243,7 @@ class Reducer {
 
   // ---- Nodes ----------------------------------------------------------------------------------
 
-  void OnNodeJoined(const fb::NodeJoined& p) {
+  void OnNodeJoined(const fb::NodeJoined& p, const fb::Actor* actor) {
     if (!Given(p.node_id())) {
       return;
     }
@@ -272,6 +272,9 @@ class Reducer {
     node.drain_mode = p.drain_mode();
     node.agent_version = Str(p.agent_version());
     node.free_disk_space_mb = p.free_disk_space_mb();
+    if (actor != nullptr) {
+      node.credential = {actor->kind(), Str(actor->id()), Strings(actor->groups())};
+    }
     node.joined = stamp_;
     node.updated = stamp_;
     for (const std::string& group_id : Strings(p.groups())) {
@@ -424,6 +427,7 @@ class Reducer {
     vm.external_id = Str(p.external_id());
     vm.requested_node_id = Str(p.node_id());
     vm.group_id = Str(p.group_id());
+    vm.permission_group = Str(p.permission_group());
     vm.priority = p.priority();
     vm.startup_script = Str(p.startup_script());
     vm.startup_script_condition = p.startup_script_condition();

@@ -52,6 +52,15 @@ struct ConfigView {
 
 // ---- nodes ----------------------------------------------------------------------------------
 
+// Who acted: the Actor of an event, as a view keeps it.
+struct Credential {
+  fb::ActorKind kind = fb::ActorKind::Unknown;
+  std::string id;                   // "root", a key id, a certificate CN.
+  std::vector<std::string> groups;  // As the actor held them when it acted.
+
+  bool operator==(const Credential&) const = default;
+};
+
 struct Node {
   std::string node_id;
   std::string node_name;
@@ -77,6 +86,8 @@ struct Node {
   uint64_t ram_override_mb = 0;
   uint64_t update_seq = 0;       // The last NodeAgentsUpdateRequested (agents reload credentials).
   uint64_t last_report_seq = 0;  // The highest agent report number recorded (dedups resends).
+  Credential credential;  // Who joined it (its last NodeJoined's actor): resource management
+                          // places instances by the node's credential (engine/scheduler.h).
   Stamp joined;
   Stamp updated;
 
@@ -131,6 +142,7 @@ struct VmInstance {
   std::string external_id;
   std::string requested_node_id;
   std::string group_id;
+  std::string permission_group;  // Resource management: the group it was started for.
   uint32_t priority = 1000;
   std::string startup_script;
   int32_t startup_script_condition = 0;
@@ -352,7 +364,8 @@ inline constexpr const char* kViewNames[] = {
 //    entry secret (value empty, digest kept); otherwise value is the event's value.
 //  * NodeJoined: creates or replaces the node (a rejoin first leaves its old groups, and keeps
 //    vcpu_override, ram_override_mb, update_seq and last_report_seq); its groups are the named
-//    groups that exist, and the node is added to their node_ids.
+//    groups that exist, and the node is added to their node_ids. The event's actor becomes the
+//    node's credential.
 //  * NodeUpdated: state and vm_count always (they are the node's status report; absent reads as
 //    Offline / 0); node_name, capacity_mode and message when non-empty; capacity when non-zero;
 //    templates when the vector is present (an empty one says the node holds none).

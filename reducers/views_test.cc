@@ -218,6 +218,8 @@ TEST_CASE("NodeJoined creates the node in the named groups that exist, and only 
   CHECK(n.hypervisor == "anka");
   CHECK(n.state == fb::NodeState::Offline);
   CHECK(n.groups == std::set<std::string>{"g1"});
+  // Who joined it: the event's actor (resource management places by it).
+  CHECK(n.credential == Credential{fb::ActorKind::System, "test", {}});
   CHECK(n.joined == Stamp{2, TimeOf(2)});
   CHECK(n.updated == Stamp{2, TimeOf(2)});
   CHECK(v.node_groups.groups.at("g1").node_ids == std::set<std::string>{"n1"});

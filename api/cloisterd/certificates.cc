@@ -98,18 +98,23 @@ std::string OneLine(const X509_NAME* name) {
   return out;
 }
 
-std::string CanonicalSerial(const ASN1_INTEGER* serial) {
-  BIGNUM* bn = ASN1_INTEGER_to_BN(serial, nullptr);
-  if (bn == nullptr) {
-    ERR_clear_error();
-    return "";
-  }
+// bn in upper-case hex ("-" first when negative), the form serials are compared in; frees bn.
+std::string HexAndFree(BIGNUM* bn) {
   char* hex = BN_bn2hex(bn);
   BN_free(bn);
   CL_ASSERT(hex != nullptr);  // Only out of memory.
   std::string out(hex);
   OPENSSL_free(hex);
   return out;
+}
+
+std::string CanonicalSerial(const ASN1_INTEGER* serial) {
+  BIGNUM* bn = ASN1_INTEGER_to_BN(serial, nullptr);
+  if (bn == nullptr) {
+    ERR_clear_error();
+    return "";
+  }
+  return HexAndFree(bn);
 }
 
 // The short reason for a failed X509_verify_cert. depth: where in the chain (0: the leaf).
@@ -402,12 +407,7 @@ std::string CertificateAuthority::NormalizeSerial(std::string_view serial_hex) {
     return "";
   }
   BN_set_negative(bn, negative ? 1 : 0);
-  char* hex = BN_bn2hex(bn);
-  BN_free(bn);
-  CL_ASSERT(hex != nullptr);  // Only out of memory.
-  std::string out(hex);
-  OPENSSL_free(hex);
-  return out;
+  return HexAndFree(bn);
 }
 
 bool CertificateAuthority::RevokeSerial(std::string serial_hex) {

@@ -1,10 +1,12 @@
 #include "api/cloisterd/controller_api.h"
 
 #include "api/cloisterd/request_fields.h"
+#include "engine/scheduler.h"
 #include "reducers/view_json.h"
 
 #include <time.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <limits>
@@ -323,6 +325,13 @@ Json InstanceListItem(const reducers::Views& views, const reducers::VmInstance& 
   return j;
 }
 
+// Seed 002: "Node Groups are disabled while Resource Management is enabled."
+api::Response NodeGroupsOff() {
+  return api::FailResponse(200, "node groups are disabled while resource management is enabled "
+                                "(ANKA_ENABLE_RESOURCE_MANAGEMENT): start instances with a "
+                                "permission group instead");
+}
+
 }  // namespace
 
 bool ControllerApi::Handle(const api::Request& request, Respond& respond) {
@@ -381,7 +390,9 @@ void ControllerApi::RequestSchedulePass() {
   pass_in_flight_ = true;
   pass_wanted_ = false;
   schedule_passes_++;
-  engine_->Submit(engine::Principal::System(), engine::ScheduleVms{}, "scheduler",
+  engine::ScheduleVms pass;
+  pass.resource_management = authz_ != nullptr;
+  engine_->Submit(engine::Principal::System(), pass, "scheduler",
                   [this](engine::Reply) {
                     pass_in_flight_ = false;
                     if (pass_wanted_) {
@@ -390,10 +401,65 @@ void ControllerApi::RequestSchedulePass() {
                   });
 }
 
+bool ControllerApi::Visible(const char* type, const std::string& id, const char* permission) {
+  return authz_ == nullptr ||
+         authz_->MayUseResource(*principal_, type, id, permission, switches_).allowed;
+}
+
+bool ControllerApi::ActsFor(const std::string& group) const {
+  const engine::Principal& p = *principal_;
+  if (p.kind == fb::ActorKind::Root || p.kind == fb::ActorKind::System) {
+    return true;
+  }
+  return !group.empty() &&
+         (p.name == group || std::find(p.groups.begin(), p.groups.end(), group) != p.groups.end());
+}
+
+bool ControllerApi::PermitStart(const api::Request& request, engine::RequestVm* start,
+                                Respond& respond) {
+  if (start->group_id.empty()) {
+    respond(api::FailResponse(400, "group_id is required: with resource management on, an "
+                                   "instance is started for one permission group"));
+    return false;
+  }
+  // Node groups are off: the group is a permission group.
+  start->permission_group = std::move(start->group_id);
+  start->group_id.clear();
+  const std::string& group = start->permission_group;
+  if (!ActsFor(group)) {
+    deny_(request, {"start_vm", "group", group},
+          "permission denied: " + principal_->name + " is not in group " + group, respond);
+    return false;
+  }
+  // The group, not the requester, must be granted the template and the pinned node.
+  const engine::Principal as_group{fb::ActorKind::Unknown, group, {}};
+  if (!authz_->MayUseResource(as_group, "template", start->vmid, "pull", switches_).allowed) {
+    deny_(request, {"pull", "template", start->vmid},
+          "permission denied: group " + group + " has no template permission pull on " +
+              start->vmid,
+          respond);
+    return false;
+  }
+  const reducers::Views& views = engine_->views();
+  auto node = views.nodes.nodes.find(start->node_id);
+  if (node != views.nodes.nodes.end() && !engine::NodeServesGroup(views, node->second, group)) {
+    deny_(request, {"create_instance", "node", start->node_id},
+          "permission denied: node " + start->node_id + " does not serve group " + group +
+              " (neither a node grant create_instance nor a node credential in the group)",
+          respond);
+    return false;
+  }
+  return true;
+}
+
 void ControllerApi::Groups(const api::Request& request, Respond respond) {
   const reducers::Views& views = engine_->views();
   if (request.method == "GET" || request.method == "HEAD") {
     AnswerGet(request, views.node_groups.groups, GroupJson, GroupJson, respond);
+    return;
+  }
+  if (authz_ != nullptr) {
+    respond(NodeGroupsOff());
     return;
   }
   std::optional<nlohmann::json> body = BodyObject(request);
@@ -459,6 +525,10 @@ void ControllerApi::NodeGroups(const api::Request& request, Respond respond) {
     respond(MethodNotAllowed());
     return;
   }
+  if (authz_ != nullptr) {
+    respond(NodeGroupsOff());
+    return;
+  }
   std::optional<nlohmann::json> body = BodyObject(request);
   if (!body) {
     respond(BadBody());
@@ -481,7 +551,7 @@ void ControllerApi::Nodes(const api::Request& request, Respond respond) {
   if (request.method == "GET" || request.method == "HEAD") {
     Json list = Json::array();
     auto visible = [this](const std::string& id) {
-      return !visible_ || visible_("node", id, "list");
+      return Visible("node", id, "list");
     };
     if (auto id = QueryParam(request.query, "id")) {
       auto node = views.nodes.nodes.find(*id);
@@ -602,6 +672,9 @@ void ControllerApi::StartVms(const api::Request& request, Respond respond) {
       }
       start.port_forwarding_override.push_back(std::move(forward));
     }
+  }
+  if (authz_ != nullptr && !PermitStart(request, &start, respond)) {
+    return;
   }
   Submit(request, std::move(start), true,
          [](const engine::Reply& reply) { return Json(reply.ids).dump(); }, std::move(respond));
@@ -724,8 +797,19 @@ void ControllerApi::Images(const api::Request& request, Respond respond) {
     respond(api::FailResponse(400, "id is required"));
     return;
   }
-  if (!views.vm_instances.instances.contains(save.instance_id)) {
+  auto instance = views.vm_instances.instances.find(save.instance_id);
+  if (instance == views.vm_instances.instances.end()) {
     respond(NotFound());
+    return;
+  }
+  if (authz_ != nullptr && !ActsFor(instance->second.permission_group)) {
+    engine::RecordAccessDenied denied{"save_image", "instance", save.instance_id};
+    const std::string& group = instance->second.permission_group;
+    deny_(request, denied,
+          "permission denied: save image targets only instances of your groups, and " +
+              save.instance_id + (group.empty() ? " was started for no group"
+                                                : " was started for group " + group),
+          respond);
     return;
   }
   Submit(request, std::move(save), false,
@@ -740,7 +824,7 @@ void ControllerApi::Templates(const api::Request& request, Respond respond) {
   }
   AnswerGet(request, engine_->views().templates.templates, TemplateVersionsJson, TemplateListItem,
             respond, [this](const std::string& id) {
-              return !visible_ || visible_("template", id, "list");
+              return Visible("template", id, "list");
             });
 }
 

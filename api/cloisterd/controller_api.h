@@ -37,6 +37,7 @@
 
 #include "api/cloisterd/envelope.h"
 #include "api/http_types.h"
+#include "engine/authorization.h"
 #include "engine/engine.h"
 
 namespace cloister::cloisterd {
@@ -55,12 +56,25 @@ class ControllerApi {
   // (commands are submitted within the call). The owner updates *principal before each Handle.
   void SetPrincipal(const engine::Principal* principal) { principal_ = principal; }
 
-  // Resource management: whether the request's principal may see a resource (type "node" or
-  // "template", id, resource permission). Lists leave out what it refuses and ?id= reads as
-  // "Not found". Unset: everything is visible.
-  using Visible = std::function<bool(const char* type, const std::string& id,
-                                     const char* permission)>;
-  void SetVisibility(Visible visible) { visible_ = std::move(visible); }
+  // Resource management (ANKA_ENABLE_RESOURCE_MANAGEMENT, seed 002), set once at startup:
+  //  * lists of nodes and templates leave out what the principal may not `list`, and ?id= of
+  //    one reads as "Not found";
+  //  * node groups are off: their writes answer FAIL, and a start request's group_id names the
+  //    permission group the instance runs for. It is required; the requester must be in it (or
+  //    be root); the group must hold the template grant "pull"; a node_id it pins must serve
+  //    the group (engine/scheduler.h);
+  //  * save image targets only instances started for a group the requester is in (root: any);
+  //  * scheduler passes place by resource permissions.
+  // A refusal is answered through deny (403 and an AccessDenied event). Unset: off.
+  using Deny = std::function<void(const api::Request& request,
+                                  const engine::RecordAccessDenied& denied, std::string message,
+                                  Respond& respond)>;
+  void SetResourceManagement(engine::Authorization* authz, engine::AuthzSwitches switches,
+                             Deny deny) {
+    authz_ = authz;
+    switches_ = switches;
+    deny_ = std::move(deny);
+  }
 
   // A scheduler pass, if there may be work (called by a timer).
   void Tick() { RequestSchedulePass(); }
@@ -90,9 +104,17 @@ class ControllerApi {
   void Submit(const api::Request& request, engine::Command command, bool reschedule,
               std::function<std::string(const engine::Reply&)> body, Respond respond);
   void RequestSchedulePass();
+  // Resource management: whether the principal may see a resource (true when off).
+  bool Visible(const char* type, const std::string& id, const char* permission);
+  // Resource management's checks of a start request; false once it has answered.
+  bool PermitStart(const api::Request& request, engine::RequestVm* start, Respond& respond);
+  // Whether the principal may act for permission group `group`: root, or a member.
+  bool ActsFor(const std::string& group) const;
 
   engine::Engine* engine_;
-  Visible visible_;
+  engine::Authorization* authz_ = nullptr;  // Set: resource management is on.
+  engine::AuthzSwitches switches_;
+  Deny deny_;
   const engine::Principal* principal_ = &engine::kAnonymous;
   bool stopped_ = false;
   bool pass_in_flight_ = false;

@@ -155,7 +155,7 @@ bool Routes::Permit(const api::Request& request, const RouteEntry& route, Respon
     return true;
   }
   if (route.access == Access::kRoot) {
-    Deny(request, "root", std::string("permission denied: ") + route.method + " " + route.path +
+    Deny(request, {"root"}, std::string("permission denied: ") + route.method + " " + route.path +
                               " needs the root token",
          respond);
     return false;
@@ -166,17 +166,15 @@ bool Routes::Permit(const api::Request& request, const RouteEntry& route, Respon
   if (decision.allowed) {
     return true;
   }
-  Deny(request, route.permission,
+  Deny(request, {route.permission},
        std::string("permission denied: ") + route.permission + " is needed (" +
            decision.Explain() + ")",
        respond);
   return false;
 }
 
-void Routes::Deny(const api::Request& request, const std::string& permission,
+void Routes::Deny(const api::Request& request, engine::RecordAccessDenied denied,
                   std::string message, Respond& respond) {
-  engine::RecordAccessDenied denied;
-  denied.permission = permission;
   denied.method = request.method;
   denied.path = request.path;
   denied.source_ip = PeerAddress(request.peer);

@@ -57,11 +57,12 @@ class Routes {
     permissions_api_.SetPrincipal(&principal_);
     permissions_api_.SetSwitches(ControllerSwitches());
     if (ControllerSwitches().resource_management) {
-      controller_.SetVisibility([this](const char* type, const std::string& id,
-                                       const char* permission) {
-        return authz_.MayUseResource(principal_, type, id, permission, ControllerSwitches())
-            .allowed;
-      });
+      controller_.SetResourceManagement(
+          &authz_, ControllerSwitches(),
+          [this](const api::Request& request, const engine::RecordAccessDenied& denied,
+                 std::string message, Respond& respond) {
+            Deny(request, denied, std::move(message), respond);
+          });
     }
   }
 
@@ -111,7 +112,8 @@ class Routes {
   // The access route demands of the principal just admitted; false once it has answered 403
   // (and recorded an AccessDenied event).
   bool Permit(const api::Request& request, const RouteEntry& route, Respond& respond);
-  void Deny(const api::Request& request, const std::string& permission, std::string message,
+  // Answers 403 with message and records denied (method, path and source filled in here).
+  void Deny(const api::Request& request, engine::RecordAccessDenied denied, std::string message,
             Respond& respond);
   // The authorization switches of a component, from the options.
   engine::AuthzSwitches ControllerSwitches() const;
