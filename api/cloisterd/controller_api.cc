@@ -207,7 +207,8 @@ Json InstanceJson(const reducers::Views& views, const reducers::VmInstance& vm) 
   if (!vm.tag.empty()) j["tag"] = vm.tag;
   if (vm.version >= 0) j["version"] = vm.version;
   if (!vm.node_id.empty()) j["node_id"] = vm.node_id;
-  j["group_id"] = vm.group_id;
+  // With resource management the group a client names is a permission group.
+  j["group_id"] = vm.permission_group.empty() ? vm.group_id : vm.permission_group;
   if (!vm.name.empty()) j["name"] = vm.name;
   if (!vm.external_id.empty()) j["external_id"] = vm.external_id;
   if (!vm.metadata_json.empty()) {
