@@ -269,6 +269,14 @@ TEST_CASE("seed 002 scenario 1: team-specific nodes") {
   CHECK(off["status"] == "FAIL");
   CHECK(off["message"].get<std::string>().find("node groups are disabled") == 0);
 
+  // Save image targets only instances of one's own groups.
+  const std::string team1_vm = placed1.begin()->first;
+  const std::string image = R"({"id":")" + team1_vm + R"(","tag":"v2","target_vm_id":"macos"})";
+  CHECK(RequireFail(Call(fleet.api(), "POST", "/api/v1/image", image, su2), 403) ==
+        "permission denied: save image targets only instances of your groups, and " + team1_vm +
+            " was started for group team1");
+  RequireOk(Call(fleet.api(), "POST", "/api/v1/image", image, su1));
+
   // A node's credential runs the node, nothing else: it may not start instances.
   const std::string node_key = fleet.Session("team1-nodes");
   CHECK(RequireFail(fleet.Start(node_key, "macos", "team1", 1), 403).find("start_vm") !=
@@ -279,6 +287,7 @@ TEST_CASE("seed 002 scenario 1: team-specific nodes") {
   CHECK(Denied(fleet, "team1-su", "create_instance", node_of[2]));
   CHECK(Denied(fleet, "team1-su", "delete_node", ""));
   CHECK(Denied(fleet, "team1-nodes", "start_vm", ""));
+  CHECK(Denied(fleet, "team2-su", "save_image", team1_vm));
 }
 
 TEST_CASE("seed 002 scenario 2: shared nodes, teams limited by template resources") {
