@@ -41,8 +41,10 @@ std::vector<std::string> SplitComma(const std::string& text) {
 
 }  // namespace
 
-bool PermissionsApi::Handle(const api::Request& request, Respond& respond) {
-  if (request.path == "/api/v1/permissions/explain") {
+bool PermissionsApi::Handle(const api::Request& request, Respond& respond,
+                            engine::Component listener) {
+  const bool registry = listener == engine::Component::kRegistry;
+  if (request.path == "/api/v1/permissions/explain" && !registry) {
     Explain(request, std::move(respond));
     return true;
   }
@@ -51,7 +53,8 @@ bool PermissionsApi::Handle(const api::Request& request, Respond& respond) {
     return false;
   }
   if (*rest == "/permissions") {
-    const std::string component = QueryParam(request.query, "component").value_or("controller");
+    const std::string component =
+        QueryParam(request.query, "component").value_or(engine::ComponentName(listener));
     std::optional<engine::Component> c = engine::ComponentFromName(component);
     if (!c) {
       respond(api::FailResponse(400, "component: controller or registry"));
@@ -71,18 +74,19 @@ bool PermissionsApi::Handle(const api::Request& request, Respond& respond) {
     }
     respond(OkResponse(body.dump()));
   } else if (*rest == "/groups") {
-    Groups(request, std::move(respond));
+    Groups(request, listener, std::move(respond));
   } else if (rest->starts_with("/group/") && rest->ends_with("/resources")) {
     const std::string_view name =
         rest->substr(7, rest->size() - 7 - std::string_view("/resources").size());
-    GroupResources(request, std::string(name), std::move(respond));
+    GroupResources(request, std::string(name), listener, std::move(respond));
   } else {
     respond(api::FailResponse(404, "not found"));
   }
   return true;
 }
 
-void PermissionsApi::Groups(const api::Request& request, Respond respond) {
+void PermissionsApi::Groups(const api::Request& request, engine::Component listener,
+                            Respond respond) {
   if (request.method == "GET" || request.method == "HEAD") {
     const std::optional<std::string> component = QueryParam(request.query, "component");
     Json list = Json::array();
@@ -102,7 +106,7 @@ void PermissionsApi::Groups(const api::Request& request, Respond respond) {
     return;
   }
   Fields fields(*body);
-  std::string component = "controller";
+  std::string component = engine::ComponentName(listener);
   std::string name;
   std::string description;
   std::vector<std::string> permissions;
@@ -110,6 +114,11 @@ void PermissionsApi::Groups(const api::Request& request, Respond respond) {
       !fields.String("description", &description) ||
       !fields.Strings("permissions", &permissions)) {
     respond(api::FailResponse(400, fields.error()));
+    return;
+  }
+  if (listener == engine::Component::kRegistry && component != "registry") {
+    respond(api::FailResponse(400, "component: the registry administers only registry "
+                                   "permission groups, not '" + component.substr(0, 32) + "'"));
     return;
   }
   if (request.method == "POST") {
@@ -126,11 +135,12 @@ void PermissionsApi::Groups(const api::Request& request, Respond respond) {
 }
 
 void PermissionsApi::GroupResources(const api::Request& request, const std::string& name,
-                                    Respond respond) {
+                                    engine::Component listener, Respond respond) {
   if (request.method == "GET" || request.method == "HEAD") {
     Json list = Json::array();
     for (const auto& [key, grant] : engine_->views().resource_permissions.grants) {
       if (grant.principal != name) continue;
+      if (listener == engine::Component::kRegistry && grant.resource_type != "template") continue;
       list.push_back({{"resource_type", grant.resource_type},
                       {"resource_id", grant.resource_id},
                       {"permissions", grant.permissions}});
@@ -150,6 +160,11 @@ void PermissionsApi::GroupResources(const api::Request& request, const std::stri
       !fields.String("resource_id", &set.resource_id) ||
       !fields.Strings("permissions", &set.permissions)) {
     respond(api::FailResponse(400, fields.error()));
+    return;
+  }
+  if (listener == engine::Component::kRegistry && set.resource_type != "template") {
+    respond(api::FailResponse(400, "resource_type: the registry's resources are templates; "
+                                   "node permissions are set on the controller"));
     return;
   }
   Submit(request, std::move(set), std::move(respond));

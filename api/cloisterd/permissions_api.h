@@ -19,6 +19,12 @@
 //
 // component defaults to "controller". Which permission each route needs is in route_table.cc.
 //
+// The registry listener serves the same admin endpoints (not explain) for the registry
+// component only: component defaults to "registry" there, a write naming another component is
+// 400, and resource grants are on templates (the registry's resources), never nodes. The
+// routes need the registry catalogue's permissions, so a registry administrator cannot change
+// the controller's groups through it.
+//
 // Threading: the event-loop thread.
 #pragma once
 
@@ -42,11 +48,14 @@ class PermissionsApi {
   void SetSwitches(engine::AuthzSwitches switches) { switches_ = switches; }
 
   // Answers request if its path is one of the endpoints above; false leaves respond untouched.
-  bool Handle(const api::Request& request, Respond& respond);
+  // listener: which listener it came to (kRegistry: the registry's copy above).
+  bool Handle(const api::Request& request, Respond& respond,
+              engine::Component listener = engine::Component::kController);
 
  private:
-  void Groups(const api::Request& request, Respond respond);
-  void GroupResources(const api::Request& request, const std::string& name, Respond respond);
+  void Groups(const api::Request& request, engine::Component listener, Respond respond);
+  void GroupResources(const api::Request& request, const std::string& name,
+                      engine::Component listener, Respond respond);
   void Explain(const api::Request& request, Respond respond);
   void Submit(const api::Request& request, engine::Command command, Respond respond);
 

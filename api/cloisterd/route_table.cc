@@ -68,18 +68,17 @@ constexpr RouteEntry kTable[] = {
     Needs(kC, "POST", "/node/v1/report", kCtl, "update_vm"),
     Needs(kC, "POST", "/node/v1/save_image", kCtl, "save_image"),
     // Permission administration (docs/api.md), under both prefixes Anka's examples use.
-#define CLOISTER_PERMISSION_ADMIN(prefix)                                                      \
-  Needs(kC, "GET", prefix "/permissions", kCtl, "view_permissions"),                           \
-      Needs(kC, "GET", prefix "/resources/permissions", kCtl, "view_permissions"),             \
-      Needs(kC, "GET", prefix "/groups", kCtl, "view_prmission_groups"),                       \
-      Needs(kC, "POST", prefix "/groups", kCtl, "update_permission_groups"),                   \
-      Needs(kC, "PUT", prefix "/groups", kCtl, "update_permission_groups"),                    \
-      Needs(kC, "DELETE", prefix "/groups", kCtl, "delete_permission_groups"),                 \
-      Needs(kC, "GET", prefix "/group/{name}/resources", kCtl, "view_prmission_groups"),       \
-      Needs(kC, "POST", prefix "/group/{name}/resources", kCtl, "update_permission_groups")
-    CLOISTER_PERMISSION_ADMIN("/admin/api/v1/permission"),
-    CLOISTER_PERMISSION_ADMIN("/admin/v1/api/permission"),
-#undef CLOISTER_PERMISSION_ADMIN
+#define CLOISTER_PERMISSION_ADMIN(l, c, prefix)                                           \
+  Needs(l, "GET", prefix "/permissions", c, "view_permissions"),                           \
+      Needs(l, "GET", prefix "/resources/permissions", c, "view_permissions"),             \
+      Needs(l, "GET", prefix "/groups", c, "view_prmission_groups"),                       \
+      Needs(l, "POST", prefix "/groups", c, "update_permission_groups"),                   \
+      Needs(l, "PUT", prefix "/groups", c, "update_permission_groups"),                    \
+      Needs(l, "DELETE", prefix "/groups", c, "delete_permission_groups"),                 \
+      Needs(l, "GET", prefix "/group/{name}/resources", c, "view_prmission_groups"),       \
+      Needs(l, "POST", prefix "/group/{name}/resources", c, "update_permission_groups")
+    CLOISTER_PERMISSION_ADMIN(kC, kCtl, "/admin/api/v1/permission"),
+    CLOISTER_PERMISSION_ADMIN(kC, kCtl, "/admin/v1/api/permission"),
     Needs(kC, "GET", "/api/v1/permissions/explain", kCtl, "view_permissions"),
     Open(kR, "GET", "/livez"),
     Open(kR, "GET", "/readyz"),
@@ -91,6 +90,10 @@ constexpr RouteEntry kTable[] = {
     Root(kR, "PUT", "/api/v1/apikey"),
     Root(kR, "DELETE", "/api/v1/apikey"),
     Root(kR, "POST", "/api/v1/revoke"),
+    // The registry's own copy of the permission administration, for registry groups only.
+    CLOISTER_PERMISSION_ADMIN(kR, kReg, "/admin/api/v1/permission"),
+    CLOISTER_PERMISSION_ADMIN(kR, kReg, "/admin/v1/api/permission"),
+#undef CLOISTER_PERMISSION_ADMIN
 };
 
 }  // namespace

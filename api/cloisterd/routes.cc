@@ -111,7 +111,8 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
     }
     // A standalone registry keeps its own keys and revocations (seed 002: keys are made "for the
     // controller and also the registry").
-    if (!auth_api_.Handle(request, respond)) {
+    if (!auth_api_.Handle(request, respond) &&
+        !permissions_api_.Handle(request, respond, engine::Component::kRegistry)) {
       respond(api::FailResponse(404, "not found"));  // In the table, but no handler: a bug.
     }
     return;

@@ -2,6 +2,7 @@
 // every route of the route table (a principal with exactly the route's permission passes, one
 // without gets 403 and an AccessDenied event), a user name can hold permissions itself, the
 // admin API under both prefixes, explain, and the "Enterprise" mode with authorization off.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <map>
 #include <memory>
@@ -215,6 +216,60 @@ TEST_CASE("resource management: node and template lists show only what a group m
       "&resource_type=node&resource_id=" + nodes[0],
       "", Root()));
   CHECK(why["allowed"] == true);
+}
+
+TEST_CASE("the registry listener administers registry groups only, with registry permissions") {
+  TempDir dir;
+  auto daemon = Start(dir, true);
+  const WireTarget api = daemon->controller();
+  const WireTarget registry = daemon->registry();
+  CreateGroup(api, "registry", "registry-admins",
+              {"view_permissions", "view_prmission_groups", "update_permission_groups"});
+  const std::string admin = KeyWithGroups(api, "reg-admin", {"registry-admins"});
+
+  // The registry's catalogue by default, under both prefixes.
+  const Json catalogue =
+      RequireOk(Call(registry, "GET", "/admin/api/v1/permission/permissions", "", admin));
+  std::vector<std::string> names;
+  for (const Json& p : catalogue) names.push_back(p["name"]);
+  CHECK(std::find(names.begin(), names.end(), "pull_vm") != names.end());
+  CHECK(std::find(names.begin(), names.end(), "start_vm") == names.end());
+  // A registry group made through the registry (component defaults to registry) ...
+  RequireOk(Call(registry, "POST", "/admin/v1/api/permission/groups",
+                 R"({"name":"pullers","permissions":["pull_vm","list_vms"]})", admin));
+  bool found = false;
+  for (const Json& g : RequireOk(Call(api, "GET", "/admin/api/v1/permission/groups?component="
+                                      "registry", "", Root()))) {
+    found |= g["name"] == "pullers" && g["permissions"] == Json({"list_vms", "pull_vm"});
+  }
+  CHECK(found);
+  // ... but never a controller group, nor a node grant, and nothing changes.
+  CHECK(RequireFail(Call(registry, "POST", "/admin/api/v1/permission/groups",
+                         R"({"component":"controller","name":"x","permissions":["start_vm"]})",
+                         admin),
+                    400)
+            .find("component: the registry administers only registry") == 0);
+  RequireFail(Call(registry, "POST", "/admin/api/v1/permission/group/pullers/resources",
+                   R"({"resource_type":"node","resource_id":"n1","permissions":["list"]})", admin),
+              400);
+  RegisterTemplate(api, "t1", "macos", "v1", Root());
+  RequireOk(Call(registry, "POST", "/admin/api/v1/permission/group/pullers/resources",
+                 R"({"resource_type":"template","resource_id":"t1","permissions":["pull"]})",
+                 admin));
+  const Json grants = RequireOk(
+      Call(registry, "GET", "/admin/api/v1/permission/group/pullers/resources", "", admin));
+  REQUIRE(grants.size() == 1);
+  CHECK(grants[0]["resource_type"] == "template");
+  for (const Json& g : RequireOk(Call(api, "GET", "/admin/api/v1/permission/groups", "", Root()))) {
+    CHECK(g["name"] != "x");
+  }
+  // Registry permissions are not controller permissions: the controller's admin API refuses.
+  RequireFail(Call(api, "GET", "/admin/api/v1/permission/groups", "", admin), 403);
+  // And the registry's copy needs the registry permission: a controller admin is refused there.
+  CreateGroup(api, "controller", "ctl-admins", {"view_prmission_groups"});
+  const std::string ctl = KeyWithGroups(api, "ctl-admin", {"ctl-admins"});
+  RequireOk(Call(api, "GET", "/admin/api/v1/permission/groups", "", ctl));
+  RequireFail(Call(registry, "GET", "/admin/api/v1/permission/groups", "", ctl), 403);
 }
 
 TEST_CASE("authorization off (Enterprise): every credential may do everything; root always") {
