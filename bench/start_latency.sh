@@ -65,7 +65,8 @@ EOF
 }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$HERE/lib.sh"
 
 SINGLE=200
 WARMUP=5
@@ -75,11 +76,8 @@ BURST_TIMEOUT=90
 NODES=4
 MAX_VMS=250
 BIN=""
-WORKBASE=""
-KEEP=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    -h|--help) usage; exit 0 ;;
     --single) SINGLE=${2:?}; shift ;;
     --warmup) WARMUP=${2:?}; shift ;;
     --single-budget) SINGLE_BUDGET=${2:?}; shift ;;
@@ -88,9 +86,7 @@ while [[ $# -gt 0 ]]; do
     --nodes) NODES=${2:?}; shift ;;
     --max-vm-count) MAX_VMS=${2:?}; shift ;;
     --bin) BIN=${2:?}; shift ;;
-    --workdir) WORKBASE=${2:?}; shift ;;
-    --keep) KEEP=1 ;;
-    *) echo "start_latency.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) parse_common_option "$@"; shift "$OPTION_WORDS"; continue ;;
   esac
   shift
 done
@@ -105,11 +101,8 @@ if ((BASH_VERSINFO[0] < 5)); then
   echo "start_latency.sh: needs bash 5 (EPOCHREALTIME)" >&2
   exit 2
 fi
-for tool in curl awk sort; do
-  command -v "$tool" >/dev/null || { echo "start_latency.sh: needs $tool" >&2; exit 2; }
-done
+require_tools "start_latency.sh needs them" curl awk sort
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }  # Wall clock, ms (no fork).
 
@@ -131,35 +124,9 @@ done
 
 # ---- Work directory, processes, cleanup. ----
 
-fs_type() { df -PT "$1" | awk 'NR==2 {print $2}'; }
-if [[ -z $WORKBASE ]]; then
-  WORKBASE=${TMPDIR:-/var/tmp}
-  [[ $(fs_type "$WORKBASE") == tmpfs ]] && WORKBASE=/var/tmp
-fi
-WORK=$(mktemp -d "$WORKBASE/cloister-startlat.XXXXXX")
-PIDS=()  # Every process this script started (cloisterd first, then the agents).
-
-cleanup() {
-  local rc=$? pid i
-  trap - EXIT INT TERM
-  # Agents first (each leaves its loop after its current long-poll), then cloisterd, whose
-  # graceful shutdown answers the waiting long-polls, so the agents need not sit out 5 s.
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for ((i = 0; i < 150; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "process $pid did not stop within 15 s of SIGTERM; killing it"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ $KEEP == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
+make_work cloister-startlat "${TMPDIR:-/var/tmp}"
+trap_cleanup
 trap 'log "FAILED: line $LINENO: $BASH_COMMAND exited $?"' ERR
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
 # A write to a socket the server closed fails (EPIPE) instead of killing the script unreported.
 # A handler rather than ignoring: the processes started here keep the default disposition.
 trap ':' PIPE
@@ -171,19 +138,9 @@ count_in() { { grep -oF -- "$2" "$1" || true; } | wc -l; }  # Occurrences of a f
 
 # ---- cloisterd and the agents. ----
 
-mkdir -p "$WORK/cloisterd"
-"$CLOISTERD" --data "$WORK/cloisterd/data" --listen-addr 127.0.0.1:0 \
-  --registry-listen-address 127.0.0.1:0 --access-log=false --log-level warn \
-  --ready-file "$WORK/cloisterd/ready" >"$WORK/cloisterd/out.log" 2>&1 &
-CLOISTERD_PID=$!
-PIDS+=("$CLOISTERD_PID")
-deadline=$(($(now_ms) + 30000))
-while [[ ! -f $WORK/cloisterd/ready ]]; do
-  kill -0 "$CLOISTERD_PID" 2>/dev/null || { cat "$WORK/cloisterd/out.log" >&2; die "cloisterd"; }
-  (($(now_ms) < deadline)) || die "cloisterd was not ready within 30 s"
-  nap 0.02
-done
-PORT=$(sed -n 's/^controller=//p' "$WORK/cloisterd/ready")
+launch_cloisterd "$CLOISTERD" "$WORK/cloisterd" || die "cloisterd"
+CLOISTERD_PID=$STARTED_PID
+PORT=$STARTED_PORT
 URL=http://127.0.0.1:$PORT
 log "cloisterd pid $CLOISTERD_PID on $URL, data $WORK/cloisterd/data ($(fs_type "$WORK"))"
 

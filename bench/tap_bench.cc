@@ -36,24 +36,28 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <unordered_set>
 #include <vector>
 
+#include "bench/flags.h"
+
 namespace {
 
+using cloister::bench::ProcessCpuSeconds;
 using SteadyClock = std::chrono::steady_clock;
 
-[[noreturn]] void Die(const std::string& what, int code = 1) {
-  std::fprintf(stderr, "tap_bench: %s\n", what.c_str());
-  std::exit(code);
-}
+constexpr cloister::bench::Program kProgram{
+    "tap_bench",
+    "usage: tap_bench --url http://127.0.0.1:PORT --root-token TOKEN [--logins N]\n"
+    "                 [--connections C] [--pid PID] [--target LOGINS_PER_S]\n"
+    "                 [--decrypt-threads T]\n"};
+
+[[noreturn]] void Die(const std::string& what, int code = 1) { kProgram.Die(what, code); }
 
 double Seconds(SteadyClock::time_point from, SteadyClock::time_point to) {
   return std::chrono::duration<double>(to - from).count();
@@ -72,37 +76,9 @@ struct Flags {
   int decrypt_threads = 0;  // 0: one per core.
 };
 
-void Usage() {
-  std::fprintf(stderr,
-               "usage: tap_bench --url http://127.0.0.1:PORT --root-token TOKEN [--logins N]\n"
-               "                 [--connections C] [--pid PID] [--target LOGINS_PER_S]\n"
-               "                 [--decrypt-threads T]\n");
-}
-
-long PositiveNumber(const std::string& flag, const char* text) {
-  char* end = nullptr;
-  errno = 0;
-  const long value = std::strtol(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || value <= 0) {
-    Usage();
-    Die(flag + ": not a positive whole number: " + text, 2);
-  }
-  return value;
-}
-
 Flags ParseFlags(int argc, char** argv) {
   Flags flags;
-  for (int i = 1; i < argc; i++) {
-    const std::string name = argv[i];
-    if (name == "-h" || name == "--help") {
-      Usage();
-      std::exit(0);
-    }
-    if (i + 1 >= argc) {
-      Usage();
-      Die("missing value for " + name, 2);
-    }
-    const char* value = argv[++i];
+  kProgram.ParseFlags(argc, argv, [&](const std::string& name, const char* value) {
     if (name == "--url") {
       std::string url = value;
       if (!url.starts_with("http://")) Die("--url must be http://HOST:PORT", 2);
@@ -111,27 +87,26 @@ Flags ParseFlags(int argc, char** argv) {
       const size_t colon = url.rfind(':');
       if (colon == std::string::npos) Die("--url must be http://HOST:PORT", 2);
       flags.host = url.substr(0, colon);
-      flags.port = static_cast<int>(PositiveNumber("--url port", url.c_str() + colon + 1));
+      flags.port = static_cast<int>(kProgram.PositiveNumber("--url port", url.c_str() + colon + 1));
     } else if (name == "--root-token") {
       flags.root_token = value;
     } else if (name == "--logins") {
-      flags.logins = static_cast<size_t>(PositiveNumber(name, value));
+      flags.logins = static_cast<size_t>(kProgram.PositiveNumber(name, value));
     } else if (name == "--connections") {
-      flags.connections = static_cast<int>(PositiveNumber(name, value));
+      flags.connections = static_cast<int>(kProgram.PositiveNumber(name, value));
     } else if (name == "--pid") {
-      flags.pid = static_cast<int>(PositiveNumber(name, value));
+      flags.pid = static_cast<int>(kProgram.PositiveNumber(name, value));
     } else if (name == "--target") {
-      flags.target = static_cast<double>(PositiveNumber(name, value));
+      flags.target = static_cast<double>(kProgram.PositiveNumber(name, value));
     } else if (name == "--decrypt-threads") {
-      flags.decrypt_threads = static_cast<int>(PositiveNumber(name, value));
+      flags.decrypt_threads = static_cast<int>(kProgram.PositiveNumber(name, value));
     } else {
-      Usage();
-      Die("unknown flag " + name, 2);
+      return false;
     }
-  }
+    return true;
+  });
   if (flags.port == 0 || flags.root_token.empty()) {
-    Usage();
-    Die("--url and --root-token are required", 2);
+    kProgram.BadArguments("--url and --root-token are required");
   }
   // cloisterd keeps at most 200,000 unshaken secrets (api/cloisterd/tap.cc kChallengesMax):
   // past that, shakes would fail, and failures are what the 429 limit counts.
@@ -421,22 +396,6 @@ Phase RunPhase(const Flags& flags, size_t n, const MakeRequest& make,
 
 // ---- Server CPU -------------------------------------------------------------------------------
 
-// utime + stime of the process (all threads), seconds; -1 when unreadable.
-double ProcessCpu(int pid) {
-  if (pid <= 0) return -1;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t paren = text.rfind(')');
-  if (paren == std::string::npos) return -1;
-  std::istringstream fields(text.substr(paren + 2));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; i <= 15 && fields >> field; i++) {
-    if (i == 14 || i == 15) ticks += std::atof(field.c_str());
-  }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 double ClientCpu() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -544,13 +503,15 @@ int main(int argc, char** argv) {
               "connections; %d decryption thread(s)\n",
               id.c_str(), Seconds(keygen_start, SteadyClock::now()), n, flags.connections,
               threads);
-  if (flags.pid > 0 && ProcessCpu(flags.pid) < 0) Die("--pid: cannot read /proc/PID/stat", 2);
+  if (flags.pid > 0 && ProcessCpuSeconds(flags.pid) < 0) {
+    Die("--pid: cannot read /proc/PID/stat", 2);
+  }
 
   // A: hands.
   std::vector<std::string> ciphertexts(n);
   const std::string hand_request =
       Request(flags, "POST", "/tap/v1/hand", nlohmann::json({{"id", id}}).dump());
-  double cpu0 = ProcessCpu(flags.pid);
+  double cpu0 = ProcessCpuSeconds(flags.pid);
   double client0 = ClientCpu();
   const Phase hands = RunPhase(
       flags, n, [&](size_t) { return hand_request; },
@@ -561,7 +522,7 @@ int main(int argc, char** argv) {
         }
         return "";
       });
-  const double cpu_hands = flags.pid > 0 ? ProcessCpu(flags.pid) - cpu0 : -1;
+  const double cpu_hands = flags.pid > 0 ? ProcessCpuSeconds(flags.pid) - cpu0 : -1;
   const double client_hands = ClientCpu() - client0;
 
   // B: decryption (not counted).
@@ -580,7 +541,7 @@ int main(int argc, char** argv) {
   // C: shakes.
   std::unordered_set<std::string> session_ids;
   nlohmann::json last_data;
-  cpu0 = ProcessCpu(flags.pid);
+  cpu0 = ProcessCpuSeconds(flags.pid);
   client0 = ClientCpu();
   const Phase shakes = RunPhase(
       flags, n,
@@ -608,7 +569,7 @@ int main(int argc, char** argv) {
         last_data = std::move(data);
         return "";
       });
-  const double cpu_shakes = flags.pid > 0 ? ProcessCpu(flags.pid) - cpu0 : -1;
+  const double cpu_shakes = flags.pid > 0 ? ProcessCpuSeconds(flags.pid) - cpu0 : -1;
   const double client_shakes = ClientCpu() - client0;
 
   // The Bearer check.

@@ -28,22 +28,25 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "bench/flags.h"
 
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-[[noreturn]] void Die(const std::string& what, int code = 1) {
-  std::fprintf(stderr, "tls_connect_bench: %s\n", what.c_str());
-  std::exit(code);
-}
+constexpr cloister::bench::Program kProgram{
+    "tls_connect_bench",
+    "usage: tls_connect_bench --port PORT --cert CLIENT.pem --key CLIENT.key\n"
+    "         [--ca CA.pem] [--host 127.0.0.1] [--path /api/v1/status]\n"
+    "         [--threads T] [--duration S] [--pid PID]... [--header 'N: v']...\n"};
+
+[[noreturn]] void Die(const std::string& what, int code = 1) { kProgram.Die(what, code); }
 
 struct Flags {
   std::string host = "127.0.0.1";
@@ -58,55 +61,27 @@ struct Flags {
   std::vector<int> pids;
 };
 
-void Usage() {
-  std::fprintf(stderr,
-               "usage: tls_connect_bench --port PORT --cert CLIENT.pem --key CLIENT.key\n"
-               "         [--ca CA.pem] [--host 127.0.0.1] [--path /api/v1/status]\n"
-               "         [--threads T] [--duration S] [--pid PID]... [--header 'N: v']...\n");
-}
-
-int PositiveNumber(const std::string& flag, const char* text) {
-  char* end = nullptr;
-  errno = 0;
-  const long value = std::strtol(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || value <= 0 || value > 1'000'000'000) {
-    Usage();
-    Die(flag + ": not a positive whole number: " + text, 2);
-  }
-  return static_cast<int>(value);
-}
-
 Flags ParseFlags(int argc, char** argv) {
   Flags flags;
-  for (int i = 1; i < argc; i++) {
-    const std::string name = argv[i];
-    if (name == "-h" || name == "--help") {
-      Usage();
-      std::exit(0);
-    }
-    if (i + 1 >= argc) {
-      Usage();
-      Die("missing value for " + name, 2);
-    }
-    const char* value = argv[++i];
+  auto number = [](const std::string& name, const char* value) {
+    return static_cast<int>(kProgram.PositiveNumber(name, value, 1'000'000'000));
+  };
+  kProgram.ParseFlags(argc, argv, [&](const std::string& name, const char* value) {
     if (name == "--host") flags.host = value;
-    else if (name == "--port") flags.port = PositiveNumber(name, value);
+    else if (name == "--port") flags.port = number(name, value);
     else if (name == "--cert") flags.cert = value;
     else if (name == "--key") flags.key = value;
     else if (name == "--ca") flags.ca = value;
     else if (name == "--path") flags.path = value;
     else if (name == "--header") flags.headers.emplace_back(value);
-    else if (name == "--threads") flags.threads = PositiveNumber(name, value);
-    else if (name == "--duration") flags.duration = PositiveNumber(name, value);
-    else if (name == "--pid") flags.pids.push_back(PositiveNumber(name, value));
-    else {
-      Usage();
-      Die("unknown flag " + name, 2);
-    }
-  }
+    else if (name == "--threads") flags.threads = number(name, value);
+    else if (name == "--duration") flags.duration = number(name, value);
+    else if (name == "--pid") flags.pids.push_back(number(name, value));
+    else return false;
+    return true;
+  });
   if (flags.port == 0 || flags.cert.empty() || flags.key.empty()) {
-    Usage();
-    Die("--port, --cert and --key are required", 2);
+    kProgram.BadArguments("--port, --cert and --key are required");
   }
   return flags;
 }
@@ -124,17 +99,11 @@ std::string OpensslError() {
 double ProcessesCpu(const std::vector<int>& pids) {
   double total = 0;
   for (int pid : pids) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const size_t paren = text.rfind(')');
-    if (paren == std::string::npos) return -1;
-    std::istringstream fields(text.substr(paren + 2));
-    std::string field;
-    for (int i = 3; i <= 15 && fields >> field; i++) {
-      if (i == 14 || i == 15) total += std::atof(field.c_str());
-    }
+    const double seconds = cloister::bench::ProcessCpuSeconds(pid);
+    if (seconds < 0) return -1;
+    total += seconds;
   }
-  return total / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return total;
 }
 
 struct Counts {

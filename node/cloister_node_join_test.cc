@@ -41,6 +41,25 @@ Run Node(std::vector<std::string> args) {
   return run;
 }
 
+// Runs `cloister-node join ...` (args after the program) until it prints "Cluster join
+// success", exits, or 15 s pass; then stops it. exit_code is not kept: SIGTERM ends a joined
+// agent, so only what it printed tells.
+Run JoinUntilSuccess(std::vector<std::string> args) {
+  args.insert(args.begin(), RunfilePath("node/cloister-node"));
+  ChildProcess agent(args, {"CLOISTER_ROOT_TOKEN="});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (agent.out().find("Cluster join success") == std::string::npos && agent.Running() &&
+         std::chrono::steady_clock::now() < deadline) {
+    agent.ReadUntil(std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
+  }
+  agent.Kill(SIGTERM);
+  agent.Wait();
+  Run run;
+  run.out = agent.out();
+  run.err = agent.err();
+  return run;
+}
+
 bool Contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
@@ -124,20 +143,13 @@ TEST_CASE("join with an API key file: TAP, join, and node.json keeps the setting
   const std::string key_file = dir.Sub("uak.pem");
   client::testing::WriteTextFile(key_file, client::testing::Base64DerPkcs1(key));
   const std::string data = dir.Sub("data");
-  ChildProcess agent({RunfilePath("node/cloister-node"), "join", controller.url(), "--name", "n1",
-                      "--data", data, "--heartbeat", "200ms", "--skip-tls-verification",
-                      "--api-key-id", "node-uak", "--api-key-file", key_file},
-                     {"CLOISTER_ROOT_TOKEN="});
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-  while (!Contains(agent.out(), "Cluster join success") && agent.Running() &&
-         std::chrono::steady_clock::now() < deadline) {
-    agent.ReadUntil(std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
-  }
-  agent.Kill(SIGTERM);
-  agent.Wait();
-  INFO(agent.out() << agent.err());
-  CHECK(Contains(agent.out(), "Testing connection to the controller...: Ok"));
-  CHECK(Contains(agent.out(), "Cluster join success"));
+  const Run agent =
+      JoinUntilSuccess({"join", controller.url(), "--name", "n1", "--data", data, "--heartbeat",
+                        "200ms", "--skip-tls-verification", "--api-key-id", "node-uak",
+                        "--api-key-file", key_file});
+  INFO(agent.out << agent.err);
+  CHECK(Contains(agent.out, "Testing connection to the controller...: Ok"));
+  CHECK(Contains(agent.out, "Cluster join success"));
   CHECK(controller.hands() >= 1);
   for (const auto& request : controller.requests()) {
     INFO(request.path);
@@ -164,19 +176,11 @@ TEST_CASE("join with --api-key-string keeps the key itself in node.json") {
   controller.AddApiKey("node-uak", key);
   const std::string data = dir.Sub("data");
   const std::string pem = client::testing::PemPkcs8(key);
-  ChildProcess agent({RunfilePath("node/cloister-node"), "join", controller.url(), "--data", data,
-                      "--api-key-id", "node-uak", "--api-key-string", pem},
-                     {"CLOISTER_ROOT_TOKEN="});
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-  while (!Contains(agent.out(), "Cluster join success") && agent.Running() &&
-         std::chrono::steady_clock::now() < deadline) {
-    agent.ReadUntil(std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
-  }
-  agent.Kill(SIGTERM);
-  agent.Wait();
-  INFO(agent.out() << agent.err());
-  CHECK(Contains(agent.out(), "Cluster join success"));
-  CHECK_FALSE(Contains(agent.out() + agent.err(), "PRIVATE KEY"));
+  const Run agent = JoinUntilSuccess({"join", controller.url(), "--data", data, "--api-key-id",
+                                      "node-uak", "--api-key-string", pem});
+  INFO(agent.out << agent.err);
+  CHECK(Contains(agent.out, "Cluster join success"));
+  CHECK_FALSE(Contains(agent.out + agent.err, "PRIVATE KEY"));
   const nlohmann::json saved = nlohmann::json::parse(ReadFile(data + "/node.json"));
   CHECK(saved["api_key_string"] == pem);
   CHECK_FALSE(saved.contains("api_key_file"));

@@ -60,86 +60,42 @@ EOF
 }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$HERE/../lib.sh"
 
-ROUNDS=3
-DURATION=10
-WARMUP=1
-THREADS=2
-CONNS=64
+rounds_defaults
 LOGINS=20000
 TAP_CONNS=32
 TLS_THREADS=2
-ONLY=()
 CLOISTERD_BIN=${CLOISTERD:-}
 TAP_BENCH_BIN=${TAP_BENCH:-}
 TLS_BENCH_BIN=${TLS_CONNECT_BENCH:-}
-WORKBASE=""
-KEEP=0
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    -h|--help) usage; exit 0 ;;
-    --quick) ROUNDS=1; DURATION=2 ;;
-    --rounds) ROUNDS=${2:?}; shift ;;
-    --duration) DURATION=${2:?}; shift ;;
-    --only) ONLY+=("${2:?}"); shift ;;
     --logins) LOGINS=${2:?}; shift ;;
     --tap-connections) TAP_CONNS=${2:?}; shift ;;
     --tls-threads) TLS_THREADS=${2:?}; shift ;;
-    --threads) THREADS=${2:?}; shift ;;
-    --connections) CONNS=${2:?}; shift ;;
     --cloisterd) CLOISTERD_BIN=${2:?}; shift ;;
     --tap-bench) TAP_BENCH_BIN=${2:?}; shift ;;
     --tls-connect-bench) TLS_BENCH_BIN=${2:?}; shift ;;
-    --workdir) WORKBASE=${2:?}; shift ;;
-    --keep) KEEP=1 ;;
-    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) parse_rounds_option "$@"; shift "$OPTION_WORDS"; continue ;;
   esac
   shift
 done
 
-for n in "$ROUNDS" "$DURATION" "$THREADS" "$CONNS" "$LOGINS" "$TAP_CONNS" "$TLS_THREADS"; do
-  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: $n is not a positive whole number" >&2; exit 2; }
-done
-((DURATION <= 600)) || { echo "run.sh: --duration is at most 600 s" >&2; exit 2; }
-((ROUNDS <= 20)) || { echo "run.sh: --rounds is at most 20" >&2; exit 2; }
-((LOGINS <= 150000)) || { echo "run.sh: --logins is at most 150000" >&2; exit 2; }
-ALL_TESTS=(getauth tap mtls)
-if [[ ${#ONLY[@]} -eq 0 ]]; then
-  TESTS=("${ALL_TESTS[@]}")
-else
-  for o in "${ONLY[@]}"; do
-    [[ " ${ALL_TESTS[*]} " == *" $o "* ]] || { echo "run.sh: unknown test $o" >&2; exit 2; }
-  done
-  TESTS=()
-  for t in "${ALL_TESTS[@]}"; do
-    for o in "${ONLY[@]}"; do [[ $o == "$t" ]] && TESTS+=("$t") && break; done
-  done
-fi
-wants() { [[ " ${TESTS[*]} " == *" $1 "* ]]; }
-
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-loud() {
-  printf '\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n' >&2
-  printf '!!! %s\n' "$@" >&2
-  printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\n' >&2
-}
+require_positive "$ROUNDS" "$DURATION" "$THREADS" "$CONNS" "$LOGINS" "$TAP_CONNS" "$TLS_THREADS"
+((DURATION <= 600)) || bad_usage "--duration is at most 600 s"
+((ROUNDS <= 20)) || bad_usage "--rounds is at most 20"
+((LOGINS <= 150000)) || bad_usage "--logins is at most 150000"
+select_tests getauth tap mtls
 
 # ---- Tools and binaries. ----
 
 need=(curl openssl base64 timeout ss)
 wants getauth && need+=(wrk)
 wants mtls && need+=(nginx)
-missing=()
-for tool in "${need[@]}"; do
-  command -v "$tool" >/dev/null 2>&1 || [[ -x /usr/sbin/$tool ]] || missing+=("$tool")
-done
-if [[ ${#missing[@]} -gt 0 ]]; then
-  echo "run.sh: missing ${missing[*]}; bench/http/setup.sh (Debian) installs them" >&2
-  exit 2
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+require_tools "bench/http/setup.sh (Debian) installs them" "${need[@]}"
 
 if [[ -z $CLOISTERD_BIN || -z $TAP_BENCH_BIN || -z $TLS_BENCH_BIN ]]; then
   read -r -a BAZEL_CMD <<<"${BAZEL:-bazel}"
@@ -161,85 +117,9 @@ TLS_BENCH_BIN=$(readlink -f "$TLS_BENCH_BIN")
 
 # ---- Work directory, processes, cleanup. ----
 
-fs_type() { df -PT "$1" | awk 'NR==2 {print $2}'; }
-if [[ -z $WORKBASE ]]; then
-  WORKBASE=${TMPDIR:-/tmp}
-  if [[ $(fs_type "$WORKBASE") == tmpfs ]]; then WORKBASE=/var/tmp; fi
-fi
-WORK=$(mktemp -d "$WORKBASE/cloister-authbench.XXXXXX")
+make_work cloister-authbench "${TMPDIR:-/tmp}"
 WORK_FS=$(fs_type "$WORK")
-chmod 755 "$WORK"  # nginx's worker runs as another user when started by root.
-
-PIDS=()      # Servers this script started.
-LOAD_PID=""  # The load generator in progress (under timeout).
-
-stop_pid() {  # pid [name]: SIGTERM, wait up to 15 s, then SIGKILL.
-  local pid=$1 i
-  if kill -TERM "$pid" 2>/dev/null; then
-    for ((i = 0; i < 150; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "${2:-process} $pid did not stop on SIGTERM; killing it"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  fi
-  wait "$pid" 2>/dev/null || true
-  local keep=() p
-  for p in "${PIDS[@]}"; do [[ $p != "$pid" ]] && keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [[ -n $LOAD_PID ]]; then
-    kill -TERM "$LOAD_PID" 2>/dev/null || true
-    wait "$LOAD_PID" 2>/dev/null || true
-  fi
-  local pid
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  if [[ $KEEP == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
-
-free_port() {  # A loopback port nobody uses now (the server's bind is the real check).
-  local p i
-  for ((i = 0; i < 100; i++)); do
-    p=$((20000 + RANDOM % 40000))
-    if ! ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q .; then
-      echo "$p"
-      return 0
-    fi
-  done
-  return 1
-}
-
-# run_bounded seconds outfile command...: runs a load generator in the background (so that the
-# cleanup trap can stop it), bounded by timeout; returns its exit status.
-run_bounded() {
-  local secs=$1 out=$2 rc=0
-  shift 2
-  timeout -k 5 "$secs" "$@" >"$out" 2>"$out.err" &
-  LOAD_PID=$!
-  wait "$LOAD_PID" || rc=$?
-  LOAD_PID=""
-  return "$rc"
-}
-
-CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() {  # utime + stime of the given pids (the comm field may hold spaces: cut after ')').
-  local total=0 p
-  for p in "$@"; do
-    [[ -r /proc/$p/stat ]] || continue
-    total=$((total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-  done
-  echo "$total"
-}
+trap_cleanup
 
 # ---- Servers. ----
 
@@ -248,27 +128,10 @@ ROOT_BASIC="Basic $(printf 'root:%s' "$ROOT_TOKEN" | base64 -w0)"
 
 # start_cloisterd name [VAR=value...]: sets STARTED_PID and STARTED_PORT; returns 1 (after
 # printing the log) when it exits or does not get ready in 30 s.
-STARTED_PID="" STARTED_PORT=""
 start_cloisterd() {
   local name=$1 dir=$WORK/cloisterd-$1
   shift
-  mkdir -p "$dir"
-  env "$@" "$CLOISTERD_BIN" --data "$dir/data" --listen-addr 127.0.0.1:0 \
-    --registry-listen-address 127.0.0.1:0 --access-log=false --log-level warn \
-    --ready-file "$dir/ready" >"$dir/stdout.log" 2>"$dir/stderr.log" &
-  STARTED_PID=$!
-  PIDS+=("$STARTED_PID")
-  local deadline=$((SECONDS + 30))
-  while [[ ! -s $dir/ready ]] || ! grep -q '^controller=' "$dir/ready"; do
-    if ! kill -0 "$STARTED_PID" 2>/dev/null || ((SECONDS > deadline)); then
-      log "cloisterd ($name) did not start:"
-      tail -5 "$dir/stderr.log" >&2
-      stop_pid "$STARTED_PID" cloisterd
-      return 1
-    fi
-    sleep 0.05
-  done
-  STARTED_PORT=$(sed -n 's/^controller=//p' "$dir/ready")
+  launch_cloisterd "$CLOISTERD_BIN" "$dir" "$@" || return 1
   log "cloisterd ($name) pid $STARTED_PID on 127.0.0.1:$STARTED_PORT, data $dir/data"
 }
 
@@ -304,15 +167,6 @@ INVALID=()
 SKIPPED=()
 declare -A RATES CPUS RATIO_LIST
 
-median() {
-  tr ' ' '\n' | grep . | sort -g |
-    awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2];
-                         else print (a[NR/2]+a[NR/2+1])/2}'
-}
-fmt() { awk -v x="$1" 'BEGIN {if (x == "nan") print "nan"; else printf "%.0f", x}'; }
-fmt_ratio() { awk -v x="$1" 'BEGIN {if (x == "nan") print "nan"; else printf "%.3f", x}'; }
-ratio() { awk -v s="$1" -v p="$2" 'BEGIN {if (p > 0) printf "%.4f", s / p; else print "nan"}'; }
-
 # ---- Test: getauth. ----
 
 UNAUTH_PID="" UNAUTH_PORT="" AUTH_PID="" AUTH_PORT=""
@@ -335,8 +189,7 @@ getauth_run() {
   after=$(cpu_ticks "$pid")
   requests=$(awk '/ requests in / {print $1}' "$out")
   RATE=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-  CPU=$(awk -v a="$before" -v b="$after" -v n="${requests:-0}" -v hz="$CLK_TCK" \
-        'BEGIN {if (n > 0) printf "%.2f", (b - a) / hz * 1e6 / n; else print "nan"}')
+  CPU=$(per_op_us "$before" "$after" "$requests")
   problems=""
   [[ $rc -eq 0 ]] || problems+="wrk exit $rc; "
   [[ -n $RATE ]] || { problems+="no Requests/sec line; "; RATE=0; }
@@ -498,33 +351,24 @@ EOF
 }
 
 CIPHERSUITES="TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
-NGINX_PID="" NGINX_PORT=""
-start_nginx_mtls() {
-  mkdir -p "$WORK/nginx/tmp"
-  chmod -R a+rX "$WORK/nginx"
-  local code _
-  for _ in 1 2 3 4 5; do
-    NGINX_PORT=$(free_port)
-    sed -e "s|@WORK@|$WORK|g" -e "s|@PORT@|$NGINX_PORT|g" -e "s|@CERT@|$PKI/server.pem|g" \
-        -e "s|@KEY@|$PKI/server.key|g" -e "s|@CA@|$PKI/ca.pem|g" -e "s|@CRL@|$PKI/crl.pem|g" \
-        -e "s|@CIPHERSUITES@|$CIPHERSUITES|g" "$HERE/nginx-mtls.conf.in" >"$WORK/nginx/nginx.conf"
-    "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" \
-      >"$WORK/nginx/stdout.log" 2>&1 &
-    NGINX_PID=$!
-    PIDS+=("$NGINX_PID")
-    local deadline=$((SECONDS + 10))
-    while ((SECONDS < deadline)) && kill -0 "$NGINX_PID" 2>/dev/null; do
-      code=$(mtls_code "$NGINX_PORT" client)
-      if [[ $code == 200 ]]; then
-        log "nginx pid $NGINX_PID on 127.0.0.1:$NGINX_PORT (mTLS)"
-        return 0
-      fi
-      sleep 0.1
-    done
-    stop_pid "$NGINX_PID" nginx
+NGINX_PORT=""
+nginx_mtls_configure() {
+  NGINX_PORT=$(free_port)
+  sed -e "s|@WORK@|$WORK|g" -e "s|@PORT@|$NGINX_PORT|g" -e "s|@CERT@|$PKI/server.pem|g" \
+      -e "s|@KEY@|$PKI/server.key|g" -e "s|@CA@|$PKI/ca.pem|g" -e "s|@CRL@|$PKI/crl.pem|g" \
+      -e "s|@CIPHERSUITES@|$CIPHERSUITES|g" "$HERE/nginx-mtls.conf.in" >"$WORK/nginx/nginx.conf"
+}
+nginx_mtls_ready() {  # The client certificate gets a 200.
+  local deadline=$((SECONDS + 10))
+  while ((SECONDS < deadline)) && kill -0 "$NGINX_PID" 2>/dev/null; do
+    [[ $(mtls_code "$NGINX_PORT" client) == 200 ]] && return 0
+    sleep 0.1
   done
-  cat "$WORK/nginx/error.log" "$WORK/nginx/stdout.log" >&2 || true
   return 1
+}
+start_nginx_mtls() {
+  launch_nginx nginx_mtls_configure nginx_mtls_ready || return 1
+  log "nginx pid $NGINX_PID on 127.0.0.1:$NGINX_PORT (mTLS)"
 }
 
 mtls_code() {  # port certname: the HTTP status of GET /api/v1/status with that client cert

@@ -45,75 +45,31 @@ EOF
 }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$HERE/../lib.sh"
 
-ROUNDS=3
-DURATION=10
-WARMUP=1
-THREADS=2
-CONNS=64
-ONLY=()
+rounds_defaults
 CLOISTERD_BIN=${CLOISTERD:-}
 CLOISTER_BIN=${CLOISTER:-}
-WORKBASE=""
-KEEP=0
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    -h|--help) usage; exit 0 ;;
-    --quick) ROUNDS=1; DURATION=2 ;;
-    --rounds) ROUNDS=${2:?}; shift ;;
-    --duration) DURATION=${2:?}; shift ;;
-    --only) ONLY+=("${2:?}"); shift ;;
     --cloisterd) CLOISTERD_BIN=${2:?}; shift ;;
     --cloister) CLOISTER_BIN=${2:?}; shift ;;
-    --threads) THREADS=${2:?}; shift ;;
-    --connections) CONNS=${2:?}; shift ;;
-    --workdir) WORKBASE=${2:?}; shift ;;
-    --keep) KEEP=1 ;;
-    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) parse_rounds_option "$@"; shift "$OPTION_WORDS"; continue ;;
   esac
   shift
 done
 
-for n in "$ROUNDS" "$DURATION" "$THREADS" "$CONNS"; do
-  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: $n is not a positive whole number" >&2; exit 2; }
-done
-ALL_TESTS=(status https newtls mutations)
-if [[ ${#ONLY[@]} -eq 0 ]]; then
-  TESTS=("${ALL_TESTS[@]}")
-else
-  TESTS=()
-  for t in "${ALL_TESTS[@]}"; do
-    for o in "${ONLY[@]}"; do [[ $o == "$t" ]] && TESTS+=("$t"); done
-  done
-  for o in "${ONLY[@]}"; do
-    [[ " ${ALL_TESTS[*]} " == *" $o "* ]] || { echo "run.sh: unknown test $o" >&2; exit 2; }
-  done
-fi
-wants() { [[ " ${TESTS[*]} " == *" $1 "* ]]; }
-
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-loud() {
-  printf '\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n' >&2
-  printf '!!! %s\n' "$@" >&2
-  printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\n' >&2
-}
+require_positive "$ROUNDS" "$DURATION" "$THREADS" "$CONNS"
+select_tests status https newtls mutations
 
 # ---- Tools. ----
 
 need=(wrk curl)
 if wants status || wants https || wants newtls; then need+=(nginx openssl); fi
 if wants mutations; then need+=(etcd etcdctl); fi
-missing=()
-for tool in "${need[@]}"; do
-  command -v "$tool" >/dev/null 2>&1 || [[ -x /usr/sbin/$tool ]] || missing+=("$tool")
-done
-if [[ ${#missing[@]} -gt 0 ]]; then
-  echo "run.sh: missing ${missing[*]}; run bench/http/setup.sh (Debian) first" >&2
-  exit 2
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+require_tools "run bench/http/setup.sh (Debian) first" "${need[@]}"
 
 if [[ -z $CLOISTERD_BIN ]]; then
   read -r -a BAZEL_CMD <<<"${BAZEL:-bazel}"
@@ -138,64 +94,9 @@ CLOISTERD_BIN=$(readlink -f "$CLOISTERD_BIN")
 
 # ---- Work directory, processes, cleanup. ----
 
-fs_type() { df -PT "$1" | awk 'NR==2 {print $2}'; }
-if [[ -z $WORKBASE ]]; then
-  WORKBASE=${TMPDIR:-/tmp}
-  if [[ $(fs_type "$WORKBASE") == tmpfs ]]; then WORKBASE=/var/tmp; fi
-fi
-WORK=$(mktemp -d "$WORKBASE/cloister-httpbench.XXXXXX")
+make_work cloister-httpbench "${TMPDIR:-/tmp}"
 WORK_FS=$(fs_type "$WORK")
-chmod 755 "$WORK"  # nginx's worker runs as another user when started by root.
-
-PIDS=()      # Servers this script started.
-WRK_PID=""   # The wrk run in progress (under timeout).
-
-stop_pid() {  # pid [name]: SIGTERM, wait up to 15 s, then SIGKILL.
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 150; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "${2:-process} $pid did not stop on SIGTERM; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-  local keep=() p
-  for p in "${PIDS[@]}"; do [[ $p != "$pid" ]] && keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [[ -n $WRK_PID ]]; then kill -TERM "$WRK_PID" 2>/dev/null || true; wait "$WRK_PID" 2>/dev/null || true; fi
-  local pid
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  if [[ $KEEP == 1 ]]; then
-    log "kept $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
-
-# A loopback port nobody listens on now (the server's bind is the real check: callers retry).
-free_port() {
-  local p i
-  for ((i = 0; i < 100; i++)); do
-    p=$((20000 + RANDOM % 40000))
-    if ! ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q .; then
-      echo "$p"
-      return 0
-    fi
-  done
-  return 1
-}
+trap_cleanup
 
 wait_http() {  # url pid seconds: until the url answers at all, while pid lives.
   local url=$1 pid=$2 deadline=$((SECONDS + $3))
@@ -224,58 +125,33 @@ make_cert() {
 
 CLOISTERD_PID="" CLOISTERD_PORT="" CLOISTERD_DATA=""
 start_cloisterd() {  # name [https]
-  local dir=$WORK/cloisterd-$1
-  mkdir -p "$dir"
+  local dir=$WORK/cloisterd-$1 args=()
   CLOISTERD_DATA=$dir/data
-  local args=(--data "$CLOISTERD_DATA" --listen-addr 127.0.0.1:0
-              --registry-listen-address 127.0.0.1:0 --access-log=false --log-level warn
-              --ready-file "$dir/ready")
   if [[ ${2:-} == https ]]; then
     make_cert
     args+=(--use-https --server-cert "$CERT" --server-key "$KEY")
   fi
-  "$CLOISTERD_BIN" "${args[@]}" >"$dir/stdout.log" 2>"$dir/stderr.log" &
-  CLOISTERD_PID=$!
-  PIDS+=("$CLOISTERD_PID")
-  local deadline=$((SECONDS + 30))
-  while [[ ! -f $dir/ready ]]; do
-    if ! kill -0 "$CLOISTERD_PID" 2>/dev/null || ((SECONDS > deadline)); then
-      cat "$dir/stderr.log" >&2
-      echo "run.sh: cloisterd did not start" >&2
-      exit 1
-    fi
-    sleep 0.05
-  done
-  CLOISTERD_PORT=$(sed -n 's/^controller=//p' "$dir/ready")
+  launch_cloisterd "$CLOISTERD_BIN" "$dir" -- "${args[@]}" || exit 1
+  CLOISTERD_PID=$STARTED_PID CLOISTERD_PORT=$STARTED_PORT
   log "cloisterd pid $CLOISTERD_PID on 127.0.0.1:$CLOISTERD_PORT (${2:-http}), data $CLOISTERD_DATA"
 }
 
-NGINX_PID="" NGINX_HTTP_PORT="" NGINX_HTTPS_PORT=""
+NGINX_HTTP_PORT="" NGINX_HTTPS_PORT=""
+nginx_configure() {
+  NGINX_HTTP_PORT=$(free_port)
+  NGINX_HTTPS_PORT=$(free_port)
+  sed -e "s|@WORK@|$WORK|g" -e "s|@HTTP_PORT@|$NGINX_HTTP_PORT|g" \
+      -e "s|@HTTPS_PORT@|$NGINX_HTTPS_PORT|g" -e "s|@CERT@|$CERT|g" -e "s|@KEY@|$KEY|g" \
+      -e "s|@CIPHERSUITES@|$CIPHERSUITES|g" "$HERE/nginx.conf.in" >"$WORK/nginx/nginx.conf"
+}
+nginx_ready() {
+  wait_http "http://127.0.0.1:$NGINX_HTTP_PORT/" "$NGINX_PID" 10 &&
+    wait_http "https://127.0.0.1:$NGINX_HTTPS_PORT/" "$NGINX_PID" 10
+}
 start_nginx() {  # after the status body is in $WORK/nginx/www/api/v1/status
   make_cert
-  mkdir -p "$WORK/nginx/tmp"
-  chmod -R a+rX "$WORK/nginx"
-  local attempt
-  for attempt in 1 2 3 4 5; do
-    NGINX_HTTP_PORT=$(free_port)
-    NGINX_HTTPS_PORT=$(free_port)
-    sed -e "s|@WORK@|$WORK|g" -e "s|@HTTP_PORT@|$NGINX_HTTP_PORT|g" \
-        -e "s|@HTTPS_PORT@|$NGINX_HTTPS_PORT|g" -e "s|@CERT@|$CERT|g" -e "s|@KEY@|$KEY|g" \
-        -e "s|@CIPHERSUITES@|$CIPHERSUITES|g" "$HERE/nginx.conf.in" >"$WORK/nginx/nginx.conf"
-    "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" \
-      >"$WORK/nginx/stdout.log" 2>&1 &
-    NGINX_PID=$!
-    PIDS+=("$NGINX_PID")
-    if wait_http "http://127.0.0.1:$NGINX_HTTP_PORT/" "$NGINX_PID" 10 &&
-       wait_http "https://127.0.0.1:$NGINX_HTTPS_PORT/" "$NGINX_PID" 10; then
-      log "nginx pid $NGINX_PID on 127.0.0.1:$NGINX_HTTP_PORT (http) and :$NGINX_HTTPS_PORT (https)"
-      return 0
-    fi
-    stop_pid "$NGINX_PID" nginx
-  done
-  cat "$WORK/nginx/error.log" "$WORK/nginx/stdout.log" >&2 || true
-  echo "run.sh: nginx did not start" >&2
-  exit 1
+  launch_nginx nginx_configure nginx_ready || { echo "run.sh: nginx did not start" >&2; exit 1; }
+  log "nginx pid $NGINX_PID on 127.0.0.1:$NGINX_HTTP_PORT (http) and :$NGINX_HTTPS_PORT (https)"
 }
 
 ETCD_PID="" ETCD_URL="" ETCD_DATA=""
@@ -310,19 +186,10 @@ start_etcd() {
 # ---- wrk. ----
 
 # run_wrk outfile seconds url [wrk args...] [-- script args...]: bounded in time; sets RATE
-# (Requests/sec). Not to be called in $(...): WRK_PID must reach the cleanup trap.
+# (Requests/sec). Not to be called in $(...): LOAD_PID must reach the cleanup trap.
 RATE=0
 CPU_PER_REQ=0   # Server CPU (user + system, all threads) per completed request, microseconds.
 SERVER_PIDS=""  # Set by the caller: the processes whose CPU time the run is charged with.
-CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() {  # utime + stime of the given pids (the comm field may hold spaces: cut after ')').
-  local total=0 p
-  for p in "$@"; do
-    [[ -r /proc/$p/stat ]] || continue
-    total=$((total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-  done
-  echo "$total"
-}
 run_wrk() {
   local out=$1 secs=$2 url=$3
   shift 3
@@ -330,16 +197,12 @@ run_wrk() {
   # shellcheck disable=SC2086
   ticks_before=$(cpu_ticks $SERVER_PIDS)
   while [[ $# -gt 0 && $1 != -- ]]; do opts+=("$1"); shift; done
-  timeout -k 5 $((secs + 30)) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s "${opts[@]}" \
-    "$url" "$@" >"$out" 2>"$out.err" &
-  WRK_PID=$!
-  wait "$WRK_PID" || rc=$?
-  WRK_PID=""
+  run_bounded $((secs + 30)) "$out" wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s \
+    "${opts[@]}" "$url" "$@" || rc=$?
   # shellcheck disable=SC2086
   ticks_after=$(cpu_ticks $SERVER_PIDS)
   requests=$(awk '/ requests in / {print $1}' "$out")
-  CPU_PER_REQ=$(awk -v a="$ticks_before" -v b="$ticks_after" -v n="${requests:-0}" -v hz="$CLK_TCK" \
-    'BEGIN {if (n > 0) printf "%.2f", (b - a) / hz * 1e6 / n; else print "nan"}')
+  CPU_PER_REQ=$(per_op_us "$ticks_before" "$ticks_after" "$requests")
   RATE=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   if [[ $rc -ne 0 || -z $RATE ]]; then
     cat "$out" "$out.err" >&2
@@ -363,9 +226,6 @@ INVALID=()
 
 declare -A SUBJECT_RATES PEER_RATES RATIOS PEER_NAME TARGET UNIT SUBJECT_CPU PEER_CPU
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
-fmt() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
-fmt_ratio() { awk -v x="$1" 'BEGIN {printf "%.3f", x}'; }
 
 # run_rounds test: calls ${test}_run cloisterd|peer outfile seconds, alternating the order.
 run_rounds() {
@@ -384,7 +244,7 @@ run_rounds() {
     SUBJECT_CPU[$test]+="$sc "
     PEER_CPU[$test]+="$pc "
     local ratio
-    ratio=$(awk -v s="$s" -v p="$p" 'BEGIN {if (p > 0) printf "%.4f", s / p; else print "nan"}')
+    ratio=$(ratio "$s" "$p")
     SUBJECT_RATES[$test]+="$s "
     PEER_RATES[$test]+="$p "
     RATIOS[$test]+="$ratio "

@@ -17,6 +17,7 @@
 #include "log/base64.h"
 #include "tests/crash/child_process.h"
 #include "tests/testutil.h"
+#include "tests/wire/auth_checks.h"
 #include "tests/wire/cloisterd_process.h"
 #include "tests/wire/envelope_checks.h"
 #include "tests/wire/wire_client.h"
@@ -32,36 +33,23 @@ std::string Basic(const std::string& user, const std::string& password) {
   return "Authorization: Basic " + log::Base64Encode(user + ":" + password) + "\r\n";
 }
 
-std::unique_ptr<CloisterdProcess> StartWithAuth(TempDir& dir, std::vector<std::string> env) {
-  auto started = CloisterdProcess::Start(dir.Sub("data"), dir.path(), {}, env);
-  INFO(started.status().ToString());
-  REQUIRE(started.ok());
-  return std::move(*started);
-}
-
 std::vector<std::string> AuthEnv() {
   return {"ANKA_ENABLE_AUTH=true", std::string("ANKA_ROOT_TOKEN=") + kToken};
 }
 
-void RequireAuthenticationRequired(const WireResponse& response) {
-  INFO(response.body);
-  CHECK(response.status == 401);
-  CHECK(response.body == R"({"status":"FAIL","message":"Authentication Required"})");
-}
-
 TEST_CASE("root token: the seed's Basic header works, anything else is 401") {
   TempDir dir;
-  auto daemon = StartWithAuth(dir, AuthEnv());
+  auto daemon = StartDaemon(dir, AuthEnv());
   const WireTarget api = daemon->controller();
   const WireTarget registry = daemon->registry();
 
   // Probes stay open; the API, the registry and the node protocol do not.
   RequireOk(Call(api, "GET", "/livez"));
   RequireOk(Call(api, "GET", "/readyz"));
-  RequireAuthenticationRequired(Call(api, "GET", "/api/v1/status"));
-  RequireAuthenticationRequired(Call(registry, "GET", "/registry/status"));
-  RequireAuthenticationRequired(Call(api, "POST", "/node/v1/join", R"({"node_name":"x"})"));
-  RequireAuthenticationRequired(Call(api, "GET", "/api/v1/nope"));  // Before 404: no probing.
+  RequireUnauthenticated(Call(api, "GET", "/api/v1/status"));
+  RequireUnauthenticated(Call(registry, "GET", "/registry/status"));
+  RequireUnauthenticated(Call(api, "POST", "/node/v1/join", R"({"node_name":"x"})"));
+  RequireUnauthenticated(Call(api, "GET", "/api/v1/nope"));  // Before 404: no probing.
 
   // curl -H "Authorization: Basic $(echo -ne "root:TOKEN" | base64)" .../registry/status
   CHECK(RequireOk(Call(registry, "GET", "/registry/status", "", Basic("root", kToken)))
@@ -75,15 +63,15 @@ TEST_CASE("root token: the seed's Basic header works, anything else is 401") {
   RequireOk(Call(api, "GET", "/api/v1/status", "",
                  "authorization: BASIC " + log::Base64Encode(std::string("root:") + kToken) +
                      "\r\n"));
-  RequireAuthenticationRequired(
+  RequireUnauthenticated(
       Call(api, "GET", "/api/v1/status", "", Basic("root", "wrong-1234")));
-  RequireAuthenticationRequired(Call(api, "GET", "/api/v1/status", "", Basic("admin", kToken)));
-  RequireAuthenticationRequired(
+  RequireUnauthenticated(Call(api, "GET", "/api/v1/status", "", Basic("admin", kToken)));
+  RequireUnauthenticated(
       Call(api, "GET", "/api/v1/status", "",
            std::string("Authorization: Bearer ") + kToken + "\r\n"));
-  RequireAuthenticationRequired(
+  RequireUnauthenticated(
       Call(api, "GET", "/api/v1/status", "", "Authorization: Basic %%%not-base64\r\n"));
-  RequireAuthenticationRequired(Call(api, "GET", "/api/v1/status", "",
+  RequireUnauthenticated(Call(api, "GET", "/api/v1/status", "",
                                      Basic("root", kToken) + Basic("root", "wrong-1234")));
 
   // What an authenticated request changes is recorded with root as its actor.
@@ -112,11 +100,11 @@ TEST_CASE("root token: the seed's Basic header works, anything else is 401") {
 
 TEST_CASE("failed authentications are limited per source: 429 with Retry-After") {
   TempDir dir;
-  auto daemon = StartWithAuth(dir, AuthEnv());
+  auto daemon = StartDaemon(dir, AuthEnv());
   const WireTarget api = daemon->controller();
   for (int i = 0; i < 20; i++) {
     const std::string guess = "guess-" + std::to_string(i) + "-xxxx";
-    RequireAuthenticationRequired(Call(api, "GET", "/api/v1/status", "", Basic("root", guess)));
+    RequireUnauthenticated(Call(api, "GET", "/api/v1/status", "", Basic("root", guess)));
   }
   WireResponse limited = Call(api, "GET", "/api/v1/status", "", Basic("root", "guess-21-xxxx"));
   CHECK(limited.status == 429);
@@ -152,9 +140,9 @@ TEST_CASE("cloisterd --init makes a token once, keeps only its digest, and the d
   CHECK(again->ExitCode() == 2);
   CHECK(again->output.find("exists") != std::string::npos);
 
-  auto daemon = StartWithAuth(dir, {"ANKA_ENABLE_AUTH=true"});
+  auto daemon = StartDaemon(dir, {"ANKA_ENABLE_AUTH=true"});
   const WireTarget api = daemon->controller();
-  RequireAuthenticationRequired(Call(api, "GET", "/api/v1/status"));
+  RequireUnauthenticated(Call(api, "GET", "/api/v1/status"));
   RequireOk(Call(api, "GET", "/api/v1/status", "", Basic("root", token)));
 }
 
@@ -188,7 +176,7 @@ TEST_CASE("cloisterd makes no core dumps: credentials pass through its memory") 
   if (setrlimit(RLIMIT_CORE, &allow) != 0 || allow.rlim_cur == 0) {
     WARN("cannot raise RLIMIT_CORE here: the check below could not tell");
   }
-  auto daemon = StartWithAuth(dir, AuthEnv());
+  auto daemon = StartDaemon(dir, AuthEnv());
   const std::string limits =
       ReadFileOrEmpty("/proc/" + std::to_string(daemon->pid()) + "/limits");
   REQUIRE_FALSE(limits.empty());
@@ -204,7 +192,7 @@ TEST_CASE("cloisterd makes no core dumps: credentials pass through its memory") 
 
 TEST_CASE("an agent joins and runs with the root token") {
   TempDir dir;
-  auto daemon = StartWithAuth(dir, AuthEnv());
+  auto daemon = StartDaemon(dir, AuthEnv());
   const WireTarget api = daemon->controller();
   // Without the token the join's connection test fails, and says why.
   ProgramResult refused =

@@ -1,26 +1,18 @@
 // Client-certificate authentication (mTLS, seed 001) through the real cloisterd over HTTPS: the
 // negative matrix of the authentication issue. Certificates, keys and CRLs come from
 // //tests:cert_factory (the server's too, with SAN IP:127.0.0.1); requests are made with
-// `curl --insecure --cert X --key Y`, and with a small keep-alive TLS client here for the
-// revocation that must bite on the next request of an open connection.
+// `curl --insecure --cert X --key Y`, and with a keep-alive WireConnection presenting a client
+// certificate for the revocation that must bite on the next request of an open connection.
 //
 // Every refusal is checked twice: the exact 401 on the wire, and its AuthenticationFailed event
 // (method, claimed CN, reason, source address) in the audit export, compared in order with the
 // list of refusals the test made. No daemon sees more than 20 failures from one source (past
 // that the failure limiter answers 429 and records nothing), so the matrix is spread over
 // several daemons. Waits poll with deadlines; nothing sleeps for long.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
-#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <ctime>
@@ -103,89 +95,33 @@ void RequireOkStatus(const HttpResult& result) {
   REQUIRE(body["status"] == "OK");
 }
 
-// ---- A keep-alive TLS client with a client certificate ----
+// ---- A keep-alive TLS connection with a client certificate ----
 
-class TlsClient {
- public:
-  static std::unique_ptr<TlsClient> Connect(uint16_t port, const CertFiles& files) {
-    std::unique_ptr<TlsClient> client(new TlsClient());
-    client->fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(client->fd_ >= 0);
-    timeval timeout{5, 0};  // Every read and write: a test never hangs on the daemon.
-    REQUIRE(setsockopt(client->fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) == 0);
-    REQUIRE(setsockopt(client->fd_, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)) == 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(connect(client->fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
-    client->ctx_ = SSL_CTX_new(TLS_client_method());
-    REQUIRE(client->ctx_ != nullptr);
-    SSL_CTX_set_verify(client->ctx_, SSL_VERIFY_NONE, nullptr);  // As curl --insecure.
-    REQUIRE(SSL_CTX_use_certificate_file(client->ctx_, files.cert.c_str(), SSL_FILETYPE_PEM) ==
-            1);
-    REQUIRE(SSL_CTX_use_PrivateKey_file(client->ctx_, files.key.c_str(), SSL_FILETYPE_PEM) == 1);
-    client->ssl_ = SSL_new(client->ctx_);
-    REQUIRE(client->ssl_ != nullptr);
-    REQUIRE(SSL_set_fd(client->ssl_, client->fd_) == 1);
-    const int connected = SSL_connect(client->ssl_);
-    const char* error = ERR_reason_error_string(ERR_peek_last_error());
-    INFO("SSL_connect: " << (error != nullptr ? error : "no OpenSSL error"));
-    REQUIRE(connected == 1);
-    return client;
-  }
+// Connects to the daemon presenting files' certificate; the server's certificate is not
+// verified, as with curl --insecure.
+std::unique_ptr<WireConnection> ConnectWithCert(uint16_t port, const CertFiles& files) {
+  WireTarget target;
+  target.port = port;
+  target.tls = true;
+  target.client_cert_file = files.cert;
+  target.client_key_file = files.key;
+  auto connection = WireConnection::Connect(target);
+  INFO(connection.status().ToString());
+  REQUIRE(connection.ok());
+  return std::move(*connection);
+}
 
-  ~TlsClient() {
-    if (ssl_ != nullptr) SSL_free(ssl_);
-    if (ctx_ != nullptr) SSL_CTX_free(ctx_);
-    if (fd_ >= 0) close(fd_);
-  }
-  TlsClient(const TlsClient&) = delete;
-  TlsClient& operator=(const TlsClient&) = delete;
-
-  // One GET on this connection (kept alive); REQUIREs a complete response.
-  HttpResult Get(const std::string& path) {
-    const std::string request = MakeRequest("GET", path);
-    REQUIRE(SSL_write(ssl_, request.data(), static_cast<int>(request.size())) ==
-            static_cast<int>(request.size()));
-    size_t head_end = std::string::npos;
-    while ((head_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
-      ReadMore();
-    }
-    const std::string head = buffer_.substr(0, head_end + 2);
-    HttpResult result;
-    REQUIRE(head.rfind("HTTP/1.1 ", 0) == 0);
-    result.status = std::stoi(head.substr(9, 3));
-    std::string lower = head;
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    const size_t length_at = lower.find("\r\ncontent-length:");
-    REQUIRE(length_at != std::string::npos);
-    const size_t length = std::stoul(head.substr(length_at + 17));
-    while (buffer_.size() < head_end + 4 + length) {
-      ReadMore();
-    }
-    result.body = buffer_.substr(head_end + 4, length);
-    buffer_.erase(0, head_end + 4 + length);
-    return result;
-  }
-
- private:
-  TlsClient() = default;
-
-  void ReadMore() {
-    char chunk[4096];
-    const int n = SSL_read(ssl_, chunk, sizeof(chunk));
-    INFO("SSL_read: " << SSL_get_error(ssl_, n));
-    REQUIRE(n > 0);
-    buffer_.append(chunk, static_cast<size_t>(n));
-  }
-
-  int fd_ = -1;
-  SSL_CTX* ctx_ = nullptr;
-  SSL* ssl_ = nullptr;
-  std::string buffer_;
-};
+// One GET on the connection (kept alive); REQUIREs a complete HTTP/1.1 response with a
+// Content-Length.
+HttpResult Get(WireConnection& connection, const std::string& path) {
+  REQUIRE(connection.Send(MakeRequest("GET", path)).ok());
+  auto response = connection.ReadResponse();
+  INFO(response.status().ToString());
+  REQUIRE(response.ok());
+  REQUIRE(response->version_minor == 1);
+  REQUIRE(response->HasHeader("Content-Length"));
+  return HttpResult{response->status, response->body};
+}
 
 // ---- PKI, daemons, events ----
 
@@ -412,15 +348,15 @@ TEST_CASE("mTLS: good, wrong-CA, dated, unnamed and missing certificates; CRL an
   // A connection opened before the reload is refused on its next request as well (its cached
   // verification belongs to the previous CRL).
   RequireOkStatus(Curl(status, CertArgs(crl_victim)));
-  auto crl_connection = TlsClient::Connect(daemon->controller_port(), crl_victim);
-  RequireOkStatus(crl_connection->Get("/api/v1/status"));
+  auto crl_connection = ConnectWithCert(daemon->controller_port(), crl_victim);
+  RequireOkStatus(Get(*crl_connection, "/api/v1/status"));
   WaitForEvents(data, "CrlLoaded", 1);
   WriteCrlFile(pki.crl_path, pki.ca, {0x999, 0x4242}, now - kDaySeconds, now + 30 * kDaySeconds);
   const auto [revoked, revoked_ms] = PollUntilStatus(status, crl_victim, 401);
   RequireAuthenticationRequired(revoked);
   CHECK(revoked_ms <= 2500);
   refusals.push_back({"Certificate", "crl-victim", "certificate revoked"});
-  RequireAuthenticationRequired(crl_connection->Get("/api/v1/status"));
+  RequireAuthenticationRequired(Get(*crl_connection, "/api/v1/status"));
   refusals.push_back({"Certificate", "crl-victim", "certificate revoked"});
   CHECK(daemon->Running());
   CHECK(daemon->pid() == pid);
@@ -429,12 +365,12 @@ TEST_CASE("mTLS: good, wrong-CA, dated, unnamed and missing certificates; CRL an
 
   // Revoked through the API: the next request of an open connection is refused, and so is a
   // new connection.
-  auto connection = TlsClient::Connect(daemon->controller_port(), api_victim);
-  RequireOkStatus(connection->Get("/api/v1/status"));
-  RequireOkStatus(connection->Get("/api/v1/status"));
+  auto connection = ConnectWithCert(daemon->controller_port(), api_victim);
+  RequireOkStatus(Get(*connection, "/api/v1/status"));
+  RequireOkStatus(Get(*connection, "/api/v1/status"));
   RequireOkStatus(Curl(base + "/api/v1/revoke",
                        PostArgs(R"({"serial":"4b1d","reason":"laptop lost"})", RootArgs())));
-  RequireAuthenticationRequired(connection->Get("/api/v1/status"));
+  RequireAuthenticationRequired(Get(*connection, "/api/v1/status"));
   refusals.push_back({"Certificate", "api-victim", "certificate revoked"});
   RequireAuthenticationRequired(Curl(status, CertArgs(api_victim)));
   refusals.push_back({"Certificate", "api-victim", "certificate revoked"});

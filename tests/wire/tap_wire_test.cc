@@ -24,6 +24,7 @@
 #include "log/base64.h"
 #include "tests/crash/child_process.h"
 #include "tests/testutil.h"
+#include "tests/wire/auth_checks.h"
 #include "tests/wire/cloisterd_process.h"
 #include "tests/wire/envelope_checks.h"
 #include "tests/wire/tap_client.h"
@@ -47,29 +48,22 @@ std::vector<std::string> TapEnv(std::vector<std::string> more = {}) {
   return env;
 }
 
-std::unique_ptr<CloisterdProcess> Start(TempDir& dir, std::vector<std::string> env) {
-  auto started = CloisterdProcess::Start(dir.Sub("data"), dir.path(), {}, env);
-  INFO(started.status().ToString());
-  REQUIRE(started.ok());
-  return std::move(*started);
-}
-
 void CreateKey(const WireTarget& api, const std::string& id, EVP_PKEY* key,
                const std::string& groups = R"(["ci"])") {
   CreateApiKey(api, Root(), id, key, groups);
 }
 
-void RequireUnauthenticated(const WireResponse& response) {
-  INFO(response.body);
-  CHECK(response.status == 401);
-  CHECK(response.body == R"({"status":"FAIL","message":"Authentication Required"})");
-}
-
-TEST_CASE("TAP: the seed's hand, shake and Bearer work on the controller and the registry") {
+// A cloisterd with authentication and API keys on, and a fresh RSA key for the test to
+// register: the start of most tests here, as a Catch2 fixture (its members are in scope).
+struct TapDaemon {
   TempDir dir;
-  auto daemon = Start(dir, TapEnv());
+  std::unique_ptr<CloisterdProcess> daemon = StartDaemon(dir, TapEnv());
   const WireTarget api = daemon->controller();
   Pkey key = NewRsaKey();
+};
+
+TEST_CASE_METHOD(TapDaemon,
+                 "TAP: the seed's hand, shake and Bearer work on the controller and the registry") {
   CreateKey(api, "nathan", key.get());
 
   const std::string secret = Hand(api, "nathan", key.get());
@@ -124,11 +118,8 @@ TEST_CASE("TAP: the seed's hand, shake and Bearer work on the controller and the
   CHECK(opened);
 }
 
-TEST_CASE("TAP: an unknown id gets a hand of the same shape and size; its shake fails") {
-  TempDir dir;
-  auto daemon = Start(dir, TapEnv());
-  const WireTarget api = daemon->controller();
-  Pkey key = NewRsaKey();
+TEST_CASE_METHOD(TapDaemon,
+                 "TAP: an unknown id gets a hand of the same shape and size; its shake fails") {
   CreateKey(api, "known", key.get());
   const WireResponse known = Call(api, "POST", "/tap/v1/hand", R"({"id":"known"})");
   const WireResponse unknown = Call(api, "POST", "/tap/v1/hand", R"({"id":"unknown"})");
@@ -144,11 +135,8 @@ TEST_CASE("TAP: an unknown id gets a hand of the same shape and size; its shake 
   }
 }
 
-TEST_CASE("TAP: failures count per key id too, across sources; 429 with Retry-After") {
-  TempDir dir;
-  auto daemon = Start(dir, TapEnv());
-  const WireTarget api = daemon->controller();
-  Pkey key = NewRsaKey();
+TEST_CASE_METHOD(TapDaemon,
+                 "TAP: failures count per key id too, across sources; 429 with Retry-After") {
   CreateKey(api, "victim", key.get());
   // 21 wrong shakes for one key id, each from its own loopback address (so no source reaches
   // its own limit): the 21st is over the key's limit.
@@ -179,11 +167,7 @@ TEST_CASE("TAP: failures count per key id too, across sources; 429 with Retry-Af
   CHECK(failures == 20);  // Past the limit nothing more is recorded.
 }
 
-TEST_CASE("TAP: 64 parallel shakes with one secret give exactly one session") {
-  TempDir dir;
-  auto daemon = Start(dir, TapEnv());
-  const WireTarget api = daemon->controller();
-  Pkey key = NewRsaKey();
+TEST_CASE_METHOD(TapDaemon, "TAP: 64 parallel shakes with one secret give exactly one session") {
   CreateKey(api, "fleet", key.get());
   const std::string secret = Hand(api, "fleet", key.get());
   std::atomic<int> ok{0};
@@ -222,7 +206,8 @@ TEST_CASE("TAP: 64 parallel shakes with one secret give exactly one session") {
 
 TEST_CASE("TAP: secrets and sessions expire; revocation and deletion end sessions at once") {
   TempDir dir;
-  auto daemon = Start(dir, TapEnv({"CLOISTER_TAP_SECRET_TTL=1s", "ANKA_API_KEYS_SESSION_TTL=2s"}));
+  auto daemon =
+      StartDaemon(dir, TapEnv({"CLOISTER_TAP_SECRET_TTL=1s", "ANKA_API_KEYS_SESSION_TTL=2s"}));
   const WireTarget api = daemon->controller();
   Pkey key = NewRsaKey();
   CreateKey(api, "short", key.get());
@@ -302,11 +287,7 @@ TEST_CASE("TAP: secrets and sessions expire; revocation and deletion end session
   }
 }
 
-TEST_CASE("API keys: create, generate, list, update and delete; root only") {
-  TempDir dir;
-  auto daemon = Start(dir, TapEnv());
-  const WireTarget api = daemon->controller();
-  Pkey key = NewRsaKey();
+TEST_CASE_METHOD(TapDaemon, "API keys: create, generate, list, update and delete; root only") {
   CreateKey(api, "uploaded", key.get(), R"(["team a","ci"])");
 
   // Without publicKey the server makes the pair and answers the private key once (PKCS#1 DER),
@@ -376,12 +357,12 @@ TEST_CASE("API keys: sessions and keys survive a restart; they need ANKA_ENABLE_
   Pkey key = NewRsaKey();
   Json data;
   {
-    auto daemon = Start(dir, TapEnv());
+    auto daemon = StartDaemon(dir, TapEnv());
     CreateKey(daemon->controller(), "kept", key.get());
     data = Login(daemon->controller(), "kept", key.get());
     REQUIRE(daemon->Stop(SIGTERM).ok());
   }
-  auto daemon = Start(dir, TapEnv());
+  auto daemon = StartDaemon(dir, TapEnv());
   RequireOk(Call(daemon->controller(), "GET", "/api/v1/status", "", Bearer(data)));
   REQUIRE(daemon->Stop(SIGTERM).ok());
 
@@ -405,7 +386,7 @@ std::string WaitRegistryStatus(const WireTarget& api, const std::string& headers
 
 TEST_CASE("cloister call: the CLI authenticates with the root token or a UAK (TAP)") {
   TempDir dir;
-  auto daemon = Start(dir, TapEnv());
+  auto daemon = StartDaemon(dir, TapEnv());
   const std::string url = daemon->controller().BaseUrl();
   const std::string cloister = RunfilePath("tools/cloister");
   Pkey key = NewRsaKey();
@@ -424,7 +405,8 @@ TEST_CASE("cloister call: the CLI authenticates with the root token or a UAK (TA
   REQUIRE(status.Succeeded());
   CHECK(Json::parse(status.out)["body"]["status"] == "Running");
   // Without credentials: the 401 envelope and exit 1; two kinds at once: exit 2.
-  const ProgramResult refused = RunProgram(cloister, {"call", "GET", "/api/v1/status", "--url", url});
+  const ProgramResult refused =
+      RunProgram(cloister, {"call", "GET", "/api/v1/status", "--url", url});
   CHECK(refused.wait_status != 0);
   CHECK_THAT(refused.out, Catch::Contains("Authentication Required"));
   const ProgramResult both = RunProgram(

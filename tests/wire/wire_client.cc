@@ -165,6 +165,15 @@ Result<std::unique_ptr<WireConnection>> WireConnection::Connect(const WireTarget
     SSL_CTX_load_verify_locations(connection->ctx_, target.ca_file.c_str(), nullptr);
     SSL_CTX_set_verify(connection->ctx_, SSL_VERIFY_PEER, nullptr);
   }
+  if (!target.client_cert_file.empty()) {
+    if (SSL_CTX_use_certificate_file(connection->ctx_, target.client_cert_file.c_str(),
+                                     SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_use_PrivateKey_file(connection->ctx_, target.client_key_file.c_str(),
+                                    SSL_FILETYPE_PEM) != 1) {
+      return Status::InvalidArgument("client certificate " + target.client_cert_file + ": " +
+                                     SslErrors());
+    }
+  }
   connection->ssl_ = SSL_new(connection->ctx_);
   SSL_set_fd(connection->ssl_, connection->fd_);
   SSL_set_tlsext_host_name(connection->ssl_, target.host.c_str());

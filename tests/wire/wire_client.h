@@ -29,6 +29,10 @@ struct WireTarget {
   bool tls = false;
   // With tls: the CA file to verify the server against; empty: no verification.
   std::string ca_file;
+  // With tls: a client certificate and its private key (PEM files) to present, for servers
+  // that authenticate clients by certificate; empty: none.
+  std::string client_cert_file;
+  std::string client_key_file;
 
   // "http://127.0.0.1:8090" or "https://...".
   std::string BaseUrl() const;
