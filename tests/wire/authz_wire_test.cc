@@ -272,6 +272,38 @@ TEST_CASE("the registry listener administers registry groups only, with registry
   RequireFail(Call(registry, "GET", "/admin/api/v1/permission/groups", "", ctl), 403);
 }
 
+TEST_CASE("a standalone registry obeys ANKA_ENABLE_AUTHORIZATION, not the combined switch") {
+  TempDir dir;
+  const std::vector<std::string> base = {"ANKA_ENABLE_AUTH=true",
+                                         std::string("ANKA_ROOT_TOKEN=") + kToken,
+                                         "ANKA_ENABLE_API_KEYS=true"};
+  for (const bool standalone_switch : {true, false}) {
+    std::vector<std::string> env = base;
+    // The combined process's switch is set either way; only the standalone one counts.
+    env.push_back("ANKA_ENABLE_REGISTRY_AUTHORIZATION=true");
+    if (standalone_switch) env.push_back("ANKA_ENABLE_AUTHORIZATION=true");
+    const std::string data = dir.Sub(standalone_switch ? "on" : "off");
+    auto started = CloisterdProcess::Start(data, dir.path(), {"--role", "registry"}, env);
+    REQUIRE(started.ok());
+    const WireTarget registry = (*started)->registry();
+    const std::string bob = KeyWithGroups(registry, "bob", {});
+    const WireResponse status = Call(registry, "GET", "/registry/status", "", bob);
+    INFO("ANKA_ENABLE_AUTHORIZATION " << standalone_switch << ": " << status.body);
+    if (!standalone_switch) {
+      RequireOk(status);
+      continue;
+    }
+    CHECK(RequireFail(status, 403) ==
+          "permission denied: index is needed (no group of bob grants index)");
+    // Its own admin API grants it.
+    RequireOk(Call(registry, "POST", "/admin/api/v1/permission/groups",
+                   R"({"name":"readers","permissions":["index"]})", Root()));
+    RequireOk(Call(registry, "PUT", "/api/v1/apikey", R"({"id":"bob","groups":["readers"]})",
+                   Root()));
+    RequireOk(Call(registry, "GET", "/registry/status", "", bob));
+  }
+}
+
 TEST_CASE("authorization off (Enterprise): every credential may do everything; root always") {
   TempDir dir;
   auto daemon = Start(dir, false);
