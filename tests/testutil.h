@@ -1,7 +1,9 @@
 // Helpers shared by cloister's tests.
 #pragma once
 
+#include <chrono>
 #include <string>
+#include <thread>
 
 namespace cloister::testing {
 
@@ -20,5 +22,19 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// Polls pred every 100 ms until it holds or timeout_ms have passed; returns its last value.
+// For conditions reached by other processes (an agent's report, a scheduler pass).
+template <typename Pred>
+bool WaitFor(int timeout_ms, Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return true;
+}
 
 }  // namespace cloister::testing

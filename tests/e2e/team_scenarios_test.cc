@@ -50,18 +50,6 @@ std::string Root() {
   return "Authorization: Basic " + log::Base64Encode(std::string("root:") + kToken) + "\r\n";
 }
 
-template <typename Pred>
-bool WaitFor(int timeout_ms, Pred pred) {
-  const int64_t deadline = MonotonicMs() + timeout_ms;
-  while (!pred()) {
-    if (MonotonicMs() > deadline) {
-      return false;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return true;
-}
-
 // One cloisterd with every switch of seed 002 on, its agents and its keys.
 class Fleet {
  public:
@@ -145,6 +133,20 @@ class Fleet {
     return node_id;
   }
 
+  // Scenarios 1 and 3: template "macos"; groups team1..3, each may list and pull it; for each
+  // team a node key "teamN-nodes" (groups node, teamN) and a service user "teamN-su" (groups
+  // service-user, teamN).
+  void TeamsWithOwnNodes() {
+    Template("macos");
+    for (int team = 1; team <= 3; team++) {
+      const std::string t = "team" + std::to_string(team);
+      Group(t, {});
+      Grant(t, "template", "macos", {"list", "pull"});
+      Key(t + "-nodes", {"node", t});
+      Key(t + "-su", {"service-user", t});
+    }
+  }
+
   // POST /api/v1/vm as a credential: the response.
   WireResponse Start(const std::string& auth, const std::string& vmid, const std::string& group,
                      int count, const std::string& extra = "") {
@@ -225,15 +227,8 @@ bool Denied(Fleet& fleet, const std::string& actor, const std::string& permissio
 
 TEST_CASE("seed 002 scenario 1: team-specific nodes") {
   Fleet fleet;
-  fleet.Template("macos");
+  fleet.TeamsWithOwnNodes();
   std::map<int, std::string> node_of;
-  for (int team = 1; team <= 3; team++) {
-    const std::string t = "team" + std::to_string(team);
-    fleet.Group(t, {});
-    fleet.Grant(t, "template", "macos", {"list", "pull"});
-    fleet.Key(t + "-nodes", {"node", t});
-    fleet.Key(t + "-su", {"service-user", t});
-  }
   for (int team = 1; team <= 3; team++) {
     const std::string t = "team" + std::to_string(team);
     node_of[team] = fleet.Join(t + "-node", t + "-nodes", 4);
@@ -340,15 +335,8 @@ TEST_CASE("seed 002 scenario 2: shared nodes, teams limited by template resource
 
 TEST_CASE("seed 002 scenario 3: team nodes plus a dynamic node whose groups change") {
   Fleet fleet;
-  fleet.Template("macos");
+  fleet.TeamsWithOwnNodes();
   std::map<int, std::string> node_of;
-  for (int team = 1; team <= 3; team++) {
-    const std::string t = "team" + std::to_string(team);
-    fleet.Group(t, {});
-    fleet.Grant(t, "template", "macos", {"list", "pull"});
-    fleet.Key(t + "-nodes", {"node", t});
-    fleet.Key(t + "-su", {"service-user", t});
-  }
   fleet.Key("dynamic-nodes", {"node"});
   for (int team = 1; team <= 3; team++) {
     const std::string t = "team" + std::to_string(team);

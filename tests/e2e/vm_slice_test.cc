@@ -29,19 +29,6 @@ using Json = nlohmann::json;
 
 std::string NodePath() { return RunfilePath("node/cloister-node"); }
 
-// Polls until pred() or the deadline; returns pred()'s last value.
-template <typename Pred>
-bool WaitFor(int timeout_ms, Pred pred) {
-  const int64_t deadline = MonotonicMs() + timeout_ms;
-  while (!pred()) {
-    if (MonotonicMs() > deadline) {
-      return false;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return true;
-}
-
 std::map<std::string, Json> Instances(const WireTarget& api) {
   std::map<std::string, Json> by_id;
   for (const Json& item : RequireOk(Call(api, "GET", "/api/v1/vm"))) {
