@@ -12,6 +12,13 @@
 // among groups at the same distance that disagree, deny wins. "standard" is farther than every
 // explicit group (it is the root every chain ends in).
 //
+// Precisely: a group's distance is its shortest path from the user (breadth first; each group
+// visited once, so a cycle, which the reducer never makes, cannot loop); a group named but not
+// defined is reached with no rules; "standard" is at 1 + the largest distance reached (1 for a
+// user with no groups), and is never an explicit step even if listed. Where holders at the
+// winning distance agree, or deny wins, the decision names the first of them by name holding the
+// winning verdict.
+//
 // Defaults when no rule covers Q: configuration rules ("com.veertu.anka.cfg" and
 // "com.veertu.ankahv.cfg" and everything below them) are denied to non-administrators and
 // allowed to administrators; every other rule (the runtime features com.veertu.ankahv.* and
@@ -50,7 +57,9 @@ struct PolicyDecision {
   int distance = 0;      // 0: the user; 1: a direct group; ...
 
   // "allow: com.veertu.ankahv.fs./Users/test/workspace1=allow (user test)",
-  // "deny: com.veertu.anka.cfg (default: configuration changes need an administrator)".
+  // "deny: com.veertu.ankahv.fs=deny (group developers, distance 2)",
+  // "deny (default: configuration changes need an administrator)". A default names no rule (the
+  // decision does not hold the query); the caller prints the query beside it.
   std::string Explain() const;
 };
 
