@@ -312,6 +312,23 @@ struct RecordAccessDenied {
   std::string source_ip = {};
 };
 
+// POST /api/v1/policy: a VM policy's whole chain of signed events as the policy tool wrote it
+// (engine/policy_chain.h). A new policy_id records them all; a known one records the events past
+// the stored ones, which must be a prefix of signed_events (a policy only grows, and only by
+// events its administrators signed: nobody, root included, can forge or rewrite one).
+struct PutPolicy {
+  std::string policy_id;
+  std::vector<std::string> signed_events;
+};
+
+// Attaches policy_id to a template or an instance, or detaches (policy_id empty) what is
+// attached.
+struct ChangePolicyAttachment {
+  std::string target_type;  // "template" or "instance".
+  std::string target_id;
+  std::string policy_id;
+};
+
 using Command = std::variant<SetConfig, CreateNodeGroup, UpdateNodeGroup, DeleteNodeGroup, JoinNode,
                              RemoveNode, RequestVm, ChangeVmState, TerminateVm, UpdateNodeStatus,
                              ScheduleVms, ChangeGroupMembership, UpdateVm, RestartVm,
@@ -320,7 +337,7 @@ using Command = std::variant<SetConfig, CreateNodeGroup, UpdateNodeGroup, Delete
                              UpdateApiKey, DeleteApiKey, OpenSession, RevokeSession, RevokeKey,
                              RevokeCertificate, RecordCrlLoaded, CreatePermissionGroup,
                              UpdatePermissionGroup, DeletePermissionGroup, SetResourcePermissions,
-                             RecordAccessDenied>;
+                             RecordAccessDenied, PutPolicy, ChangePolicyAttachment>;
 
 // The Anka instance state machine: may an instance in `from` move to `to`? Staying in the same
 // state (a progress or message update) is allowed, except once Terminated.

@@ -115,6 +115,13 @@ std::vector<std::string> ConflictKeys(const Command& command) {
       return keys;
     }
     std::vector<std::string> operator()(const RecordAccessDenied&) const { return {}; }
+    std::vector<std::string> operator()(const PutPolicy& c) const {
+      return {"policy/" + c.policy_id};
+    }
+    std::vector<std::string> operator()(const ChangePolicyAttachment& c) const {
+      return {"policy/" + c.policy_id,
+              c.target_type == "template" ? std::string("templates") : "vm/" + c.target_id};
+    }
     std::vector<std::string> operator()(const ScheduleVms&) const {
       // One pass at a time: a pass counts capacity from the views, so a second pass in flight
       // would count without the first one's placements.
@@ -188,7 +195,8 @@ const char* CommandName(const Command& command) {
       "record_auth_failure", "create_api_key", "update_api_key", "delete_api_key", "open_session",
       "revoke_session", "revoke_key", "revoke_certificate", "record_crl_loaded",
       "create_permission_group", "update_permission_group", "delete_permission_group",
-      "set_resource_permissions", "record_access_denied"};
+      "set_resource_permissions", "record_access_denied", "put_policy",
+      "change_policy_attachment"};
   static_assert(std::size(kNames) == std::variant_size_v<Command>);
   return kNames[command.index()];
 }

@@ -25,6 +25,10 @@ inline constexpr size_t kPortForwardsMax = 64;          // port_forwarding_overr
 inline constexpr size_t kStartupScriptBytesMax = 256 * 1024;
 inline constexpr size_t kMetadataBytesMax = 64 * 1024;
 inline constexpr size_t kScriptOutputBytesMax = 16 * 1024;  // A startup script's reported output.
+// A VM policy's chain as uploaded (POST /api/v1/policy): its new events go into one log event,
+// which must stay under log::kEventBytesMax (an administrator's record is ~3 KB).
+inline constexpr size_t kPolicyEventsMax = 4096;
+inline constexpr size_t kPolicyBytesMax = 512 * 1024;
 
 // Commands whose events are appended but not yet durable. Past it, commands wait in the engine's
 // own queue, so the log's producer queue (which blocks) is never filled from the event loop.

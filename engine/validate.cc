@@ -12,6 +12,7 @@
 #include "engine/engine.h"
 #include "engine/limits.h"
 #include "engine/permissions.h"
+#include "engine/policy_chain.h"
 #include "engine/scheduler.h"
 #include "log/base64.h"
 #include "log/hash.h"
@@ -103,6 +104,8 @@ class Validation {
   bool ValidateCommand(const DeletePermissionGroup& c);
   bool ValidateCommand(const SetResourcePermissions& c);
   bool ValidateCommand(const RecordAccessDenied& c);
+  bool ValidateCommand(const PutPolicy& c);
+  bool ValidateCommand(const ChangePolicyAttachment& c);
 
  private:
   bool GroupNameTaken(const std::string& name, const std::string& except_id) const;
@@ -1246,6 +1249,87 @@ bool Validation::ValidateCommand(const RecordAccessDenied& c) {
   Emit(fb::CreateAccessDeniedDirect(builder.fbb(), c.permission.c_str(), c.resource_type.c_str(),
                                     c.resource_id.c_str(), c.method.c_str(), c.path.c_str(),
                                     c.source_ip.c_str()),
+       &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const PutPolicy& c) {
+  if (!CheckAuthzName("policy_id", c.policy_id)) {
+    return false;
+  }
+  size_t bytes = 0;
+  for (const std::string& event : c.signed_events) bytes += event.size();
+  if (c.signed_events.empty() || c.signed_events.size() > kPolicyEventsMax ||
+      bytes > kPolicyBytesMax) {
+    return Reject(Rejection::kInvalidArgument,
+                  "a policy holds 1 to " + std::to_string(kPolicyEventsMax) + " events and at most " +
+                      std::to_string(kPolicyBytesMax) + " bytes");
+  }
+  size_t known = 0;
+  auto stored = views_.policies.policies.find(c.policy_id);
+  if (stored != views_.policies.policies.end()) {
+    const std::vector<std::string>& events = stored->second.events;
+    if (c.signed_events.size() < events.size() ||
+        !std::equal(events.begin(), events.end(), c.signed_events.begin())) {
+      return Reject(Rejection::kInvalidArgument,
+                    "policy " + c.policy_id + " does not extend the stored one: its first " +
+                        std::to_string(events.size()) +
+                        " events must be the stored events, unchanged");
+    }
+    known = events.size();
+    if (known == c.signed_events.size()) {
+      return true;  // Nothing new: records nothing.
+    }
+  }
+  // The whole chain, replayed and every signature checked against the administrators in force.
+  Result<PolicyChain> chain = PolicyChain::FromEvents(c.signed_events);
+  if (!chain.ok()) {
+    return Reject(Rejection::kInvalidArgument, "policy " + c.policy_id + ": " +
+                                                   std::string(chain.status().message()));
+  }
+  log::DraftBuilder builder;
+  auto& fbb = builder.fbb();
+  std::vector<flatbuffers::Offset<fb::PolicySignedEvent>> events;
+  for (size_t i = known; i < c.signed_events.size(); i++) {
+    const std::string& event = c.signed_events[i];
+    events.push_back(fb::CreatePolicySignedEvent(
+        fbb, fbb.CreateVector(reinterpret_cast<const uint8_t*>(event.data()), event.size())));
+  }
+  Emit(fb::CreatePolicyEventsAppendedDirect(fbb, c.policy_id.c_str(), &events,
+                                            chain->HeadHash().c_str()),
+       &builder);
+  ids_.push_back(c.policy_id);
+  return true;
+}
+
+bool Validation::ValidateCommand(const ChangePolicyAttachment& c) {
+  if (c.target_type == "template") {
+    if (!views_.templates.templates.contains(c.target_id)) {
+      return Reject(Rejection::kNotFound, "template " + c.target_id.substr(0, 64) + " not found");
+    }
+  } else if (c.target_type == "instance") {
+    if (!views_.vm_instances.instances.contains(c.target_id)) {
+      return Reject(Rejection::kNotFound, "instance " + c.target_id.substr(0, 64) + " not found");
+    }
+  } else {
+    return Reject(Rejection::kInvalidArgument, "target_type must be template or instance");
+  }
+  const std::string key = c.target_type + "/" + c.target_id;
+  auto attached = views_.policy_attachments.attachments.find(key);
+  if (c.policy_id.empty()) {
+    if (attached == views_.policy_attachments.attachments.end() ||
+        attached->second.policy_id.empty()) {
+      return Reject(Rejection::kNotFound, "no policy is attached to " + key.substr(0, 80));
+    }
+  } else if (!views_.policies.policies.contains(c.policy_id)) {
+    return Reject(Rejection::kNotFound, "policy " + c.policy_id.substr(0, 64) + " not found");
+  } else if (attached != views_.policy_attachments.attachments.end() &&
+             attached->second.policy_id == c.policy_id) {
+    return true;  // Already attached: records nothing.
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreatePolicyAttachmentChangedDirect(builder.fbb(), c.target_type.c_str(),
+                                               c.target_id.c_str(), c.policy_id.c_str()),
        &builder);
   return true;
 }

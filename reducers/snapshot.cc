@@ -269,6 +269,22 @@ void Write(Writer* w, const ResourceGrant& g) {
   w->Stamp(g.updated);
 }
 
+void Write(Writer* w, const StoredPolicy& p) {
+  w->Str(p.policy_id);
+  w->Strings(p.events);
+  w->Str(p.head_hash);
+  w->Stamp(p.created);
+  w->Stamp(p.updated);
+}
+
+void Write(Writer* w, const PolicyAttachment& a) {
+  w->Str(a.target_type);
+  w->Str(a.target_id);
+  w->Str(a.policy_id);
+  w->Stamp(a.created);
+  w->Stamp(a.updated);
+}
+
 template <typename T>
 void WriteMap(Writer* w, const std::map<std::string, T>& map) {
   w->U64(map.size());
@@ -606,6 +622,22 @@ void Read(Reader* r, ResourceGrant* g) {
   r->Stamp(&g->updated);
 }
 
+void Read(Reader* r, StoredPolicy* p) {
+  r->Str(&p->policy_id);
+  r->Strings(&p->events);
+  r->Str(&p->head_hash);
+  r->Stamp(&p->created);
+  r->Stamp(&p->updated);
+}
+
+void Read(Reader* r, PolicyAttachment* a) {
+  r->Str(&a->target_type);
+  r->Str(&a->target_id);
+  r->Str(&a->policy_id);
+  r->Stamp(&a->created);
+  r->Stamp(&a->updated);
+}
+
 template <typename T>
 void ReadMap(Reader* r, std::map<std::string, T>* map) {
   uint64_t count = 0;
@@ -648,6 +680,8 @@ std::string EncodeViews(const Views& views) {
   WriteMap(&w, views.revocations.certificates);
   WriteMap(&w, views.permission_groups.groups);
   WriteMap(&w, views.resource_permissions.grants);
+  WriteMap(&w, views.policies.policies);
+  WriteMap(&w, views.policy_attachments.attachments);
   w.U64(views.authz_seq);
   const uint64_t checksum = Checksum(reinterpret_cast<const uint8_t*>(out.data()), out.size());
   for (int i = 0; i < 8; i++) {
@@ -688,6 +722,8 @@ Result<Views> DecodeViews(std::span<const uint8_t> bytes) {
   ReadMap(&r, &views.revocations.certificates);
   ReadMap(&r, &views.permission_groups.groups);
   ReadMap(&r, &views.resource_permissions.grants);
+  ReadMap(&r, &views.policies.policies);
+  ReadMap(&r, &views.policy_attachments.attachments);
   r.U64(&views.authz_seq);
   for (const auto& [digest, session] : views.sessions.sessions) {
     views.sessions.by_expiry.emplace(session.expires_ns, digest);

@@ -3,7 +3,8 @@
 //   snapshot := magic "CLVW" | version u8 (= kViewsEncodingVersion) | body | checksum u64 LE
 //   body     := seq | hash[32] | config | nodes | node_groups | vm_instances | templates
 //               | save_images | api_keys | sessions | revocations | permission_groups
-//               | resource_permissions   (kViewNames order) | authz_seq
+//               | resource_permissions | policies | policy_attachments (kViewNames order)
+//               | authz_seq
 //   view     := count | count × (key string | entity fields in declaration order)
 // Unsigned integers are LEB128 varints (shortest form only), signed ones zig-zag varints, strings
 // a varint length then bytes, bools and enums one byte, floats their IEEE-754 bits (4 bytes LE),
@@ -28,7 +29,7 @@
 
 namespace cloister::reducers {
 
-inline constexpr uint8_t kViewsEncodingVersion = 5;
+inline constexpr uint8_t kViewsEncodingVersion = 6;
 
 // Encodes views. Byte-identical output for equal Views.
 std::string EncodeViews(const Views& views);

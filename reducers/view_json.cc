@@ -406,6 +406,26 @@ Json ResourceGrantJson(const ResourceGrant& g) {
   return j;
 }
 
+Json StoredPolicyJson(const StoredPolicy& p) {
+  Json j = Json::object();
+  j["policy_id"] = p.policy_id;
+  j["events"] = p.events.size();  // Signed bytes: `cloister` shows how many, the API the file.
+  j["head_hash"] = p.head_hash;
+  j["created"] = StampJson(p.created);
+  j["updated"] = StampJson(p.updated);
+  return j;
+}
+
+Json PolicyAttachmentJson(const PolicyAttachment& a) {
+  Json j = Json::object();
+  j["target_type"] = a.target_type;
+  j["target_id"] = a.target_id;
+  j["policy_id"] = a.policy_id;
+  j["created"] = StampJson(a.created);
+  j["updated"] = StampJson(a.updated);
+  return j;
+}
+
 namespace {
 
 // Calls visit(name, map of a, same map of b, its pre-images, to-JSON function) for every view,
@@ -429,6 +449,9 @@ void VisitViews(const Views& a, const Views& b, const PreImages& pre, Visit visi
         pre.permission_groups, &PermissionGroupJson);
   visit("resource_permissions", a.resource_permissions.grants, b.resource_permissions.grants,
         pre.resource_permissions, &ResourceGrantJson);
+  visit("policies", a.policies.policies, b.policies.policies, pre.policies, &StoredPolicyJson);
+  visit("policy_attachments", a.policy_attachments.attachments, b.policy_attachments.attachments,
+        pre.policy_attachments, &PolicyAttachmentJson);
 }
 
 const PreImages kNoPreImages;

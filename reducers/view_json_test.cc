@@ -59,7 +59,8 @@ TEST_CASE("views as JSON: keyed by view and id, enums as names, times as RFC 333
   CHECK(keys == std::vector<std::string>{"seq", "hash", "config", "nodes", "node_groups",
                                          "vm_instances", "templates", "save_images", "api_keys",
                                          "sessions", "revocations", "permission_groups",
-                                         "resource_permissions"});
+                                         "resource_permissions", "policies",
+                                         "policy_attachments"});
   CHECK(j["config"]["ANKA_ENABLE_API_KEYS"]["value"] == "true");
   CHECK(j["config"]["ANKA_ENABLE_API_KEYS"]["changed"]["time"] == "2026-11-18T12:00:00Z");
   CHECK(j["config"]["ANKA_ROOT_TOKEN"]["changed"]["time"] == "2026-11-18T12:00:00.0015Z");
@@ -97,7 +98,8 @@ TEST_CASE("a single view name gives only that view; every name is valid, others 
   CHECK_FALSE(IsViewName(""));
   CHECK(ViewNameList() ==
         "config, nodes, node_groups, vm_instances, templates, save_images, "
-        "api_keys, sessions, revocations, permission_groups, resource_permissions, all");
+        "api_keys, sessions, revocations, permission_groups, resource_permissions, policies, "
+        "policy_attachments, all");
 }
 
 TEST_CASE("an enum value this build does not know shows as Unknown(N)") {

@@ -139,6 +139,10 @@ class Reducer {
         return OnPermissionGroupDeleted(*event.payload_as_PermissionGroupDeleted());
       case fb::Payload::ResourcePermissionsSet:
         return OnResourcePermissionsSet(*event.payload_as_ResourcePermissionsSet());
+      case fb::Payload::PolicyEventsAppended:
+        return OnPolicyEventsAppended(*event.payload_as_PolicyEventsAppended());
+      case fb::Payload::PolicyAttachmentChanged:
+        return OnPolicyAttachmentChanged(*event.payload_as_PolicyAttachmentChanged());
       default:
         return;
     }
@@ -744,6 +748,39 @@ class Reducer {
     grant->principal = p.principal()->str();
     grant->permissions = std::set<std::string>(permissions.begin(), permissions.end());
     views_.authz_seq = stamp_.seq;
+  }
+
+  // ---- VM policies ------------------------------------------------------------------------------
+
+  void OnPolicyEventsAppended(const fb::PolicyEventsAppended& p) {
+    if (!Given(p.policy_id()) || p.events() == nullptr) {
+      return;
+    }
+    StoredPolicy* policy = Upsert(&views_.policies.policies, p.policy_id()->str(),
+                                  before_ ? &before_->policies : nullptr);
+    policy->policy_id = p.policy_id()->str();
+    for (const fb::PolicySignedEvent* event : *p.events()) {
+      const flatbuffers::Vector<uint8_t>* bytes = event->bytes();
+      policy->events.emplace_back(bytes == nullptr ? std::string()
+                                                   : std::string(bytes->begin(), bytes->end()));
+    }
+    policy->head_hash = Str(p.head_hash());
+  }
+
+  void OnPolicyAttachmentChanged(const fb::PolicyAttachmentChanged& p) {
+    if (!Given(p.target_type()) || !Given(p.target_id())) {
+      return;
+    }
+    const std::string key = p.target_type()->str() + "/" + p.target_id()->str();
+    auto& attachments = views_.policy_attachments.attachments;
+    if (Str(p.policy_id()).empty() && !attachments.contains(key)) {
+      return;
+    }
+    PolicyAttachment* a =
+        Upsert(&attachments, key, before_ ? &before_->policy_attachments : nullptr);
+    a->target_type = p.target_type()->str();
+    a->target_id = p.target_id()->str();
+    a->policy_id = Str(p.policy_id());  // Empty: detached (kept, so agents see the change).
   }
 
   void OnVmTerminated(const fb::VmInstanceTerminated& p) {

@@ -326,6 +326,43 @@ struct ResourcePermissionsView {
   bool operator==(const ResourcePermissionsView&) const = default;
 };
 
+// ---- VM policies ------------------------------------------------------------------------------
+
+// A policy as the controller holds it: its signed events (engine/policy_chain.h validated them
+// before they were recorded). The user database is derived on demand (reducers/policy_view.h).
+struct StoredPolicy {
+  std::string policy_id;
+  std::vector<std::string> events;  // Signed policy events, in chain order.
+  std::string head_hash;            // Of the last event (PolicyChain::HeadHash).
+  Stamp created;
+  Stamp updated;
+
+  bool operator==(const StoredPolicy&) const = default;
+};
+
+struct PoliciesView {
+  std::map<std::string, StoredPolicy> policies;  // By policy_id.
+
+  bool operator==(const PoliciesView&) const = default;
+};
+
+// A policy attached to a template or an instance (an instance's own wins over its template's).
+struct PolicyAttachment {
+  std::string target_type;  // "template" or "instance".
+  std::string target_id;
+  std::string policy_id;  // Empty: detached.
+  Stamp created;
+  Stamp updated;
+
+  bool operator==(const PolicyAttachment&) const = default;
+};
+
+struct PolicyAttachmentsView {
+  std::map<std::string, PolicyAttachment> attachments;  // By "type/id".
+
+  bool operator==(const PolicyAttachmentsView&) const = default;
+};
+
 // ---- all views ------------------------------------------------------------------------------
 
 struct Views {
@@ -342,6 +379,8 @@ struct Views {
   RevocationsView revocations;
   PermissionGroupsView permission_groups;
   ResourcePermissionsView resource_permissions;
+  PoliciesView policies;
+  PolicyAttachmentsView policy_attachments;
   // The seq of the last event that changed permission_groups or resource_permissions (0: none):
   // a generation number that caches of authorization decisions compare (engine/authorization.h).
   uint64_t authz_seq = 0;
@@ -353,7 +392,7 @@ struct Views {
 inline constexpr const char* kViewNames[] = {
     "config",      "nodes",       "node_groups",       "vm_instances",        "templates",
     "save_images", "api_keys",    "sessions",          "revocations",         "permission_groups",
-    "resource_permissions"};
+    "resource_permissions", "policies", "policy_attachments"};
 
 // Applies one verified event. Precondition: seq == views->seq + 1. Sets views->seq = seq and
 // views->hash = hash. Payload types that no view of this issue uses change only seq and hash.
@@ -414,6 +453,9 @@ inline constexpr const char* kViewNames[] = {
 //    absent) permissions list erases it. Grants are not removed with their node or template (a
 //    node that rejoins under its id keeps them); a grant naming nothing grants nothing.
 //  * Every PermissionGroup* and ResourcePermissionsSet event sets authz_seq = seq.
+//  * PolicyEventsAppended: appends the events to policies[policy_id] (creating it) and sets its
+//    head_hash. PolicyAttachmentChanged: sets policy_attachments["type/id"]; an empty policy_id
+//    (a detach) is kept as such, for an attachment the view holds, so its updated seq remains.
 // Every entity a payload changes gets updated = stamp (and joined/created on creation).
 void Apply(Views* views, uint64_t seq, const log::Hash& hash, const fb::Event& event);
 
@@ -432,11 +474,14 @@ struct PreImages {
   std::map<std::string, std::optional<CertificateRevocation>> revocations;
   std::map<std::string, std::optional<PermissionGroup>> permission_groups;
   std::map<std::string, std::optional<ResourceGrant>> resource_permissions;
+  std::map<std::string, std::optional<StoredPolicy>> policies;
+  std::map<std::string, std::optional<PolicyAttachment>> policy_attachments;
 
   bool empty() const {
     return config.empty() && nodes.empty() && node_groups.empty() && vm_instances.empty() &&
            templates.empty() && save_images.empty() && api_keys.empty() && sessions.empty() &&
-           revocations.empty() && permission_groups.empty() && resource_permissions.empty();
+           revocations.empty() && permission_groups.empty() && resource_permissions.empty() &&
+           policies.empty() && policy_attachments.empty();
   }
 };
 

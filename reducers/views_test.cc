@@ -13,6 +13,7 @@
 #include "log/draft.h"
 #include "log/events_generated.h"
 #include "log/hash.h"
+#include "reducers/snapshot.h"
 
 namespace cloister::reducers {
 namespace {
@@ -803,6 +804,46 @@ TEST_CASE("deleting a permission group drops its grants on its component's resou
   ApplyNext(&v, b2, fb::CreatePermissionGroupDeletedDirect(b2.fbb(), "registry/ios"));
   CHECK(v.resource_permissions.grants.size() == 1);
   CHECK(v.permission_groups.groups.empty());
+}
+
+void AppendPolicy(Views* v, const char* id, const std::vector<std::string>& events,
+                  const char* head) {
+  log::DraftBuilder b;
+  std::vector<flatbuffers::Offset<fb::PolicySignedEvent>> offsets;
+  for (const std::string& e : events) {
+    offsets.push_back(fb::CreatePolicySignedEvent(
+        b.fbb(), b.fbb().CreateVector(reinterpret_cast<const uint8_t*>(e.data()), e.size())));
+  }
+  ApplyNext(v, b, fb::CreatePolicyEventsAppendedDirect(b.fbb(), id, &offsets, head));
+}
+
+void Attach(Views* v, const char* type, const char* id, const char* policy) {
+  log::DraftBuilder b;
+  ApplyNext(v, b, fb::CreatePolicyAttachmentChangedDirect(b.fbb(), type, id, policy));
+}
+
+TEST_CASE("policies: events accumulate in order; attachments set, detach, survive a snapshot") {
+  Views v;
+  AppendPolicy(&v, "p1", {"e1", std::string("e2\0bin", 6)}, "h2");
+  AppendPolicy(&v, "p1", {"e3"}, "h3");
+  const StoredPolicy& p = v.policies.policies.at("p1");
+  CHECK(p.events == std::vector<std::string>{"e1", std::string("e2\0bin", 6), "e3"});
+  CHECK(p.head_hash == "h3");
+  CHECK(p.created == Stamp{1, TimeOf(1)});
+  CHECK(p.updated == Stamp{2, TimeOf(2)});
+  Attach(&v, "template", "t1", "p1");
+  Attach(&v, "instance", "i1", "p1");
+  CHECK(v.policy_attachments.attachments.at("template/t1").policy_id == "p1");
+  Attach(&v, "template", "t1", "");  // Detached: kept, empty, with the detach's stamp.
+  CHECK(v.policy_attachments.attachments.at("template/t1").policy_id.empty());
+  CHECK(v.policy_attachments.attachments.at("template/t1").updated.seq == 5);
+  Attach(&v, "template", "t9", "");  // Detaching what was never attached changes nothing.
+  CHECK_FALSE(v.policy_attachments.attachments.contains("template/t9"));
+  const std::string encoded = EncodeViews(v);
+  Result<Views> decoded = DecodeViews(std::span<const uint8_t>(
+      reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size()));
+  REQUIRE(decoded.ok());
+  CHECK(*decoded == v);
 }
 
 }  // namespace cloister::reducers

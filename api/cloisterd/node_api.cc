@@ -6,6 +6,7 @@
 #include <optional>
 #include <utility>
 
+#include "api/cloisterd/policy_api.h"
 #include "api/cloisterd/request_fields.h"
 
 namespace cloister::cloisterd {
@@ -213,6 +214,16 @@ uint64_t NodeApi::NodeChangeSeq(const std::string& node_id) const {
   for (const auto& [id, vm] : views.vm_instances.instances) {
     if (vm.node_id == node_id) {
       seq = std::max(seq, vm.updated.seq);
+      // A policy attached, detached or extended is news for the instance it governs.
+      const auto& attachments = views.policy_attachments.attachments;
+      for (const std::string& key : {"instance/" + vm.instance_id, "template/" + vm.vmid}) {
+        if (auto a = attachments.find(key); a != attachments.end()) {
+          seq = std::max(seq, a->second.updated.seq);
+        }
+      }
+      if (const reducers::StoredPolicy* policy = EffectivePolicy(views, vm)) {
+        seq = std::max(seq, policy->updated.seq);
+      }
     }
   }
   return seq;
@@ -245,6 +256,12 @@ std::string NodeApi::InstancesBody(const std::string& node_id) const {
     item["port_forwarding"] = PortForwardsJson(vm.port_forwarding_override);
     item["changed_seq"] = vm.updated.seq;
     item["restart_seq"] = vm.restart_seq;
+    // The effective policy travels with the instance (the agent enforces it: issue 9).
+    if (const reducers::StoredPolicy* policy = EffectivePolicy(views, vm)) {
+      item["policy"] = {{"id", policy->policy_id},
+                        {"head_hash", policy->head_hash},
+                        {"file", PolicyFileJson(*policy)}};
+    }
     list.push_back(item);
   }
   Json body;

@@ -80,6 +80,13 @@ constexpr RouteEntry kTable[] = {
     CLOISTER_PERMISSION_ADMIN(kC, kCtl, "/admin/api/v1/permission"),
     CLOISTER_PERMISSION_ADMIN(kC, kCtl, "/admin/v1/api/permission"),
     Needs(kC, "GET", "/api/v1/permissions/explain", kCtl, "view_permissions"),
+    // VM policies (docs/api.md): anyone signed in reads them (a policy is public by design);
+    // recording and attaching are the root's, and only a policy's administrators can sign.
+    Authenticated(kC, "GET", "/api/v1/policy"),
+    Root(kC, "POST", "/api/v1/policy"),
+    Root(kC, "POST", "/api/v1/policy/attach"),
+    Root(kC, "DELETE", "/api/v1/policy/attach"),
+    Authenticated(kC, "GET", "/api/v1/policy/decide"),
     Open(kR, "GET", "/livez"),
     Open(kR, "GET", "/readyz"),
     Open(kR, "POST", "/tap/v1/hand"),

@@ -126,7 +126,8 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
     return;
   }
   if (controller_.Handle(request, respond) || node_api_.Handle(request, respond) ||
-      auth_api_.Handle(request, respond) || permissions_api_.Handle(request, respond)) {
+      auth_api_.Handle(request, respond) || permissions_api_.Handle(request, respond) ||
+      policy_api_.Handle(request, respond)) {
     return;
   }
   respond(api::FailResponse(404, "not found"));  // In the table, but no handler: a bug.

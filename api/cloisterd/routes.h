@@ -16,6 +16,7 @@
 #include "api/cloisterd/auth.h"
 #include "api/cloisterd/auth_api.h"
 #include "api/cloisterd/permissions_api.h"
+#include "api/cloisterd/policy_api.h"
 #include "engine/authorization.h"
 #include "api/cloisterd/certificates.h"
 #include "api/cloisterd/registry_probe.h"
@@ -48,13 +49,15 @@ class Routes {
         node_api_(engine),
         auth_api_(engine, tap),
         authz_(&engine->views()),
-        permissions_api_(engine, &authz_) {
+        permissions_api_(engine, &authz_),
+        policy_api_(engine) {
     auth_.SetTap(tap);
     // Each API reads the principal of the request being handled from here (no copies).
     controller_.SetPrincipal(&principal_);
     node_api_.SetPrincipal(&principal_);
     auth_api_.SetPrincipal(&principal_);
     permissions_api_.SetPrincipal(&principal_);
+    policy_api_.SetPrincipal(&principal_);
     permissions_api_.SetSwitches(ControllerSwitches());
     if (ControllerSwitches().resource_management) {
       controller_.SetResourceManagement(
@@ -138,6 +141,7 @@ class Routes {
   AuthApi auth_api_;
   engine::Authorization authz_;
   PermissionsApi permissions_api_;
+  PolicyApi policy_api_;
   bool draining_ = false;
   std::string own_registry_url_;
   // Serialised bodies, valid while the views' seq is the one recorded: both derive only from
