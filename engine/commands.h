@@ -192,6 +192,11 @@ struct RequestSaveImage {
   bool suspend = false;
   std::string revert_tag;
   std::string script;  // Base64.
+  // A pure copy (`clone --copy`): the saved template does not keep the instance's policy. If
+  // the instance has one, approval must be a document signed with `policy sign` by one of its
+  // administrators, holding the line "copy: <instance_id>".
+  bool copy = false;
+  std::string approval = {};
 };
 
 // The node's outcome for a save-image request. On success the tag is registered in the template.

@@ -824,6 +824,68 @@ Status PolicyChain::Retract(const PolicyLogin& by, const std::string& subject,
   });
 }
 
+namespace {
+
+// A document split at its signature line (its last line, when that starts with the prefix).
+struct SplitDocument {
+  std::string_view body;
+  std::optional<std::string_view> line;  // After the prefix, without its line end.
+};
+
+SplitDocument SplitAtSignature(std::string_view bytes) {
+  std::string_view content = bytes;
+  if (!content.empty() && content.back() == '\n') content.remove_suffix(1);
+  const size_t newline = content.rfind('\n');
+  const size_t start = newline == std::string_view::npos ? 0 : newline + 1;
+  const std::string_view last = content.substr(start);
+  if (!last.starts_with(kPolicySignaturePrefix)) return {bytes, std::nullopt};
+  std::string_view line = last.substr(kPolicySignaturePrefix.size());
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);  // CRLF.
+  return {bytes.substr(0, start), line};
+}
+
+}  // namespace
+
+Result<std::string> PolicyChain::SignDocument(const PolicyLogin& by,
+                                              std::string_view text) const {
+  std::string body(SplitAtSignature(text).body);
+  if (!body.empty() && body.back() != '\n') body += '\n';
+  Result<std::string> signature = Sign(by, body);
+  if (!signature.ok()) return signature.status();
+  return body + std::string(kPolicySignaturePrefix) + by.user + " " + *signature + "\n";
+}
+
+DocumentCheck PolicyChain::CheckDocument(std::string_view text) const {
+  DocumentCheck check;
+  const SplitDocument split = SplitAtSignature(text);
+  check.body = std::string(split.body);
+  if (!split.line.has_value()) {
+    const bool moved = text.starts_with(kPolicySignaturePrefix) ||
+                       text.find("\n" + std::string(kPolicySignaturePrefix)) != std::string::npos;
+    check.result = moved ? DocumentCheck::Result::kLinesAfterSignature
+                         : DocumentCheck::Result::kUnsigned;
+    return check;
+  }
+  const std::string_view line = *split.line;
+  const size_t space = line.rfind(' ');
+  if (space == std::string_view::npos || space == 0 || space + 1 == line.size()) {
+    check.result = DocumentCheck::Result::kMalformed;
+    return check;
+  }
+  check.signer = std::string(line.substr(0, space));
+  if (!model().IsAdministrator(check.signer)) {
+    check.result = DocumentCheck::Result::kNotAdministrator;
+    return check;
+  }
+  if (Status s = Verify(check.body, check.signer, line.substr(space + 1)); !s.ok()) {
+    check.result = DocumentCheck::Result::kTampered;
+    check.message = s.message();
+    return check;
+  }
+  check.result = DocumentCheck::Result::kValid;
+  return check;
+}
+
 Status PolicyChain::AppendSigned(std::string_view signed_event) {
   return state_->Admit(signed_event);
 }

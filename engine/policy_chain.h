@@ -38,6 +38,28 @@
 
 namespace cloister::engine {
 
+// Documents signed with `policy sign` (a VM configuration yaml, a controller approval): the last
+// line is "# policy-signature: <administrator> <base64 signature>" and the signature covers every
+// byte before it.
+inline constexpr std::string_view kPolicySignaturePrefix = "# policy-signature: ";
+
+struct DocumentCheck {
+  enum class Result : uint8_t {
+    kValid = 0,
+    kUnsigned,                // No signature line.
+    kLinesAfterSignature,     // A signature line, but not the last line.
+    kMalformed,               // The signature line is not "<signer> <base64>".
+    kNotAdministrator,        // Signed by someone who is not an administrator now.
+    kTampered,                // The signature does not match the bytes (message says why).
+  };
+  Result result = Result::kUnsigned;
+  std::string signer;
+  std::string body;     // The bytes the signature covers (the document without its line).
+  std::string message;  // kTampered: Verify's reason.
+
+  bool valid() const { return result == Result::kValid; }
+};
+
 // Who makes a change: a user of the policy and its password.
 struct PolicyLogin {
   std::string user;
@@ -108,6 +130,10 @@ class PolicyChain {
   Result<std::string> Sign(const PolicyLogin& by, std::string_view bytes) const;
   Status Verify(std::string_view bytes, const std::string& signer,
                 std::string_view signature) const;
+  // A document with its signature line set (replaced if it had one) to one by `by`.
+  Result<std::string> SignDocument(const PolicyLogin& by, std::string_view text) const;
+  // Whether a signed document is intact and signed by an administrator of this policy.
+  DocumentCheck CheckDocument(std::string_view text) const;
 
  private:
   PolicyChain();

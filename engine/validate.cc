@@ -770,12 +770,35 @@ bool Validation::ValidateCommand(const RequestSaveImage& c) {
   } else if (TemplateNamed(c.new_template_name) != nullptr) {
     return Reject(Rejection::kNameTaken, "a template named " + c.new_template_name + " exists");
   }
+  std::string approved_by;
+  const reducers::StoredPolicy* policy =
+      reducers::EffectivePolicy(views_, views_.vm_instances.instances.at(c.instance_id));
+  if (c.copy && policy != nullptr) {
+    // Only the policy's administrators may strip it (seed 000: "clone --copy ... can be
+    // performed only by the VM administrator"); root cannot, as it cannot sign.
+    Result<PolicyChain> chain = PolicyChain::FromEvents(policy->events);
+    if (!chain.ok()) {
+      return Reject(Rejection::kForbidden, "the instance's policy no longer validates");
+    }
+    const DocumentCheck check = chain->CheckDocument(c.approval);
+    const std::string wanted = "copy: " + c.instance_id;
+    const bool names_instance = check.body == wanted + "\n" ||
+                                check.body.starts_with(wanted + "\n") ||
+                                check.body.find("\n" + wanted + "\n") != std::string::npos;
+    if (!check.valid() || !names_instance) {
+      return Reject(Rejection::kForbidden,
+                    "a copy without the policy needs an approval signed by an administrator of "
+                    "policy " + policy->policy_id + " (policy sign) holding the line \"" +
+                        wanted + "\"");
+    }
+    approved_by = check.signer;
+  }
   const std::string id = rng_->NewUuid();
   log::DraftBuilder builder;
   Emit(fb::CreateSaveImageRequestedDirect(
            builder.fbb(), c.instance_id.c_str(), c.target_vm_id.c_str(), c.tag.c_str(),
            c.description.c_str(), c.suspend, c.revert_tag.c_str(), id.c_str(),
-           c.new_template_name.c_str(), c.script.c_str()),
+           c.new_template_name.c_str(), c.script.c_str(), c.copy, approved_by.c_str()),
        &builder);
   ids_.push_back(id);
   return true;
@@ -831,6 +854,19 @@ bool Validation::ValidateCommand(const FinishSaveImage& c) {
              target == nullptr ? request.new_template_name.c_str() : "", request.tag.c_str(),
              version, request.description.c_str()),
          &tag_builder);
+    // Clone keeps the policy: the saved template gets the instance's, unless it is a copy.
+    const reducers::StoredPolicy* policy =
+        vm == views_.vm_instances.instances.end() ? nullptr
+                                                  : reducers::EffectivePolicy(views_, vm->second);
+    auto attached = views_.policy_attachments.attachments.find("template/" + vmid);
+    const bool already = attached != views_.policy_attachments.attachments.end() &&
+                         policy != nullptr && attached->second.policy_id == policy->policy_id;
+    if (!request.copy && policy != nullptr && !already) {
+      log::DraftBuilder attach_builder;
+      Emit(fb::CreatePolicyAttachmentChangedDirect(attach_builder.fbb(), "template", vmid.c_str(),
+                                                   policy->policy_id.c_str()),
+           &attach_builder);
+    }
   }
   return true;
 }

@@ -215,6 +215,8 @@ void Write(Writer* w, const SaveImage& s) {
   w->Bool(s.suspend);
   w->Str(s.revert_tag);
   w->Str(s.script);
+  w->Bool(s.copy);
+  w->Str(s.copy_approved_by);
   w->U8(static_cast<uint8_t>(s.status));
   w->Str(s.message);
   w->Str(s.result_vmid);
@@ -568,6 +570,8 @@ void Read(Reader* r, SaveImage* s) {
   r->Bool(&s->suspend);
   r->Str(&s->revert_tag);
   r->Str(&s->script);
+  r->Bool(&s->copy);
+  r->Str(&s->copy_approved_by);
   r->EnumU8(&s->status);
   r->Str(&s->message);
   r->Str(&s->result_vmid);

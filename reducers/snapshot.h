@@ -29,7 +29,7 @@
 
 namespace cloister::reducers {
 
-inline constexpr uint8_t kViewsEncodingVersion = 6;
+inline constexpr uint8_t kViewsEncodingVersion = 7;
 
 // Encodes views. Byte-identical output for equal Views.
 std::string EncodeViews(const Views& views);

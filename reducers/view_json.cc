@@ -342,6 +342,8 @@ Json SaveImageJson(const SaveImage& r) {
   j["suspend"] = r.suspend;
   j["revert_tag"] = r.revert_tag;
   j["script"] = r.script;
+  j["copy"] = r.copy;
+  j["copy_approved_by"] = r.copy_approved_by;
   j["status"] = SaveImageStatusName(r.status);
   j["message"] = r.message;
   j["result_vmid"] = r.result_vmid;

@@ -558,6 +558,8 @@ class Reducer {
     r->suspend = p.suspend();
     r->revert_tag = Str(p.revert_tag());
     r->script = Str(p.script());
+    r->copy = p.copy();
+    r->copy_approved_by = Str(p.copy_approved_by());
     r->status = SaveImageStatus::kPending;
   }
 
@@ -815,6 +817,18 @@ void ApplyRecording(Views* views, uint64_t seq, const log::Hash& hash, const fb:
 
 void Apply(Views* views, uint64_t seq, const log::Hash& hash, const fb::Event& event) {
   ApplyRecording(views, seq, hash, event, nullptr);
+}
+
+const StoredPolicy* EffectivePolicy(const Views& views, const VmInstance& vm) {
+  const auto& attachments = views.policy_attachments.attachments;
+  for (const std::string& key : {"instance/" + vm.instance_id, "template/" + vm.vmid}) {
+    auto attached = attachments.find(key);
+    if (attached != attachments.end() && !attached->second.policy_id.empty()) {
+      auto policy = views.policies.policies.find(attached->second.policy_id);
+      return policy == views.policies.policies.end() ? nullptr : &policy->second;
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace cloister::reducers

@@ -220,6 +220,8 @@ struct SaveImage {
   bool suspend = false;
   std::string revert_tag;
   std::string script;
+  bool copy = false;                // A pure copy: the result keeps no policy.
+  std::string copy_approved_by;     // The policy administrator who signed the approval.
   SaveImageStatus status = SaveImageStatus::kPending;
   std::string message;      // From SaveImageFinished.
   std::string result_vmid;  // The template the image landed in, once done.
@@ -362,6 +364,11 @@ struct PolicyAttachmentsView {
 
   bool operator==(const PolicyAttachmentsView&) const = default;
 };
+
+struct Views;
+// The policy that governs an instance: the one attached to it, else its template's (an empty
+// attachment is a detach); nullptr for none.
+const StoredPolicy* EffectivePolicy(const Views& views, const VmInstance& vm);
 
 // ---- all views ------------------------------------------------------------------------------
 

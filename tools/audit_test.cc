@@ -201,6 +201,10 @@ void AddField(flatbuffers::FlatBufferBuilder& fbb, const flatbuffers::TypeTable*
       code.sequence_ref >= 0 ? table->type_refs[code.sequence_ref]() : nullptr;
   const auto n = static_cast<int64_t>(i);
   json& out = *expected;
+  if (code.is_repeating) {  // A vector of scalars: built first, like strings.
+    fbb.AddOffset(field, flatbuffers::Offset<void>(offset));
+    return;
+  }
   // AddElement skips a value equal to its default argument; each default here differs.
   switch (code.base_type) {
     case flatbuffers::ET_BOOL:
@@ -315,6 +319,16 @@ flatbuffers::uoffset_t BuildFullTable(flatbuffers::FlatBufferBuilder& fbb,
         offsets[i] = BuildFullTable(fbb, ref, label + "." + name, &element);
         (*expected)[name] = element;
       }
+    } else if (code.is_repeating && code.base_type == flatbuffers::ET_UCHAR && ref == nullptr) {
+      // Bytes (a signed policy event): every value from 0 to 255 must come out as written.
+      std::vector<uint8_t> bytes(256);
+      json values = json::array();
+      for (size_t b = 0; b < bytes.size(); b++) {
+        bytes[b] = static_cast<uint8_t>(b + i);
+        values.push_back(bytes[b]);
+      }
+      offsets[i] = fbb.CreateVector(bytes).o;
+      (*expected)[name] = values;
     } else if (code.is_repeating || code.base_type == flatbuffers::ET_UTYPE ||
                (code.base_type == flatbuffers::ET_SEQUENCE && ref->st == flatbuffers::ST_UNION)) {
       FAIL("extend BuildFullTable for field " << label << "." << name);

@@ -39,7 +39,6 @@ constexpr int kExitError = 2;
 constexpr char kVersion[] = "policy (cloister) 1.0";
 
 // The signature `sign` appends to a yaml file: the file's last line, over every byte before it.
-constexpr std::string_view kSignaturePrefix = "# policy-signature: ";
 
 // The seed's usage text, verbatim.
 constexpr char kUsage[] =
@@ -601,25 +600,6 @@ int CmdDecide(Context& c, const Invocation& inv) {
 
 // ---- sign and validate --------------------------------------------------------------------------
 
-// A yaml file split at its signature line: the file's last line, if it starts with
-// kSignaturePrefix. body is every byte before it.
-struct SignedYaml {
-  std::string_view body;
-  std::optional<std::string_view> signature;  // The line after the prefix, without its newline.
-};
-
-SignedYaml SplitSignature(std::string_view bytes) {
-  std::string_view content = bytes;
-  if (!content.empty() && content.back() == '\n') content.remove_suffix(1);
-  const size_t newline = content.rfind('\n');
-  const size_t start = newline == std::string_view::npos ? 0 : newline + 1;
-  const std::string_view last = content.substr(start);
-  if (last.substr(0, kSignaturePrefix.size()) != kSignaturePrefix) return {bytes, std::nullopt};
-  std::string_view signature = last.substr(kSignaturePrefix.size());
-  if (!signature.empty() && signature.back() == '\r') signature.remove_suffix(1);  // CRLF.
-  return {bytes.substr(0, start), signature};
-}
-
 int CmdSign(Context& c, const Invocation& inv) {
   Change change;
   if (auto failed = PrepareChange(c, inv.args[0], &change)) return *failed;
@@ -628,12 +608,9 @@ int CmdSign(Context& c, const Invocation& inv) {
   if (!yaml.ok()) return Error(c, yaml.status().message());
   Result<PolicyLogin> login = AdminLogin(c, change);
   if (!login.ok()) return Error(c, login.status().message());
-  std::string body(SplitSignature(*yaml).body);
-  if (!body.empty() && body.back() != '\n') body += '\n';
-  Result<std::string> signature = change.chain->Sign(*login, body);
-  if (!signature.ok()) return Error(c, signature.status().message());
-  const std::string text =
-      body + std::string(kSignaturePrefix) + login->user + " " + *signature + "\n";
+  Result<std::string> signed_text = change.chain->SignDocument(*login, *yaml);
+  if (!signed_text.ok()) return Error(c, signed_text.status().message());
+  const std::string& text = *signed_text;
   struct stat st;
   const mode_t mode = stat(path.c_str(), &st) == 0 ? st.st_mode & 07777 : CreationMode();
   if (Status s = WriteAtomically(path, text, mode, true); !s.ok()) return Error(c, s.message());
@@ -647,31 +624,29 @@ int CmdValidate(Context& c, const Invocation& inv) {
   const std::string& path = inv.args[1];
   Result<std::string> yaml = ReadFile(path);
   if (!yaml.ok()) return Error(c, yaml.status().message());
-  const SignedYaml split = SplitSignature(*yaml);
-  if (!split.signature.has_value()) {
-    const bool moved = yaml->starts_with(kSignaturePrefix) ||
-                       yaml->find("\n" + std::string(kSignaturePrefix)) != std::string::npos;
-    std::fprintf(c.out, "%s\n",
-                 moved ? "tampered: lines were added after the signature" : "unsigned");
-    return kExitNo;
+  const engine::DocumentCheck check = chain->CheckDocument(*yaml);
+  using R = engine::DocumentCheck::Result;
+  switch (check.result) {
+    case R::kValid:
+      break;
+    case R::kUnsigned:
+      std::fprintf(c.out, "unsigned\n");
+      return kExitNo;
+    case R::kLinesAfterSignature:
+      std::fprintf(c.out, "tampered: lines were added after the signature\n");
+      return kExitNo;
+    case R::kMalformed:
+      std::fprintf(c.out, "tampered: the signature line is malformed\n");
+      return kExitNo;
+    case R::kNotAdministrator:
+      std::fprintf(c.out, "not valid: signed by %s, who is not an administrator of this policy\n",
+                   check.signer.c_str());
+      return kExitNo;
+    case R::kTampered:
+      std::fprintf(c.out, "tampered: %s\n", check.message.c_str());
+      return kExitNo;
   }
-  const std::string_view line = *split.signature;
-  const size_t space = line.rfind(' ');
-  if (space == std::string_view::npos || space == 0 || space + 1 == line.size()) {
-    std::fprintf(c.out, "tampered: the signature line is malformed\n");
-    return kExitNo;
-  }
-  const std::string signer(line.substr(0, space));
-  const std::string_view signature = line.substr(space + 1);
-  if (!chain->model().IsAdministrator(signer)) {
-    std::fprintf(c.out, "not valid: signed by %s, who is not an administrator of this policy\n",
-                 signer.c_str());
-    return kExitNo;
-  }
-  if (Status s = chain->Verify(split.body, signer, signature); !s.ok()) {
-    std::fprintf(c.out, "tampered: %s\n", s.message().c_str());
-    return kExitNo;
-  }
+  const std::string& signer = check.signer;
   std::fprintf(c.out, "valid (signed by %s)\n", signer.c_str());
   return kExitOk;
 }

@@ -790,7 +790,8 @@ void ControllerApi::Images(const api::Request& request, Respond respond) {
       !fields.String("new_template_name", &save.new_template_name) ||
       !fields.String("description", &save.description) ||
       !fields.Bool("suspend", &save.suspend) || !fields.String("revert_tag", &save.revert_tag) ||
-      !fields.String("script", &save.script)) {
+      !fields.String("script", &save.script) || !fields.Bool("copy", &save.copy) ||
+      !fields.String("approval", &save.approval)) {
     respond(api::FailResponse(400, fields.error()));
     return;
   }

@@ -12,7 +12,9 @@
 //                        ram_override (GB), drain_mode}: absent fields keep their value
 //   /api/v1/node/update  PUT: every agent reloads its credentials
 //   /api/v1/image        POST {id, tag, target_vm_id | new_template_name, description, suspend,
-//                        revert_tag, script}: save image (body: the request id) · GET [?id=]
+//                        revert_tag, script, copy, approval}: save image (body: the request id;
+//                        the saved template keeps the instance's policy unless copy, which
+//                        needs an approval signed by a policy administrator) · GET [?id=]
 //                        with status pending, done or error
 //   /api/v1/registry/vm  GET [?id=]: the templates the controller knows, and one's versions
 //   /api/v1/admin/template  POST {id | name, tag, description}: register a template tag (until

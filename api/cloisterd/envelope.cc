@@ -15,7 +15,8 @@ api::Response FailedReplyResponse(const engine::Reply& reply) {
   }
   switch (reply.rejection) {
     case engine::Rejection::kForbidden:
-      return api::FailResponse(403, "Forbidden");
+      // The engine's reasons name no secret; they say what would be allowed.
+      return api::FailResponse(403, reply.message.empty() ? "Forbidden" : reply.message);
     case engine::Rejection::kOverloaded:
       return api::FailResponse(503, reply.message);
     default:

@@ -221,7 +221,7 @@ uint64_t NodeApi::NodeChangeSeq(const std::string& node_id) const {
           seq = std::max(seq, a->second.updated.seq);
         }
       }
-      if (const reducers::StoredPolicy* policy = EffectivePolicy(views, vm)) {
+      if (const reducers::StoredPolicy* policy = reducers::EffectivePolicy(views, vm)) {
         seq = std::max(seq, policy->updated.seq);
       }
     }
@@ -257,7 +257,7 @@ std::string NodeApi::InstancesBody(const std::string& node_id) const {
     item["changed_seq"] = vm.updated.seq;
     item["restart_seq"] = vm.restart_seq;
     // The effective policy travels with the instance (the agent enforces it: issue 9).
-    if (const reducers::StoredPolicy* policy = EffectivePolicy(views, vm)) {
+    if (const reducers::StoredPolicy* policy = reducers::EffectivePolicy(views, vm)) {
       item["policy"] = {{"id", policy->policy_id},
                         {"head_hash", policy->head_hash},
                         {"file", PolicyFileJson(*policy)}};

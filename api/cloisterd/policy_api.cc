@@ -24,19 +24,6 @@ api::Response NotFound() { return api::FailResponse(200, "Not found"); }
 
 }  // namespace
 
-const reducers::StoredPolicy* EffectivePolicy(const reducers::Views& views,
-                                              const reducers::VmInstance& vm) {
-  const auto& attachments = views.policy_attachments.attachments;
-  for (const std::string& key : {"instance/" + vm.instance_id, "template/" + vm.vmid}) {
-    auto attached = attachments.find(key);
-    if (attached != attachments.end() && !attached->second.policy_id.empty()) {
-      auto policy = views.policies.policies.find(attached->second.policy_id);
-      return policy == views.policies.policies.end() ? nullptr : &policy->second;
-    }
-  }
-  return nullptr;
-}
-
 nlohmann::json PolicyFileJson(const reducers::StoredPolicy& policy) {
   nlohmann::json events = nlohmann::json::array();
   for (const std::string& event : policy.events) events.push_back(log::Base64Encode(event));

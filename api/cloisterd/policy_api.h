@@ -14,7 +14,7 @@
 // Every change is validated by the engine against the policy's own administrators: the chain is
 // replayed and each signature checked, so the root token can record or detach a policy but never
 // forge or rewrite one. An instance's effective policy is the one attached to it, else the one
-// attached to its template (EffectivePolicy); the node protocol carries it with each instance.
+// attached to its template (reducers::EffectivePolicy); the node protocol carries it with each instance.
 //
 // Threading: the event-loop thread.
 #pragma once
@@ -31,10 +31,6 @@
 #include "reducers/views.h"
 
 namespace cloister::cloisterd {
-
-// The policy that governs an instance, or nullptr.
-const reducers::StoredPolicy* EffectivePolicy(const reducers::Views& views,
-                                              const reducers::VmInstance& vm);
 
 // The policy file of a stored policy: {"format":"cloister-policy","version":1,"events":[...]}.
 nlohmann::json PolicyFileJson(const reducers::StoredPolicy& policy);

@@ -1,7 +1,8 @@
 // VM policies on the controller (issue 7) through the real cloisterd and the real `policy` tool:
 // a policy file made with the tool is recorded, read back, extended with the tool's next change,
 // evaluated and attached; a tampered file, a rewritten chain and non-root callers are refused
-// and change nothing; the node protocol carries the effective policy with the instance.
+// and change nothing; the node protocol carries the effective policy with the instance; saving
+// the instance keeps the policy, and a pure copy needs an administrator's signed approval.
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
@@ -154,6 +155,59 @@ TEST_CASE("policies: record, extend, read, decide, attach; forgeries and rewrite
   CHECK(instances[0]["policy"]["file"] == v2);
   const Json seen = RequireOk(Call(api, "GET", "/api/v1/policy?id=secure-ci", "", Root()));
   CHECK(seen["attached_to"] == Json({"template/tmpl-1"}));
+
+  // Saving the instance (clone) keeps its policy: the new template has it attached.
+  const std::string instance = ids[0];
+  RequireOk(Call(api, "POST", "/node/v1/report",
+                 R"({"node_id":")" + node_id + R"(","reports":[{"seq":1,"instance_id":")" +
+                     instance + R"(","state":"Started"}]})",
+                 Root()));
+  auto save = [&](const std::string& extra) {
+    return Call(api, "POST", "/api/v1/image",
+                R"({"id":")" + instance + R"(","new_template_name":"saved-)" +
+                    std::to_string(extra.size()) + R"(","tag":"v1")" + extra + "}",
+                Root());
+  };
+  auto finish = [&](const std::string& request) {
+    RequireOk(Call(api, "POST", "/node/v1/save_image",
+                   R"({"node_id":")" + node_id + R"(","request_id":")" + request +
+                       R"(","ok":true})",
+                   Root()));
+    return RequireOk(Call(api, "GET", "/api/v1/image?id=" + request, "", Root()))["vmid"]
+        .get<std::string>();
+  };
+  const std::string kept = finish(RequireOk(save("")).get<std::string>());
+  CHECK(RequireOk(Call(api, "GET", "/api/v1/policy?id=secure-ci", "", Root()))["attached_to"] ==
+        Json({"template/" + kept, "template/tmpl-1"}));
+  // A pure copy needs a policy administrator's signed approval; root alone is refused.
+  CHECK(RequireFail(save(R"(,"copy":true)"), 403).find("a copy without the policy needs") == 0);
+  const std::string approval_file = dir.Sub("approval.yaml");
+  {
+    std::ofstream out(approval_file);
+    out << "copy: " << instance << "\n";
+  }
+  Policy({"sign", file, approval_file});
+  std::stringstream approval;
+  approval << std::ifstream(approval_file).rdbuf();
+  std::string forged = approval.str();
+  forged.replace(forged.find("copy: ") + 6, 4, "0000");  // Another instance: the signature fails.
+  CHECK(RequireFail(save(R"(,"copy":true,"approval":)" + Json(forged).dump()), 403)
+            .find("a copy without the policy needs") == 0);
+  const std::string copy_request =
+      RequireOk(save(R"(,"copy":true,"approval":)" + Json(approval.str()).dump()));
+  CHECK(RequireOk(Call(api, "GET", "/api/v1/image?id=" + copy_request, "", Root()))["status"] ==
+        "pending");
+  const std::string copied = finish(copy_request);
+  CHECK(copied != kept);
+  CHECK(RequireOk(Call(api, "GET", "/api/v1/policy?id=secure-ci", "", Root()))["attached_to"] ==
+        Json({"template/" + kept, "template/tmpl-1"}));  // The copy keeps no policy.
+  bool approved = false;
+  for (const std::string& line : AuditExportLines(dir.Sub("data"))) {
+    const Json event = Json::parse(line);
+    approved |= event["type"] == "SaveImageRequested" && event["payload"]["copy"] == true &&
+                event["payload"]["copy_approved_by"] == "admin";
+  }
+  CHECK(approved);
 
   // Detached (root may detach): the instance's next answer has no policy, and is news.
   const uint64_t before =
