@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/latency.h"
 #include "engine/authorization.h"
 #include "engine/permissions.h"
 #include "reducers/views.h"
@@ -28,7 +29,6 @@
 namespace cloister {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 constexpr size_t kGroups = 1000;
 constexpr size_t kGrants = 10000;
@@ -40,29 +40,9 @@ constexpr double kTargetNs = 1000;
 std::string GroupName(size_t i) { return "group-" + std::to_string(i); }
 std::string NodeId(size_t i) { return "node-" + std::to_string(100000 + i); }
 
-struct Figures {
-  double p50 = 0;
-  double p99 = 0;
-};
-
-Figures Percentiles(std::vector<double>* ns) {
-  std::sort(ns->begin(), ns->end());
-  return {(*ns)[ns->size() / 2], (*ns)[ns->size() * 99 / 100]};
-}
-
-// Times fn(i) for i in [0, n), one call at a time.
-Figures Time(size_t n, const std::function<bool(size_t)>& fn, size_t* allowed) {
-  std::vector<double> ns;
-  ns.reserve(n);
-  for (size_t i = 0; i < n; i++) {
-    const auto start = Clock::now();
-    const bool ok = fn(i);
-    const auto end = Clock::now();
-    *allowed += ok ? 1 : 0;
-    ns.push_back(std::chrono::duration<double, std::nano>(end - start).count());
-  }
-  return Percentiles(&ns);
-}
+using bench::Figures;
+using bench::Percentiles;
+using bench::Time;
 
 // targeted: the 1 us target applies (warm decisions); first decisions are reported only.
 void Print(const char* what, bool targeted, Figures fast, Figures naive, size_t allowed,

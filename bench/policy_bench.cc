@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/latency.h"
 #include "bench/flags.h"
 #include "engine/policy_decide.h"
 #include "reducers/policy_model.h"
@@ -41,29 +42,9 @@ constexpr int kMidGroups = 30;
 constexpr int kLeafGroups = 60;
 constexpr int kRulesPerGroup = 10;
 
-struct Figures {
-  double p50 = 0;
-  double p99 = 0;
-};
-
-Figures Percentiles(std::vector<double>* ns) {
-  std::sort(ns->begin(), ns->end());
-  return {(*ns)[ns->size() / 2], (*ns)[ns->size() * 99 / 100]};
-}
-
-// Times fn(i) for i in [0, n), one call at a time; counts the allowed answers.
-Figures Time(size_t n, const std::function<bool(size_t)>& fn, size_t* allowed) {
-  std::vector<double> ns;
-  ns.reserve(n);
-  for (size_t i = 0; i < n; i++) {
-    const auto start = Clock::now();
-    const bool ok = fn(i);
-    const auto end = Clock::now();
-    *allowed += ok ? 1 : 0;
-    ns.push_back(std::chrono::duration<double, std::nano>(end - start).count());
-  }
-  return Percentiles(&ns);
-}
+using bench::Figures;
+using bench::Percentiles;
+using bench::Time;
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

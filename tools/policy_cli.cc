@@ -38,8 +38,6 @@ constexpr int kExitError = 2;
 
 constexpr char kVersion[] = "policy (cloister) 1.0";
 
-// The signature `sign` appends to a yaml file: the file's last line, over every byte before it.
-
 // The seed's usage text, verbatim.
 constexpr char kUsage[] =
     "usage: policy [options] <command>\n"

@@ -202,6 +202,7 @@ struct Fixture {
   }
 };
 
+// Copied from the seed on purpose, not shared with the tool: the test holds the tool to it.
 const char kSeedUsage[] =
     "usage: policy [options] <command>\n"
     "\n"
