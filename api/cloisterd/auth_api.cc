@@ -86,11 +86,8 @@ void AuthApi::ListKeys(const api::Request& request, Respond respond) {
 }
 
 void AuthApi::CreateKey(const api::Request& request, Respond respond) {
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(api::FailResponse(400, "the body must be a JSON object"));
-    return;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
   engine::CreateApiKey command;
   std::string public_key;
   Fields fields(*body);
@@ -137,11 +134,8 @@ void AuthApi::CreateKey(const api::Request& request, Respond respond) {
 }
 
 void AuthApi::UpdateKey(const api::Request& request, Respond respond) {
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(api::FailResponse(400, "the body must be a JSON object"));
-    return;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
   if (body->contains("publicKey")) {
     respond(api::FailResponse(400, "publicKey: cannot be changed; create a new key instead"));
     return;
@@ -174,11 +168,8 @@ void AuthApi::Revoke(const api::Request& request, Respond respond) {
     respond(api::FailResponse(405, "method not allowed"));
     return;
   }
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(api::FailResponse(400, "the body must be a JSON object"));
-    return;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
   std::string session_id;
   std::string key_id;
   std::string serial;

@@ -27,7 +27,6 @@ constexpr uint64_t kNodeVmCountMax = 10'000;
 constexpr uint64_t kNodeVcpuMax = 100'000;
 constexpr uint64_t kNodeRamGbMax = 1'000'000;
 
-api::Response BadBody() { return api::FailResponse(400, "the body must be a JSON object"); }
 api::Response NotFound() { return api::FailResponse(200, "Not found"); }
 api::Response MethodNotAllowed() { return api::FailResponse(405, "method not allowed"); }
 std::string NullBody(const engine::Reply&) { return "null"; }
@@ -53,11 +52,8 @@ std::optional<std::string> TargetId(const api::Request& request, const nlohmann:
 // the body is malformed or the id is missing.
 std::optional<std::string> DeleteTarget(const api::Request& request, const char* body_key,
                                         const std::function<void(api::Response)>& respond) {
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(BadBody());
-    return std::nullopt;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return std::nullopt;
   std::string error;
   std::optional<std::string> id = TargetId(request, *body, body_key, &error);
   if (!id) {
@@ -96,11 +92,7 @@ std::optional<nlohmann::json> WriteBody(const api::Request& request, const char*
     respond(MethodNotAllowed());
     return std::nullopt;
   }
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(BadBody());
-  }
-  return body;
+  return BodyOr400(request, respond);
 }
 
 // WriteBody of a write that names its target (?id= or body_key); also answers a missing id.
@@ -463,11 +455,8 @@ void ControllerApi::Groups(const api::Request& request, Respond respond) {
     respond(NodeGroupsOff());
     return;
   }
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(BadBody());
-    return;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
   Fields fields(*body);
   auto group_body = [this](std::string id) {
     return [this, id = std::move(id)](const engine::Reply& reply) {
@@ -530,11 +519,8 @@ void ControllerApi::NodeGroups(const api::Request& request, Respond respond) {
     respond(NodeGroupsOff());
     return;
   }
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(BadBody());
-    return;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
   Fields fields(*body);
   engine::ChangeGroupMembership change;
   change.member = request.method == "POST";
@@ -617,11 +603,8 @@ void ControllerApi::Vms(const api::Request& request, Respond respond) {
 }
 
 void ControllerApi::StartVms(const api::Request& request, Respond respond) {
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(BadBody());
-    return;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
   Fields fields(*body);
   engine::RequestVm start;
   std::string vnc_password;

@@ -103,11 +103,8 @@ bool NodeApi::Handle(const api::Request& request, Respond& respond) {
 }
 
 void NodeApi::Join(const api::Request& request, Respond respond) {
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(BadRequest("the body must be a JSON object"));
-    return;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
   Fields fields(*body);
   engine::JoinNode join;
   std::vector<std::string> groups;
@@ -150,11 +147,8 @@ void NodeApi::Join(const api::Request& request, Respond respond) {
 }
 
 void NodeApi::Heartbeat(const api::Request& request, Respond respond) {
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(BadRequest("the body must be a JSON object"));
-    return;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
   Fields fields(*body);
   std::string node_id;
   uint32_t vm_count = 0;
@@ -297,11 +291,8 @@ void NodeApi::Instances(const api::Request& request, Respond respond) {
 }
 
 void NodeApi::Report(const api::Request& request, Respond respond) {
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(BadRequest("the body must be a JSON object"));
-    return;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
   Fields fields(*body);
   std::string node_id;
   if (!fields.String("node_id", &node_id)) {
@@ -411,11 +402,8 @@ void NodeApi::Report(const api::Request& request, Respond respond) {
 }
 
 void NodeApi::SaveImageDone(const api::Request& request, Respond respond) {
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(BadRequest("the body must be a JSON object"));
-    return;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
   Fields fields(*body);
   engine::FinishSaveImage finish;
   if (!fields.String("node_id", &finish.node_id) ||

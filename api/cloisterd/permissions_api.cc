@@ -100,11 +100,8 @@ void PermissionsApi::Groups(const api::Request& request, engine::Component liste
     respond(OkResponse(list.dump()));
     return;
   }
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(api::FailResponse(400, "the body must be a JSON object"));
-    return;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
   Fields fields(*body);
   std::string component = engine::ComponentName(listener);
   std::string name;
@@ -148,11 +145,8 @@ void PermissionsApi::GroupResources(const api::Request& request, const std::stri
     respond(OkResponse(list.dump()));
     return;
   }
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(api::FailResponse(400, "the body must be a JSON object"));
-    return;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
   Fields fields(*body);
   engine::SetResourcePermissions set;
   set.principal = name;

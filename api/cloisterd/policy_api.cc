@@ -113,11 +113,8 @@ void PolicyApi::Policies(const api::Request& request, Respond respond) {
     respond(api::FailResponse(405, "method not allowed"));
     return;
   }
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(api::FailResponse(400, "the body must be a JSON object"));
-    return;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
   engine::PutPolicy put;
   Fields fields(*body);
   if (!fields.String("id", &put.policy_id)) {
@@ -165,11 +162,8 @@ void PolicyApi::Attach(const api::Request& request, Respond respond) {
     respond(api::FailResponse(405, "method not allowed"));
     return;
   }
-  std::optional<nlohmann::json> body = BodyObject(request);
-  if (!body) {
-    respond(api::FailResponse(400, "the body must be a JSON object"));
-    return;
-  }
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
   Fields fields(*body);
   engine::ChangePolicyAttachment change;
   std::string ids[2];

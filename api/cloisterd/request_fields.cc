@@ -51,6 +51,15 @@ std::optional<nlohmann::json> BodyObject(const api::Request& request) {
   return parsed;
 }
 
+std::optional<nlohmann::json> BodyOr400(const api::Request& request,
+                                        const std::function<void(api::Response)>& respond) {
+  std::optional<nlohmann::json> body = BodyObject(request);
+  if (!body) {
+    respond(api::FailResponse(400, "the body must be a JSON object"));
+  }
+  return body;
+}
+
 bool Fields::String(const char* key, std::string* out) {
   if (!Has(key)) return true;
   if (!json_[key].is_string()) return Fail(key, "must be a string");

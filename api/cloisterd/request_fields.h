@@ -2,6 +2,7 @@
 // field, query parameters, and the JSON-object body every write endpoint takes.
 #pragma once
 
+#include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -19,6 +20,11 @@ std::optional<std::string> QueryParam(const std::string& query, std::string_view
 
 // The body as a JSON object; an empty body is an empty object. nullopt: not a JSON object.
 std::optional<nlohmann::json> BodyObject(const api::Request& request);
+
+// BodyObject for a write endpoint: on nullopt it has answered 400 "the body must be a JSON
+// object" through respond.
+std::optional<nlohmann::json> BodyOr400(const api::Request& request,
+                                        const std::function<void(api::Response)>& respond);
 
 // Typed reads from a request's JSON object. Each returns false (and sets error, naming the
 // field) when the field is present with the wrong JSON type; an absent (or null) field leaves
