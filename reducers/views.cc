@@ -821,6 +821,9 @@ void Apply(Views* views, uint64_t seq, const log::Hash& hash, const fb::Event& e
 
 const StoredPolicy* EffectivePolicy(const Views& views, const VmInstance& vm) {
   const auto& attachments = views.policy_attachments.attachments;
+  if (attachments.empty()) {
+    return nullptr;
+  }
   for (const std::string& key : {"instance/" + vm.instance_id, "template/" + vm.vmid}) {
     auto attached = attachments.find(key);
     if (attached != attachments.end() && !attached->second.policy_id.empty()) {

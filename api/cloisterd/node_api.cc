@@ -210,6 +210,9 @@ uint64_t NodeApi::NodeChangeSeq(const std::string& node_id) const {
       seq = std::max(seq, vm.updated.seq);
       // A policy attached, detached or extended is news for the instance it governs.
       const auto& attachments = views.policy_attachments.attachments;
+      if (attachments.empty()) {
+        continue;  // No policy was ever attached: no key to build (this runs per long-poll).
+      }
       for (const std::string& key : {"instance/" + vm.instance_id, "template/" + vm.vmid}) {
         if (auto a = attachments.find(key); a != attachments.end()) {
           seq = std::max(seq, a->second.updated.seq);
