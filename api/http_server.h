@@ -83,6 +83,22 @@ class Handler {
   // Must not block: answer now with writer.Send, or keep the writer and answer later. May call
   // Shutdown or CloseAll, but must not destroy the server.
   virtual void Handle(Request request, ResponseWriter writer) = 0;
+
+  // Called once a request's head is complete, when it announces a body (Content-Length > 0 or
+  // chunked) and before any body byte is read or "100 Continue" sent. The default buffers the
+  // body (bounded by HttpLimits::body_bytes_max) as for every request. A handler may instead:
+  //  - return a sink: the body goes to it as it arrives, without body_bytes_max (the sink bounds
+  //    it), and with body_timeout_ms counted from the last body byte received rather than for
+  //    the whole body; Handle then gets the request with body_sink set once the body is complete;
+  //  - set *reject: that response is sent at once as the connection's last (no 100 Continue),
+  //    Handle is not called for this request and the body is discarded (e.g. 401 before a
+  //    10 GB upload is read).
+  virtual std::shared_ptr<BodySink> StreamBody(const Request& head,
+                                               std::optional<Response>* reject) {
+    (void)head;
+    (void)reject;
+    return nullptr;
+  }
 };
 
 using AccessLogCallback = std::function<void(const AccessLogEntry& entry)>;

@@ -40,6 +40,31 @@ class Headers {
 // ASCII case-insensitive equality, for header names and tokens.
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
+// A request body consumed as it arrives instead of being buffered (Handler::StreamBody), so an
+// upload of any size costs bounded memory. Loop thread only.
+class BodySink {
+ public:
+  virtual ~BodySink() = default;
+  // The next decoded body bytes (chunked framing removed), in order. Returning false refuses
+  // the rest: the server stops reading the body, calls Handler::Handle at once with the request
+  // (its body_sink is this sink, which knows why), sends that response as the connection's last
+  // and discards what the client still sends, as after any rejection.
+  virtual bool Write(std::string_view bytes) = 0;
+};
+
+// A response body produced on demand (a file, a range of one), read as the client drains the
+// connection: bounded memory for any size, and a slow reader slows the reads. Loop thread only.
+class BodySource {
+ public:
+  virtual ~BodySource() = default;
+  // The body's length in bytes: the Content-Length sent.
+  virtual uint64_t size() const = 0;
+  // Copies the next at most max bytes to buffer and returns how many (more than 0 until size()
+  // bytes were read), or -1 on an error. After an error the connection is closed: the response
+  // is already framed by its Content-Length and cannot be completed.
+  virtual int64_t Read(char* buffer, size_t max) = 0;
+};
+
 // One complete request, with its body read in full (bounded by HttpLimits::body_bytes_max).
 struct Request {
   std::string method;       // "GET", as sent (llhttp accepts only known methods).
@@ -56,6 +81,8 @@ struct Request {
   // shared by every request of the connection; nullptr when none. Not verified: see
   // cloisterd::CertificateAuthority::Check.
   std::shared_ptr<const PeerCertificate> client_cert = nullptr;
+  // Set when Handler::StreamBody took the body: it went to this sink and body is empty.
+  std::shared_ptr<BodySink> body_sink = nullptr;
 };
 
 // What a handler answers. The server adds Content-Length (except for 204 and 304, where HTTP
@@ -68,6 +95,9 @@ struct Response {
   std::string content_type;  // Sent as Content-Type unless empty.
   Headers headers;           // Extra fields; names and values must not contain CR, LF or NUL.
   std::string body;          // Not sent for HEAD requests, 1xx, 204 and 304.
+  // When set, the body comes from here instead (body must then be empty); Content-Length is
+  // body_source->size(). Not read for HEAD requests.
+  std::shared_ptr<BodySource> body_source = nullptr;
 };
 
 // The Anka error envelope: {"status":"FAIL","message":"<message>"}, application/json.
