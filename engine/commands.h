@@ -181,6 +181,69 @@ struct RegisterTemplateTag {
   std::string description;
 };
 
+// A blob or manifest a pushed manifest refers to.
+struct ManifestReference {
+  std::string digest;
+  uint64_t size = 0;
+  std::string media_type;
+};
+
+// PUT /v2/<repository>/manifests/<reference>: a manifest whose bytes the registry has made
+// durable (registry/blob_store.h) joins a template. repository names the template by id or name;
+// an unknown one creates a template of that name. Every reference must be a blob the registry
+// holds (the registry checks the disk) or, for an index, a manifest of this template (checked
+// here). A tag the template has is refused unless it names this very manifest (tags are
+// immutable: revert first); then nothing is recorded.
+struct PushManifest {
+  std::string repository;
+  std::string digest;
+  std::string media_type;
+  uint64_t size = 0;
+  std::vector<ManifestReference> references;
+  std::string tag;  // Empty: pushed by digest.
+  std::string description;
+};
+
+// Content leaves a template (template names it by id or name):
+//  - kRevert: the tag named by tag, or by version number, or (neither) the newest, and every tag
+//    pushed after it; their manifests go too unless another remaining tag names them.
+//  - kDeleteManifest: the manifest digest and every tag naming it; refused while an index of
+//    the template refers to it.
+//  - kDeleteTemplate: all of it.
+struct RemoveTemplateContent {
+  enum class Mode : uint8_t { kRevert, kDeleteManifest, kDeleteTemplate };
+  Mode mode = Mode::kRevert;
+  std::string template_ref;
+  std::string tag;
+  std::optional<int32_t> version;
+  std::string digest;
+};
+
+// POST /api/v1/registry/vm/distribute (action "distribute": the nodes pull the template's tag;
+// an empty tag means the newest) or DELETE /api/v1/registry/vm/remove ("remove": the nodes
+// delete their copy; an empty tag means every tag). node_ids empty: every node.
+struct RequestDistribution {
+  std::string action;
+  std::string template_id;
+  std::string tag;
+  std::vector<std::string> node_ids;
+};
+
+// A node's agent reports progress on a distribution request naming it.
+struct ReportDistribution {
+  std::string request_id;
+  std::string node_id;
+  std::string status;  // "in_progress", "done" or "error".
+  uint8_t progress = 0;
+  std::string message;
+};
+
+// DELETE /api/v1/registry/vm/distribute: forget the named requests, or (none named) every request
+// whose nodes all finished.
+struct ClearDistributions {
+  std::vector<std::string> request_ids;
+};
+
 // POST /api/v1/image: save a running instance's VM as a new tag of target_vm_id, or as a new
 // template named new_template_name (exactly one of the two). Pending until the node finishes.
 struct RequestSaveImage {
@@ -342,7 +405,9 @@ using Command = std::variant<SetConfig, CreateNodeGroup, UpdateNodeGroup, Delete
                              UpdateApiKey, DeleteApiKey, OpenSession, RevokeSession, RevokeKey,
                              RevokeCertificate, RecordCrlLoaded, CreatePermissionGroup,
                              UpdatePermissionGroup, DeletePermissionGroup, SetResourcePermissions,
-                             RecordAccessDenied, PutPolicy, ChangePolicyAttachment>;
+                             RecordAccessDenied, PutPolicy, ChangePolicyAttachment, PushManifest,
+                             RemoveTemplateContent, RequestDistribution, ReportDistribution,
+                             ClearDistributions>;
 
 // The Anka instance state machine: may an instance in `from` move to `to`? Staying in the same
 // state (a progress or message update) is allowed, except once Terminated.

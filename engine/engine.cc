@@ -122,6 +122,19 @@ std::vector<std::string> ConflictKeys(const Command& command) {
       return {"policy/" + c.policy_id,
               c.target_type == "template" ? std::string("templates") : "vm/" + c.target_id};
     }
+    std::vector<std::string> operator()(const PushManifest&) const { return {"templates"}; }
+    std::vector<std::string> operator()(const RemoveTemplateContent&) const {
+      return {"templates"};
+    }
+    std::vector<std::string> operator()(const RequestDistribution&) const {
+      return {"distributions"};
+    }
+    std::vector<std::string> operator()(const ReportDistribution& c) const {
+      return {"distribution/" + c.request_id};
+    }
+    std::vector<std::string> operator()(const ClearDistributions&) const {
+      return {"distributions"};
+    }
     std::vector<std::string> operator()(const ScheduleVms&) const {
       // One pass at a time: a pass counts capacity from the views, so a second pass in flight
       // would count without the first one's placements.
@@ -196,7 +209,8 @@ const char* CommandName(const Command& command) {
       "revoke_session", "revoke_key", "revoke_certificate", "record_crl_loaded",
       "create_permission_group", "update_permission_group", "delete_permission_group",
       "set_resource_permissions", "record_access_denied", "put_policy",
-      "change_policy_attachment"};
+      "change_policy_attachment", "push_manifest", "remove_template_content",
+      "request_distribution", "report_distribution", "clear_distributions"};
   static_assert(std::size(kNames) == std::variant_size_v<Command>);
   return kNames[command.index()];
 }

@@ -13,7 +13,10 @@ inline constexpr size_t kDescriptionBytesMax = 1024;
 inline constexpr size_t kKeyGroupsMax = 64;               // Groups of one API key.
 inline constexpr int64_t kKeyTtlMaxSeconds = 10LL * 366 * 24 * 3600;  // An API key's ttl.
 inline constexpr size_t kPublicKeyBytesMax = 4096;       // DER of an API key's public key.
-inline constexpr size_t kIdBytesMax = 128;              // Ids a client supplies.
+inline constexpr size_t kIdBytesMax = 128;
+// Blobs one manifest may refer to (a VM template has a handful of layers; an index a few
+// platforms). Bounds the event and the views.
+inline constexpr size_t kManifestReferencesMax = 4096;              // Ids a client supplies.
 inline constexpr size_t kPermissionsMax = 256;           // Names in one permission list.
 inline constexpr size_t kNodeTemplatesMax = 4096;        // Templates one node reports.
 inline constexpr size_t kMembershipIdsMax = 1000;        // Groups, and nodes, in one membership change.

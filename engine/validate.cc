@@ -106,6 +106,11 @@ class Validation {
   bool ValidateCommand(const RecordAccessDenied& c);
   bool ValidateCommand(const PutPolicy& c);
   bool ValidateCommand(const ChangePolicyAttachment& c);
+  bool ValidateCommand(const PushManifest& c);
+  bool ValidateCommand(const RemoveTemplateContent& c);
+  bool ValidateCommand(const RequestDistribution& c);
+  bool ValidateCommand(const ReportDistribution& c);
+  bool ValidateCommand(const ClearDistributions& c);
 
  private:
   bool GroupNameTaken(const std::string& name, const std::string& except_id) const;
@@ -117,6 +122,8 @@ class Validation {
   const reducers::VmInstance* FindSettledInstance(const std::string& instance_id,
                                                   const char* verb);
   const reducers::Template* TemplateNamed(const std::string& name) const;
+  // The template named by id or else by name; nullptr after a kNotFound rejection.
+  const reducers::Template* FindTemplate(const std::string& ref);
   bool CheckKeyId(const std::string& key_id);
   bool CheckGroups(const std::vector<std::string>& groups);
   bool CheckTtl(int64_t ttl_s, int64_t* expires_ns);
@@ -589,6 +596,16 @@ const reducers::Template* Validation::TemplateNamed(const std::string& name) con
     }
   }
   return nullptr;
+}
+
+const reducers::Template* Validation::FindTemplate(const std::string& ref) {
+  auto it = views_.templates.templates.find(ref);
+  const reducers::Template* t =
+      it != views_.templates.templates.end() ? &it->second : TemplateNamed(ref);
+  if (t == nullptr) {
+    Reject(Rejection::kNotFound, "VM not in the registry");
+  }
+  return t;
 }
 
 // The Anka answers clients match on: "VM not in the registry", "No such tag <tag>".
@@ -1367,6 +1384,267 @@ bool Validation::ValidateCommand(const ChangePolicyAttachment& c) {
   Emit(fb::CreatePolicyAttachmentChangedDirect(builder.fbb(), c.target_type.c_str(),
                                                c.target_id.c_str(), c.policy_id.c_str()),
        &builder);
+  return true;
+}
+
+namespace {
+
+bool IsDigest(const std::string& digest) {
+  constexpr std::string_view kPrefix = "sha256:";
+  if (digest.size() != kPrefix.size() + 64 || !digest.starts_with(kPrefix)) {
+    return false;
+  }
+  return std::all_of(digest.begin() + kPrefix.size(), digest.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+}  // namespace
+
+bool Validation::ValidateCommand(const PushManifest& c) {
+  if (!CheckText("repository", c.repository, kNameBytesMax, true) ||
+      !CheckText("tag", c.tag, kNameBytesMax, false) ||
+      !CheckText("media_type", c.media_type, kNameBytesMax, true) ||
+      !CheckText("description", c.description, kDescriptionBytesMax, false)) {
+    return false;
+  }
+  if (!IsDigest(c.digest)) {
+    return Reject(Rejection::kInvalidArgument, "digest must be sha256:<64 lowercase hex>");
+  }
+  if (c.references.size() > kManifestReferencesMax) {
+    return Reject(Rejection::kInvalidArgument, "a manifest may refer to at most " +
+                                                   std::to_string(kManifestReferencesMax) +
+                                                   " blobs");
+  }
+  auto by_id = views_.templates.templates.find(c.repository);
+  const reducers::Template* existing = by_id != views_.templates.templates.end()
+                                           ? &by_id->second
+                                           : TemplateNamed(c.repository);
+  for (const ManifestReference& ref : c.references) {
+    if (!IsDigest(ref.digest)) {
+      return Reject(Rejection::kInvalidArgument, "reference " + ref.digest.substr(0, 80) +
+                                                     " is not a sha256 digest");
+    }
+    const bool manifest = ref.media_type.find("manifest") != std::string::npos ||
+                          ref.media_type.find("image.index") != std::string::npos;
+    if (manifest && (existing == nullptr || !existing->manifests.contains(ref.digest))) {
+      return Reject(Rejection::kNotFound, "manifest " + ref.digest + " is not in " +
+                                              c.repository.substr(0, 80));
+    }
+  }
+  int32_t version = 0;
+  if (existing != nullptr) {
+    for (const reducers::TemplateTag& tag : existing->tags) {
+      if (!c.tag.empty() && tag.tag == c.tag) {
+        if (tag.digest == c.digest) {
+          ids_.push_back(existing->template_id);
+          return true;  // The same push again: nothing to record.
+        }
+        return Reject(Rejection::kNameTaken,
+                      "tag " + c.tag + " of " + existing->name.substr(0, 80) +
+                          " exists with another manifest (tags are immutable: revert it first)");
+      }
+      version = std::max(version, tag.version + 1);
+    }
+    if (c.tag.empty() && existing->manifests.contains(c.digest)) {
+      ids_.push_back(existing->template_id);
+      return true;
+    }
+  }
+  const std::string id = existing != nullptr ? existing->template_id : rng_->NewUuid();
+  log::DraftBuilder builder;
+  auto& fbb = builder.fbb();
+  std::vector<flatbuffers::Offset<fb::RegistryReference>> refs;
+  for (const ManifestReference& ref : c.references) {
+    refs.push_back(fb::CreateRegistryReferenceDirect(fbb, ref.digest.c_str(), ref.size,
+                                                     ref.media_type.c_str()));
+  }
+  Emit(fb::CreateManifestPushedDirect(fbb, id.c_str(),
+                                      existing == nullptr ? c.repository.c_str() : "",
+                                      c.digest.c_str(), c.media_type.c_str(), c.size, &refs,
+                                      c.tag.c_str(), c.tag.empty() ? 0 : version,
+                                      c.description.c_str()),
+       &builder);
+  ids_.push_back(id);
+  return true;
+}
+
+bool Validation::ValidateCommand(const RemoveTemplateContent& c) {
+  using Mode = RemoveTemplateContent::Mode;
+  const reducers::Template* t = FindTemplate(c.template_ref);
+  if (t == nullptr) {
+    return false;
+  }
+  std::vector<std::string> tags;
+  std::set<std::string> digests;
+  const char* reason = "delete_template";
+  if (c.mode == Mode::kDeleteTemplate) {
+    for (const reducers::TemplateTag& tag : t->tags) {
+      tags.push_back(tag.tag);
+    }
+    for (const auto& [digest, m] : t->manifests) {
+      digests.insert(digest);
+    }
+  } else if (c.mode == Mode::kRevert) {
+    reason = "revert";
+    if (t->tags.empty()) {
+      return Reject(Rejection::kNotFound, "template " + t->name.substr(0, 80) + " has no tags");
+    }
+    size_t from = t->tags.size() - 1;  // Default: the newest.
+    if (!c.tag.empty() || c.version.has_value()) {
+      auto found = std::find_if(t->tags.begin(), t->tags.end(), [&](const auto& tag) {
+        return c.tag.empty() ? tag.version == *c.version : tag.tag == c.tag;
+      });
+      if (found == t->tags.end()) {
+        return Reject(Rejection::kNotFound,
+                      c.tag.empty() ? "No such version " + std::to_string(*c.version)
+                                    : "No such tag " + c.tag.substr(0, 80));
+      }
+      from = static_cast<size_t>(found - t->tags.begin());
+    }
+    std::set<std::string> kept;
+    for (size_t i = 0; i < t->tags.size(); i++) {
+      (i >= from ? tags.push_back(t->tags[i].tag) : void(kept.insert(t->tags[i].digest)));
+    }
+    for (size_t i = from; i < t->tags.size(); i++) {
+      const std::string& digest = t->tags[i].digest;
+      if (!digest.empty() && !kept.contains(digest)) {
+        digests.insert(digest);
+      }
+    }
+  } else {
+    reason = "delete_manifest";
+    if (!t->manifests.contains(c.digest)) {
+      return Reject(Rejection::kNotFound, "manifest " + c.digest.substr(0, 80) + " is not in " +
+                                              t->name.substr(0, 80));
+    }
+    for (const auto& [digest, m] : t->manifests) {
+      for (const reducers::RegistryReference& ref : m.references) {
+        if (ref.digest == c.digest && digest != c.digest) {
+          return Reject(Rejection::kInvalidArgument,
+                        "manifest " + c.digest + " is referred to by index " + digest);
+        }
+      }
+    }
+    digests.insert(c.digest);
+    for (const reducers::TemplateTag& tag : t->tags) {
+      if (tag.digest == c.digest) {
+        tags.push_back(tag.tag);
+      }
+    }
+  }
+  const std::vector<std::string> digest_list(digests.begin(), digests.end());
+  log::DraftBuilder builder;
+  auto& fbb = builder.fbb();
+  Emit(fb::CreateTemplateContentRemoved(
+           fbb, fbb.CreateString(t->template_id), fbb.CreateVectorOfStrings(tags),
+           fbb.CreateVectorOfStrings(digest_list), c.mode == Mode::kDeleteTemplate,
+           fbb.CreateString(reason)),
+       &builder);
+  ids_.push_back(t->template_id);
+  ids_.insert(ids_.end(), tags.begin(), tags.end());
+  return true;
+}
+
+bool Validation::ValidateCommand(const RequestDistribution& c) {
+  if (c.action != "distribute" && c.action != "remove") {
+    return Reject(Rejection::kInvalidArgument, "action must be distribute or remove");
+  }
+  const reducers::Template* t = FindTemplate(c.template_id);
+  if (t == nullptr) {
+    return false;
+  }
+  std::string tag = c.tag;
+  if (c.action == "distribute" && tag.empty()) {
+    if (t->tags.empty()) {
+      return Reject(Rejection::kNotFound, "template " + t->name.substr(0, 80) + " has no tags");
+    }
+    tag = t->tags.back().tag;
+  }
+  if (!tag.empty() && std::none_of(t->tags.begin(), t->tags.end(),
+                                   [&](const auto& one) { return one.tag == tag; })) {
+    return Reject(Rejection::kNotFound, "No such tag " + tag.substr(0, 80));
+  }
+  std::vector<std::string> nodes = c.node_ids;
+  if (nodes.empty()) {
+    for (const auto& [id, node] : views_.nodes.nodes) {
+      nodes.push_back(id);
+    }
+  }
+  if (nodes.empty()) {
+    return Reject(Rejection::kNotFound, "no node to distribute to");
+  }
+  for (const std::string& node : nodes) {
+    if (!views_.nodes.nodes.contains(node)) {
+      return Reject(Rejection::kNotFound, "node " + node.substr(0, 64) + " not found");
+    }
+  }
+  const std::string id = rng_->NewUuid();
+  log::DraftBuilder builder;
+  auto& fbb = builder.fbb();
+  Emit(fb::CreateDistributionRequested(fbb, fbb.CreateString(id), fbb.CreateString(c.action),
+                                       fbb.CreateString(t->template_id), fbb.CreateString(tag),
+                                       fbb.CreateVectorOfStrings(nodes)),
+       &builder);
+  ids_.push_back(id);
+  return true;
+}
+
+bool Validation::ValidateCommand(const ReportDistribution& c) {
+  auto it = views_.distributions.requests.find(c.request_id);
+  if (it == views_.distributions.requests.end()) {
+    return Reject(Rejection::kNotFound, "distribution " + c.request_id.substr(0, 64) +
+                                            " not found");
+  }
+  auto node = it->second.nodes.find(c.node_id);
+  if (node == it->second.nodes.end()) {
+    return Reject(Rejection::kInvalidArgument, "the distribution does not name this node");
+  }
+  if (c.status != "in_progress" && c.status != "done" && c.status != "error") {
+    return Reject(Rejection::kInvalidArgument, "status must be in_progress, done or error");
+  }
+  if (c.progress > 100 || !CheckText("message", c.message, kDescriptionBytesMax, false)) {
+    return c.progress > 100 ? Reject(Rejection::kInvalidArgument, "progress is a percentage")
+                            : false;
+  }
+  const reducers::DistributionNode& now = node->second;
+  if (now.status == c.status && now.progress == c.progress && now.message == c.message) {
+    return true;  // A resent report: nothing new.
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreateDistributionProgressedDirect(builder.fbb(), c.request_id.c_str(),
+                                              c.node_id.c_str(), c.status.c_str(), c.progress,
+                                              c.message.c_str()),
+       &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const ClearDistributions& c) {
+  std::vector<std::string> ids;
+  const auto& requests = views_.distributions.requests;
+  if (c.request_ids.empty()) {
+    for (const auto& [id, d] : requests) {
+      const bool finished = std::all_of(d.nodes.begin(), d.nodes.end(), [](const auto& n) {
+        return n.second.status == "done" || n.second.status == "error";
+      });
+      if (finished) {
+        ids.push_back(id);
+      }
+    }
+  } else {
+    for (const std::string& id : c.request_ids) {
+      if (!requests.contains(id)) {
+        return Reject(Rejection::kNotFound, "distribution " + id.substr(0, 64) + " not found");
+      }
+      ids.push_back(id);
+    }
+  }
+  if (ids.empty()) {
+    return true;
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreateDistributionsCleared(builder.fbb(), builder.fbb().CreateVectorOfStrings(ids)),
+       &builder);
+  ids_ = ids;
   return true;
 }
 

@@ -191,6 +191,40 @@ void Write(Writer* w, const VmInstance& v) {
   w->Stamp(v.updated);
 }
 
+template <typename T>
+void WriteMap(Writer* w, const std::map<std::string, T>& map);
+
+void Write(Writer* w, const StoredManifest& m) {
+  w->Str(m.digest);
+  w->Str(m.media_type);
+  w->U64(m.size);
+  w->U64(m.references.size());
+  for (const RegistryReference& ref : m.references) {
+    w->Str(ref.digest);
+    w->U64(ref.size);
+    w->Str(ref.media_type);
+  }
+  w->Stamp(m.pushed);
+}
+
+void Write(Writer* w, const DistributionNode& n) {
+  w->Str(n.node_id);
+  w->Str(n.status);
+  w->U8(n.progress);
+  w->Str(n.message);
+  w->Stamp(n.updated);
+}
+
+void Write(Writer* w, const Distribution& d) {
+  w->Str(d.request_id);
+  w->Str(d.action);
+  w->Str(d.template_id);
+  w->Str(d.tag);
+  WriteMap(w, d.nodes);
+  w->Stamp(d.created);
+  w->Stamp(d.updated);
+}
+
 void Write(Writer* w, const Template& t) {
   w->Str(t.template_id);
   w->Str(t.name);
@@ -200,7 +234,9 @@ void Write(Writer* w, const Template& t) {
     w->I64(tag.version);
     w->Str(tag.description);
     w->Stamp(tag.registered);
+    w->Str(tag.digest);
   }
+  WriteMap(w, t.manifests);
   w->Stamp(t.created);
   w->Stamp(t.updated);
 }
@@ -544,6 +580,42 @@ void Read(Reader* r, VmInstance* v) {
   r->Stamp(&v->updated);
 }
 
+template <typename T>
+void ReadMap(Reader* r, std::map<std::string, T>* map);
+
+void Read(Reader* r, StoredManifest* m) {
+  r->Str(&m->digest);
+  r->Str(&m->media_type);
+  r->U64(&m->size);
+  uint64_t references = 0;
+  r->Count(&references);
+  for (uint64_t i = 0; r->ok() && i < references; i++) {
+    RegistryReference& ref = m->references.emplace_back();
+    r->Str(&ref.digest);
+    r->U64(&ref.size);
+    r->Str(&ref.media_type);
+  }
+  r->Stamp(&m->pushed);
+}
+
+void Read(Reader* r, DistributionNode* n) {
+  r->Str(&n->node_id);
+  r->Str(&n->status);
+  r->U8(&n->progress);
+  r->Str(&n->message);
+  r->Stamp(&n->updated);
+}
+
+void Read(Reader* r, Distribution* d) {
+  r->Str(&d->request_id);
+  r->Str(&d->action);
+  r->Str(&d->template_id);
+  r->Str(&d->tag);
+  ReadMap(r, &d->nodes);
+  r->Stamp(&d->created);
+  r->Stamp(&d->updated);
+}
+
 void Read(Reader* r, Template* t) {
   r->Str(&t->template_id);
   r->Str(&t->name);
@@ -555,7 +627,9 @@ void Read(Reader* r, Template* t) {
     r->Signed(&tag.version);
     r->Str(&tag.description);
     r->Stamp(&tag.registered);
+    r->Str(&tag.digest);
   }
+  ReadMap(r, &t->manifests);
   r->Stamp(&t->created);
   r->Stamp(&t->updated);
 }
@@ -686,6 +760,7 @@ std::string EncodeViews(const Views& views) {
   WriteMap(&w, views.resource_permissions.grants);
   WriteMap(&w, views.policies.policies);
   WriteMap(&w, views.policy_attachments.attachments);
+  WriteMap(&w, views.distributions.requests);
   w.U64(views.authz_seq);
   const uint64_t checksum = Checksum(reinterpret_cast<const uint8_t*>(out.data()), out.size());
   for (int i = 0; i < 8; i++) {
@@ -728,6 +803,7 @@ Result<Views> DecodeViews(std::span<const uint8_t> bytes) {
   ReadMap(&r, &views.resource_permissions.grants);
   ReadMap(&r, &views.policies.policies);
   ReadMap(&r, &views.policy_attachments.attachments);
+  ReadMap(&r, &views.distributions.requests);
   r.U64(&views.authz_seq);
   for (const auto& [digest, session] : views.sessions.sessions) {
     views.sessions.by_expiry.emplace(session.expires_ns, digest);

@@ -3,7 +3,8 @@
 //   snapshot := magic "CLVW" | version u8 (= kViewsEncodingVersion) | body | checksum u64 LE
 //   body     := seq | hash[32] | config | nodes | node_groups | vm_instances | templates
 //               | save_images | api_keys | sessions | revocations | permission_groups
-//               | resource_permissions | policies | policy_attachments (kViewNames order)
+//               | resource_permissions | policies | policy_attachments | distributions
+//               (kViewNames order)
 //               | authz_seq
 //   view     := count | count × (key string | entity fields in declaration order)
 // Unsigned integers are LEB128 varints (shortest form only), signed ones zig-zag varints, strings
@@ -29,7 +30,7 @@
 
 namespace cloister::reducers {
 
-inline constexpr uint8_t kViewsEncodingVersion = 7;
+inline constexpr uint8_t kViewsEncodingVersion = 8;
 
 // Encodes views. Byte-identical output for equal Views.
 std::string EncodeViews(const Views& views);

@@ -311,9 +311,25 @@ Json TemplateJson(const Template& t) {
     one["version"] = tag.version;
     one["description"] = tag.description;
     one["registered"] = StampJson(tag.registered);
+    one["digest"] = tag.digest;
     tags.push_back(std::move(one));
   }
   j["tags"] = std::move(tags);
+  Json manifests = Json::object();
+  for (const auto& [digest, m] : t.manifests) {
+    Json one = Json::object();
+    one["media_type"] = m.media_type;
+    one["size"] = m.size;
+    Json references = Json::array();
+    for (const RegistryReference& ref : m.references) {
+      references.push_back({{"digest", ref.digest}, {"size", ref.size},
+                            {"media_type", ref.media_type}});
+    }
+    one["references"] = std::move(references);
+    one["pushed"] = StampJson(m.pushed);
+    manifests[digest] = std::move(one);
+  }
+  j["manifests"] = std::move(manifests);
   j["created"] = StampJson(t.created);
   j["updated"] = StampJson(t.updated);
   return j;
@@ -428,6 +444,23 @@ Json PolicyAttachmentJson(const PolicyAttachment& a) {
   return j;
 }
 
+Json DistributionJson(const Distribution& d) {
+  Json j = Json::object();
+  j["request_id"] = d.request_id;
+  j["action"] = d.action;
+  j["template_id"] = d.template_id;
+  j["tag"] = d.tag;
+  Json nodes = Json::object();
+  for (const auto& [id, n] : d.nodes) {
+    nodes[id] = {{"status", n.status}, {"progress", n.progress}, {"message", n.message},
+                 {"updated", StampJson(n.updated)}};
+  }
+  j["nodes"] = std::move(nodes);
+  j["created"] = StampJson(d.created);
+  j["updated"] = StampJson(d.updated);
+  return j;
+}
+
 namespace {
 
 // Calls visit(name, map of a, same map of b, its pre-images, to-JSON function) for every view,
@@ -454,6 +487,8 @@ void VisitViews(const Views& a, const Views& b, const PreImages& pre, Visit visi
   visit("policies", a.policies.policies, b.policies.policies, pre.policies, &StoredPolicyJson);
   visit("policy_attachments", a.policy_attachments.attachments, b.policy_attachments.attachments,
         pre.policy_attachments, &PolicyAttachmentJson);
+  visit("distributions", a.distributions.requests, b.distributions.requests, pre.distributions,
+        &DistributionJson);
 }
 
 const PreImages kNoPreImages;

@@ -66,6 +66,7 @@ Json SaveImageJson(const SaveImage& request);
 Json ApiKeyJson(const ApiKey& key);
 Json SessionJson(const Session& session);  // Digests only: a session id or token never is here.
 Json RevocationJson(const CertificateRevocation& revocation);
+Json DistributionJson(const Distribution& d);
 
 // "pending", "done" or "error" (the Anka save-image status words).
 const char* SaveImageStatusName(SaveImageStatus status);

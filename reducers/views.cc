@@ -143,6 +143,16 @@ class Reducer {
         return OnPolicyEventsAppended(*event.payload_as_PolicyEventsAppended());
       case fb::Payload::PolicyAttachmentChanged:
         return OnPolicyAttachmentChanged(*event.payload_as_PolicyAttachmentChanged());
+      case fb::Payload::ManifestPushed:
+        return OnManifestPushed(*event.payload_as_ManifestPushed());
+      case fb::Payload::TemplateContentRemoved:
+        return OnTemplateContentRemoved(*event.payload_as_TemplateContentRemoved());
+      case fb::Payload::DistributionRequested:
+        return OnDistributionRequested(*event.payload_as_DistributionRequested());
+      case fb::Payload::DistributionProgressed:
+        return OnDistributionProgressed(*event.payload_as_DistributionProgressed());
+      case fb::Payload::DistributionsCleared:
+        return OnDistributionsCleared(*event.payload_as_DistributionsCleared());
       default:
         return;
     }
@@ -532,7 +542,11 @@ class Reducer {
     if (Given(p.name())) {
       t->name = p.name()->str();
     }
-    TemplateTag tag{p.tag()->str(), p.version(), Str(p.description()), stamp_};
+    PutTag(t, {p.tag()->str(), p.version(), Str(p.description()), stamp_, ""});
+  }
+
+  // A tag appended, or replaced in place (keeping its version) when the template has it.
+  static void PutTag(Template* t, TemplateTag tag) {
     auto same = std::find_if(t->tags.begin(), t->tags.end(),
                              [&](const TemplateTag& old) { return old.tag == tag.tag; });
     if (same != t->tags.end()) {
@@ -540,6 +554,103 @@ class Reducer {
       *same = std::move(tag);
     } else {
       t->tags.push_back(std::move(tag));
+    }
+  }
+
+  void OnManifestPushed(const fb::ManifestPushed& p) {
+    if (!Given(p.template_id()) || !Given(p.digest())) {
+      return;
+    }
+    Template* t = Upsert(&views_.templates.templates, p.template_id()->str(),
+                         before_ ? &before_->templates : nullptr);
+    t->template_id = p.template_id()->str();
+    if (Given(p.name())) {
+      t->name = p.name()->str();
+    }
+    StoredManifest& m = t->manifests[p.digest()->str()];
+    m.digest = p.digest()->str();
+    m.media_type = Str(p.media_type());
+    m.size = p.size();
+    m.references.clear();
+    if (p.references() != nullptr) {
+      for (const fb::RegistryReference* ref : *p.references()) {
+        m.references.push_back({Str(ref->digest()), ref->size(), Str(ref->media_type())});
+      }
+    }
+    m.pushed = stamp_;
+    if (Given(p.tag())) {
+      PutTag(t, {p.tag()->str(), p.version(), Str(p.description()), stamp_, m.digest});
+    }
+  }
+
+  void OnTemplateContentRemoved(const fb::TemplateContentRemoved& p) {
+    const std::string id = Str(p.template_id());
+    auto& templates = views_.templates.templates;
+    if (!templates.contains(id)) {
+      return;
+    }
+    if (p.template_removed()) {
+      Remember(templates, id, before_ ? &before_->templates : nullptr);
+      templates.erase(id);
+      return;
+    }
+    Template* t = Upsert(&templates, id, before_ ? &before_->templates : nullptr);
+    if (p.tags() != nullptr) {
+      for (const flatbuffers::String* tag : *p.tags()) {
+        std::erase_if(t->tags, [&](const TemplateTag& old) { return old.tag == tag->str(); });
+      }
+    }
+    if (p.digests() != nullptr) {
+      for (const flatbuffers::String* digest : *p.digests()) {
+        t->manifests.erase(digest->str());
+      }
+    }
+  }
+
+  void OnDistributionRequested(const fb::DistributionRequested& p) {
+    if (!Given(p.request_id())) {
+      return;
+    }
+    Distribution* d = Upsert(&views_.distributions.requests, p.request_id()->str(),
+                             before_ ? &before_->distributions : nullptr);
+    d->request_id = p.request_id()->str();
+    d->action = Str(p.action());
+    d->template_id = Str(p.template_id());
+    d->tag = Str(p.tag());
+    d->nodes.clear();
+    if (p.node_ids() != nullptr) {
+      for (const flatbuffers::String* node : *p.node_ids()) {
+        DistributionNode& n = d->nodes[node->str()];
+        n.node_id = node->str();
+        n.updated = stamp_;
+      }
+    }
+  }
+
+  void OnDistributionProgressed(const fb::DistributionProgressed& p) {
+    auto& requests = views_.distributions.requests;
+    auto it = requests.find(Str(p.request_id()));
+    if (it == requests.end() || !it->second.nodes.contains(Str(p.node_id()))) {
+      return;
+    }
+    Distribution* d = Upsert(&requests, it->first, before_ ? &before_->distributions : nullptr);
+    DistributionNode& n = d->nodes.at(Str(p.node_id()));
+    n.status = Str(p.status());
+    n.progress = p.progress();
+    n.message = Str(p.message());
+    n.updated = stamp_;
+  }
+
+  void OnDistributionsCleared(const fb::DistributionsCleared& p) {
+    if (p.request_ids() == nullptr) {
+      return;
+    }
+    auto& requests = views_.distributions.requests;
+    for (const flatbuffers::String* id : *p.request_ids()) {
+      if (requests.contains(id->str())) {
+        Remember(requests, id->str(), before_ ? &before_->distributions : nullptr);
+        requests.erase(id->str());
+      }
     }
   }
 

@@ -183,17 +183,41 @@ struct VmInstancesView {
 
 struct TemplateTag {
   std::string tag;
-  int32_t version = 0;  // Index in the template's tags, from 0.
+  // Numbered in push order from 0: one more than the newest tag before it, so a number is never
+  // given to two tags that exist at once (a revert frees the numbers it removed).
+  int32_t version = 0;
   std::string description;
   Stamp registered;
+  std::string digest;  // The tag's manifest; empty for a tag registered without content.
 
   bool operator==(const TemplateTag&) const = default;
+};
+
+// A blob or manifest a manifest refers to.
+struct RegistryReference {
+  std::string digest;
+  uint64_t size = 0;
+  std::string media_type;
+
+  bool operator==(const RegistryReference&) const = default;
+};
+
+// A manifest stored in a template's repository (its bytes are a blob on disk).
+struct StoredManifest {
+  std::string digest;
+  std::string media_type;
+  uint64_t size = 0;
+  std::vector<RegistryReference> references;
+  Stamp pushed;
+
+  bool operator==(const StoredManifest&) const = default;
 };
 
 struct Template {
   std::string template_id;
   std::string name;
-  std::vector<TemplateTag> tags;  // In registration (version) order.
+  std::vector<TemplateTag> tags;  // In version (push) order.
+  std::map<std::string, StoredManifest> manifests;  // By digest.
   Stamp created;
   Stamp updated;
 
@@ -204,6 +228,39 @@ struct TemplatesView {
   std::map<std::string, Template> templates;  // By template_id.
 
   bool operator==(const TemplatesView&) const = default;
+};
+
+// ---- distributions ------------------------------------------------------------------------
+
+// One node's part in a distribution request.
+struct DistributionNode {
+  std::string node_id;
+  std::string status = "pending";  // "pending", "in_progress", "done" or "error".
+  uint8_t progress = 0;            // Percent.
+  std::string message;
+  Stamp updated;
+
+  bool operator==(const DistributionNode&) const = default;
+};
+
+// Nodes asked to pull a template's tag ahead of use ("distribute") or to delete their copy
+// ("remove").
+struct Distribution {
+  std::string request_id;
+  std::string action;
+  std::string template_id;
+  std::string tag;
+  std::map<std::string, DistributionNode> nodes;  // By node_id.
+  Stamp created;
+  Stamp updated;
+
+  bool operator==(const Distribution&) const = default;
+};
+
+struct DistributionsView {
+  std::map<std::string, Distribution> requests;  // By request_id.
+
+  bool operator==(const DistributionsView&) const = default;
 };
 
 // ---- save-image requests --------------------------------------------------------------------
@@ -388,6 +445,7 @@ struct Views {
   ResourcePermissionsView resource_permissions;
   PoliciesView policies;
   PolicyAttachmentsView policy_attachments;
+  DistributionsView distributions;
   // The seq of the last event that changed permission_groups or resource_permissions (0: none):
   // a generation number that caches of authorization decisions compare (engine/authorization.h).
   uint64_t authz_seq = 0;
@@ -399,7 +457,7 @@ struct Views {
 inline constexpr const char* kViewNames[] = {
     "config",      "nodes",       "node_groups",       "vm_instances",        "templates",
     "save_images", "api_keys",    "sessions",          "revocations",         "permission_groups",
-    "resource_permissions", "policies", "policy_attachments"};
+    "resource_permissions", "policies", "policy_attachments", "distributions"};
 
 // Applies one verified event. Precondition: seq == views->seq + 1. Sets views->seq = seq and
 // views->hash = hash. Payload types that no view of this issue uses change only seq and hash.
@@ -436,6 +494,14 @@ inline constexpr const char* kViewNames[] = {
 //  * NodeAgentsUpdateRequested: every node's update_seq = seq.
 //  * TemplateTagRegistered: creates the template (name when non-empty) and appends the tag; a tag
 //    the template already has is replaced in place (its version kept).
+//  * ManifestPushed: creates the template (name when non-empty), stores the manifest under its
+//    digest, and with a tag appends it (version from the event; a tag the template has is
+//    replaced in place, its version kept).
+//  * TemplateContentRemoved: erases the named tags and manifests; with template_removed the
+//    template itself (and its attachment stays, naming nothing).
+//  * DistributionRequested: creates the request with each named node pending.
+//    DistributionProgressed: sets that node's status, progress and message (for a node the
+//    request names). DistributionsCleared: erases the named requests.
 //  * SaveImageRequested: creates the request (keyed by request_id), status pending.
 //  * SaveImageFinished: status done (ok) or error, message, result_vmid = vmid.
 //  * ApiKeyCreated: creates (or replaces) the key, enabled. ApiKeyUpdated: groups and expires_ns
@@ -483,12 +549,13 @@ struct PreImages {
   std::map<std::string, std::optional<ResourceGrant>> resource_permissions;
   std::map<std::string, std::optional<StoredPolicy>> policies;
   std::map<std::string, std::optional<PolicyAttachment>> policy_attachments;
+  std::map<std::string, std::optional<Distribution>> distributions;
 
   bool empty() const {
     return config.empty() && nodes.empty() && node_groups.empty() && vm_instances.empty() &&
            templates.empty() && save_images.empty() && api_keys.empty() && sessions.empty() &&
            revocations.empty() && permission_groups.empty() && resource_permissions.empty() &&
-           policies.empty() && policy_attachments.empty();
+           policies.empty() && policy_attachments.empty() && distributions.empty();
   }
 };
 

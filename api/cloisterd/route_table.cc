@@ -4,6 +4,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "registry/manifest.h"
+
 namespace cloister::cloisterd {
 namespace {
 
@@ -25,6 +27,10 @@ constexpr RouteEntry Root(Listener l, const char* method, const char* path) {
 constexpr RouteEntry Needs(Listener l, const char* method, const char* path, Component c,
                            const char* permission) {
   return {l, method, path, Access::kPermission, c, permission};
+}
+constexpr RouteEntry NeedsEither(Listener l, const char* method, const char* path, Component c,
+                                 const char* permission, const char* also) {
+  return {l, method, path, Access::kPermission, c, permission, also};
 }
 
 // Node agents need (the seed's "node" group): change_node_config (join, heartbeat), list_vms
@@ -56,6 +62,13 @@ constexpr RouteEntry kTable[] = {
     Needs(kC, "GET", "/api/v1/image", kCtl, "list_images"),
     Needs(kC, "POST", "/api/v1/image", kCtl, "save_image"),
     Needs(kC, "GET", "/api/v1/registry/vm", kCtl, "registry_list"),
+    Needs(kC, "DELETE", "/api/v1/registry/vm", kCtl, "registry_delete"),
+    Needs(kC, "DELETE", "/api/v1/registry/revert", kCtl, "registry_delete"),
+    Needs(kC, "GET", "/api/v1/registry/disk", kCtl, "get_registry_disk_info"),
+    Needs(kC, "POST", "/api/v1/registry/vm/distribute", kCtl, "registry_distribute"),
+    Needs(kC, "GET", "/api/v1/registry/vm/distribute", kCtl, "registry_distribute_status"),
+    Needs(kC, "DELETE", "/api/v1/registry/vm/distribute", kCtl, "registry_distribute"),
+    Needs(kC, "DELETE", "/api/v1/registry/vm/remove", kCtl, "registry_distribute"),
     Root(kC, "POST", "/api/v1/admin/template"),
     Root(kC, "GET", "/api/v1/apikey"),
     Root(kC, "POST", "/api/v1/apikey"),
@@ -92,11 +105,35 @@ constexpr RouteEntry kTable[] = {
     Open(kR, "POST", "/tap/v1/hand"),
     Open(kR, "POST", "/tap/v1/shake"),
     Needs(kR, "GET", "/registry/status", kReg, "index"),
+    Needs(kR, "GET", "/registry/vm", kReg, "list_vms"),
+    Needs(kR, "DELETE", "/registry/vm", kReg, "delete_vm"),
+    Needs(kR, "GET", "/registry/v2/vm", kReg, "list_vms"),
+    Needs(kR, "DELETE", "/registry/revert", kReg, "revert"),
+    Needs(kR, "GET", "/registry/vm/info", kReg, "list_vms"),
+    Needs(kR, "GET", "/registry/disk", kReg, "get_disk_info"),
     Root(kR, "GET", "/api/v1/apikey"),
     Root(kR, "POST", "/api/v1/apikey"),
     Root(kR, "PUT", "/api/v1/apikey"),
     Root(kR, "DELETE", "/api/v1/apikey"),
     Root(kR, "POST", "/api/v1/revoke"),
+    // The OCI Distribution data plane (api/cloisterd/oci_api.h) with the seed's registry
+    // permissions: push = head_push_vm (negotiate) + push_vm, pull = pull_vm (manifests) +
+    // download_vm (blobs), delete = delete_vm.
+    Authenticated(kR, "GET", "/v2/"),
+    Needs(kR, "GET", "/v2/_catalog", kReg, "list_vms"),
+    Needs(kR, "GET", "/v2/{name}/tags/list", kReg, "list_vms"),
+    Needs(kR, "GET", "/v2/{name}/manifests/{reference}", kReg, "pull_vm"),
+    NeedsEither(kR, "HEAD", "/v2/{name}/manifests/{reference}", kReg, "pull_vm",
+                "head_push_vm"),
+    Needs(kR, "PUT", "/v2/{name}/manifests/{reference}", kReg, "push_vm"),
+    Needs(kR, "DELETE", "/v2/{name}/manifests/{reference}", kReg, "delete_vm"),
+    Needs(kR, "GET", "/v2/{name}/blobs/{digest}", kReg, "download_vm"),
+    NeedsEither(kR, "HEAD", "/v2/{name}/blobs/{digest}", kReg, "download_vm", "head_push_vm"),
+    Needs(kR, "POST", "/v2/{name}/blobs/uploads/", kReg, "push_vm"),
+    Needs(kR, "GET", "/v2/{name}/blobs/uploads/{uuid}", kReg, "push_vm"),
+    Needs(kR, "PATCH", "/v2/{name}/blobs/uploads/{uuid}", kReg, "push_vm"),
+    Needs(kR, "PUT", "/v2/{name}/blobs/uploads/{uuid}", kReg, "push_vm"),
+    Needs(kR, "DELETE", "/v2/{name}/blobs/uploads/{uuid}", kReg, "push_vm"),
     // The registry's own copy of the permission administration, for registry groups only.
     CLOISTER_PERMISSION_ADMIN(kR, kReg, "/admin/api/v1/permission"),
     CLOISTER_PERMISSION_ADMIN(kR, kReg, "/admin/v1/api/permission"),
@@ -156,12 +193,10 @@ const RouteIndex& Index() {
 
 }  // namespace
 
-const RouteEntry* FindRoute(Listener listener, std::string_view method, std::string_view path,
-                            bool* path_known) {
-  if (method == "HEAD") {
-    method = "GET";
-  }
-  *path_known = false;
+namespace {
+
+const RouteEntry* FindMethod(Listener listener, std::string_view method, std::string_view path,
+                             bool* path_known) {
   const RouteIndex& index = Index();
   auto exact = index.exact.find(RouteIndex::Key(listener, path));
   if (exact != index.exact.end()) {
@@ -183,6 +218,24 @@ const RouteEntry* FindRoute(Listener listener, std::string_view method, std::str
     }
   }
   return nullptr;
+}
+
+}  // namespace
+
+const RouteEntry* FindRoute(Listener listener, std::string_view method, std::string_view path,
+                            bool* path_known) {
+  *path_known = false;
+  if (listener == Listener::kRegistry && path.starts_with("/v2/")) {
+    path = registry::ParseOciPath(path).pattern;
+    if (path.empty()) {
+      return nullptr;
+    }
+  }
+  const RouteEntry* entry = FindMethod(listener, method, path, path_known);
+  if (entry == nullptr && method == "HEAD") {
+    entry = FindMethod(listener, "GET", path, path_known);
+  }
+  return entry;
 }
 
 }  // namespace cloister::cloisterd

@@ -31,6 +31,9 @@ struct RouteEntry {
   Access access;
   engine::Component component;  // For kPermission.
   const char* permission;       // For kPermission: a GroupPermissions(component) name.
+  // For kPermission: another permission that lets the request through as well (HEAD of a blob
+  // is both a push's negotiation and a pull's probe); nullptr for none.
+  const char* also_permission = nullptr;
 };
 
 std::span<const RouteEntry> RouteTable();
@@ -38,7 +41,10 @@ std::span<const RouteEntry> RouteTable();
 // "/a/{name}/b" matches "/a/x/b"; otherwise the paths must be equal.
 bool PathMatches(std::string_view pattern, std::string_view path);
 
-// The entry for a request; nullptr if none. *path_known tells a 405 from a 404.
+// The entry for a request; nullptr if none. *path_known tells a 405 from a 404. HEAD uses the
+// path's HEAD entry if it has one, else its GET entry. On the registry listener a path under
+// /v2/ is looked up by the pattern of its OCI shape (registry::ParseOciPath), since repository
+// names hold slashes.
 const RouteEntry* FindRoute(Listener listener, std::string_view method, std::string_view path,
                             bool* path_known);
 

@@ -64,7 +64,58 @@ bool ConfigTextValue(const std::string& key, const nlohmann::json& value, std::s
 
 }  // namespace
 
+std::shared_ptr<api::BodySink> Routes::StreamBody(Listener listener, const api::Request& head,
+                                                  std::optional<api::Response>* reject) {
+  if (listener != Listener::kRegistry || oci_ == nullptr || !head.path.starts_with("/v2/")) {
+    return nullptr;
+  }
+  // Credentials and the route's permission before a byte of a blob is read.
+  Respond refuse = [reject](api::Response response) {
+    *reject = OciFromEnvelope(std::move(response));
+  };
+  bool path_known = false;
+  const RouteEntry* route = FindRoute(listener, head.method, head.path, &path_known);
+  if (route == nullptr || !Admit(head, refuse) || !Permit(head, *route, refuse)) {
+    if (!reject->has_value()) {
+      *reject = OciError(path_known ? 405 : 404, path_known ? "UNSUPPORTED" : "NAME_UNKNOWN",
+                         path_known ? "method not allowed" : "not found");
+    }
+    return nullptr;
+  }
+  oci_->SetPrincipal(&principal_);
+  return oci_->StreamBody(head, reject);
+}
+
+void Routes::SetBlobStore(registry::BlobStore* blobs) {
+  registry_api_ = RegistryApi(engine_, blobs, options_.data_dir);
+  registry_api_.SetPrincipal(&principal_);
+  oci_ = std::make_unique<OciApi>(engine_, blobs);
+  oci_->SetPrincipal(&principal_);
+  if (Switches(engine::Component::kRegistry).resource_management) {
+    oci_->SetResourceCheck([this](const api::Request& request, const std::string& template_id,
+                                  const char* permission, Respond& respond) {
+      const engine::Decision decision = authz_.MayUseResource(
+          principal_, "template", template_id, permission,
+          Switches(engine::Component::kRegistry));
+      if (decision.allowed) {
+        return true;
+      }
+      Deny(request, {permission, "template", template_id},
+           std::string("permission denied: template ") + permission + " on " + template_id +
+               " is needed (" + decision.Explain() + ")",
+           respond);
+      return false;
+    });
+  }
+}
+
 void Routes::Handle(Listener listener, api::Request request, Respond respond) {
+  if (listener == Listener::kRegistry && request.path.starts_with("/v2/")) {
+    // OCI clients read OCI errors, and offer credentials only after a WWW-Authenticate.
+    respond = [inner = std::move(respond)](api::Response response) {
+      inner(OciFromEnvelope(std::move(response)));
+    };
+  }
   const std::string& path = request.path;
   bool path_known = false;
   const RouteEntry* route = FindRoute(listener, request.method, path, &path_known);
@@ -105,13 +156,21 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
     return;
   }
   if (listener == Listener::kRegistry) {
+    if (path.starts_with("/v2/")) {
+      if (oci_ == nullptr) {
+        respond(OciError(404, "UNSUPPORTED", "this process serves no registry storage"));
+        return;
+      }
+      oci_->Handle(request, std::move(respond));
+      return;
+    }
     if (path == "/registry/status") {
       RegistryStatus(std::move(respond));
       return;
     }
     // A standalone registry keeps its own keys and revocations (seed 002: keys are made "for the
     // controller and also the registry").
-    if (!auth_api_.Handle(request, respond) &&
+    if (!registry_api_.Handle(request, respond) && !auth_api_.Handle(request, respond) &&
         !permissions_api_.Handle(request, respond, engine::Component::kRegistry)) {
       respond(api::FailResponse(404, "not found"));  // In the table, but no handler: a bug.
     }
@@ -125,7 +184,8 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
     get ? GetConfig(std::move(respond)) : PutConfig(request, std::move(respond));
     return;
   }
-  if (controller_.Handle(request, respond) || node_api_.Handle(request, respond) ||
+  if (registry_api_.Handle(request, respond) || controller_.Handle(request, respond) ||
+      node_api_.Handle(request, respond) ||
       auth_api_.Handle(request, respond) || permissions_api_.Handle(request, respond) ||
       policy_api_.Handle(request, respond)) {
     return;
@@ -165,7 +225,11 @@ bool Routes::Permit(const api::Request& request, const RouteEntry& route, Respon
   const engine::Decision decision =
       authz_.HasPermission(principal_, route.component, route.permission,
                            Switches(route.component));
-  if (decision.allowed) {
+  if (decision.allowed ||
+      (route.also_permission != nullptr &&
+       authz_.HasPermission(principal_, route.component, route.also_permission,
+                            Switches(route.component))
+           .allowed)) {
     return true;
   }
   Deny(request, {route.permission},

@@ -25,6 +25,8 @@
 #include "api/cloisterd/controller_api.h"
 #include "api/cloisterd/envelope.h"
 #include "api/cloisterd/node_api.h"
+#include "api/cloisterd/oci_api.h"
+#include "api/cloisterd/registry_api.h"
 #include "api/cloisterd/options.h"
 #include "api/http_types.h"
 #include "engine/engine.h"
@@ -50,7 +52,8 @@ class Routes {
         auth_api_(engine, tap),
         authz_(&engine->views()),
         permissions_api_(engine, &authz_),
-        policy_api_(engine) {
+        policy_api_(engine),
+        registry_api_(engine, nullptr, options.data_dir) {
     auth_.SetTap(tap);
     // Each API reads the principal of the request being handled from here (no copies).
     controller_.SetPrincipal(&principal_);
@@ -58,6 +61,7 @@ class Routes {
     auth_api_.SetPrincipal(&principal_);
     permissions_api_.SetPrincipal(&principal_);
     policy_api_.SetPrincipal(&principal_);
+    registry_api_.SetPrincipal(&principal_);
     permissions_api_.SetSwitches(ControllerSwitches());
     if (ControllerSwitches().resource_management) {
       controller_.SetResourceManagement(
@@ -71,6 +75,15 @@ class Routes {
 
   // Answers request through respond, now or (for a change) once it is durable.
   void Handle(Listener listener, api::Request request, Respond respond);
+
+  // api::Handler::StreamBody for a listener: blob uploads on the registry listener stream to
+  // disk once the request's credentials and permission pass; everything else is buffered.
+  std::shared_ptr<api::BodySink> StreamBody(Listener listener, const api::Request& head,
+                                            std::optional<api::Response>* reject);
+
+  // The registry's blob storage: enables the OCI data plane (/v2/) on the registry listener.
+  // blobs must outlive the routes.
+  void SetBlobStore(registry::BlobStore* blobs);
 
   // Client certificates (see Authenticator::SetCertificates). An expired CRL makes /readyz fail.
   void SetCertificates(const CertificateAuthority* ca, const TrustedProxies* ingress) {
@@ -91,6 +104,7 @@ class Routes {
   // Every second: scheduler pass, heartbeat timeouts, long-poll deadlines.
   void Tick() {
     if (tap_ != nullptr) tap_->Tick(clock_->NowNs());
+    if (oci_ != nullptr) oci_->Tick(clock_->NowNs());
     controller_.Tick();
     node_api_.Tick();
   }
@@ -142,6 +156,8 @@ class Routes {
   engine::Authorization authz_;
   PermissionsApi permissions_api_;
   PolicyApi policy_api_;
+  RegistryApi registry_api_;
+  std::unique_ptr<OciApi> oci_;  // With a blob store (SetBlobStore).
   bool draining_ = false;
   std::string own_registry_url_;
   // Serialised bodies, valid while the views' seq is the one recorded: both derive only from

@@ -16,6 +16,7 @@
 #include "api/cloisterd/certificates.h"
 #include "api/cloisterd/logging.h"
 #include "api/cloisterd/registry_probe.h"
+#include "registry/blob_store.h"
 #include "api/cloisterd/routes.h"
 #include "api/cloisterd/version.h"
 #include "api/http_server.h"
@@ -53,6 +54,10 @@ class ListenerHandler final : public api::Handler {
     auto shared = std::make_shared<api::ResponseWriter>(std::move(writer));
     routes_->Handle(listener_, std::move(request),
                     [shared](api::Response response) { shared->Send(std::move(response)); });
+  }
+  std::shared_ptr<api::BodySink> StreamBody(const api::Request& head,
+                                            std::optional<api::Response>* reject) override {
+    return routes_->StreamBody(listener_, head, reject);
   }
 
  private:
@@ -155,6 +160,7 @@ class Service {
   std::unique_ptr<RegistryProbe> registry_probe_;  // --role controller with a registry URL.
   std::string crl_stamp_;                     // ANKA_CRL's identity when last read.
   bool crl_expired_logged_ = false;
+  std::unique_ptr<registry::BlobStore> blobs_;  // The registry listener's storage.
   std::unique_ptr<Routes> routes_;
   std::optional<TokenDigest> root_digest_;  // Authentication on: the root token's SHA-256.
   std::vector<std::unique_ptr<ListenerHandler>> handlers_;
@@ -328,6 +334,15 @@ Status Service::StartServers(const Listeners& listeners) {
   }
   routes_ = std::make_unique<Routes>(options_, engine_.get(), &clock_, root_digest_, tap_.get());
   routes_->SetRegistryProbe(registry_probe_.get());
+  if (options_.role != Role::kController) {
+    Result<std::unique_ptr<registry::BlobStore>> blobs =
+        registry::BlobStore::Open(options_.data_dir + "/registry");
+    if (!blobs.ok()) {
+      return blobs.status();
+    }
+    blobs_ = std::move(blobs.value());
+    routes_->SetBlobStore(blobs_.get());
+  }
   if (ca_ != nullptr) {
     routes_->SetCertificates(ca_.get(), proxies_.get());
     if (ca_->HasCrl()) {

@@ -53,7 +53,11 @@ TEST_CASE("route table: every entry reaches its handler, and nothing else is rea
     const WireResponse r = Call(target, method, entry.path, write ? "{}" : "",
                                 entry.access == Access::kOpen ? "" : root);
     INFO(method << " " << entry.path << " -> " << r.status << " " << r.body);
-    CHECK(r.status != 404);
+    // The router's own 404 says "not found"; a handler may answer 404 about what it looked up
+    // (an OCI upload or blob that does not exist), which shows the route reached it.
+    const bool router_404 = r.status == 404 && r.body.find("\"message\":\"not found\"") !=
+                                                   std::string::npos;
+    CHECK_FALSE(router_404);
     CHECK(r.status != 405);
     CHECK(r.status != 401);
     CHECK(r.status != 403);
