@@ -287,5 +287,123 @@ TEST_CASE("VM state machine allows exactly the Anka transitions") {
   CHECK(!VmTransitionAllowed(S::Stopped, S::Stopping));
 }
 
+std::string Digest(char c) { return "sha256:" + std::string(64, c); }
+
+PushManifest Push(std::string repository, char digest, std::string tag,
+                  std::vector<ManifestReference> refs = {}) {
+  PushManifest push;
+  push.repository = std::move(repository);
+  push.digest = Digest(digest);
+  push.media_type = "application/vnd.oci.image.manifest.v1+json";
+  push.size = 100;
+  push.references = std::move(refs);
+  push.tag = std::move(tag);
+  return push;
+}
+
+TEST_CASE("registry: pushes number tags, tags are immutable, reverts cut the tail") {
+  testing::TempDir dir;
+  Harness h(dir.path());
+  Reply first = h.Run(Push("macos", 'a', "v1"));
+  REQUIRE(first.ok());
+  const std::string id = first.ids.at(0);
+  REQUIRE(h.Run(Push(id, 'b', "v2")).ok());      // By id.
+  REQUIRE(h.Run(Push("macos", 'c', "v3")).ok());  // By name.
+  const auto& t = h.engine->views().templates.templates.at(id);
+  REQUIRE(t.tags.size() == 3);
+  CHECK(t.tags[2].version == 2);
+  CHECK(t.name == "macos");
+
+  // The same push again records nothing; another manifest under a tag is refused.
+  const uint64_t seq = h.engine->views().seq;
+  CHECK(h.Run(Push("macos", 'a', "v1")).ok());
+  CHECK(h.engine->views().seq == seq);
+  Reply clash = h.Run(Push("macos", 'd', "v1"));
+  CHECK(clash.rejection == Rejection::kNameTaken);
+  CHECK(clash.message.find("immutable") != std::string::npos);
+  // Malformed digests and an index naming a manifest the template lacks.
+  PushManifest bad = Push("macos", 'e', "v9");
+  bad.digest = "sha256:ABC";
+  CHECK(h.Run(bad).rejection == Rejection::kInvalidArgument);
+  Reply index = h.Run(Push("macos", 'f', "idx",
+                           {{Digest('9'), 10, "application/vnd.oci.image.manifest.v1+json"}}));
+  CHECK(index.rejection == Rejection::kNotFound);
+  CHECK(h.Run(Push("macos", 'f', "idx",
+                   {{Digest('a'), 10, "application/vnd.oci.image.manifest.v1+json"}}))
+            .ok());
+
+  // Revert v2: v2 and everything after it go; v1 stays. Versions continue from the survivors.
+  RemoveTemplateContent revert;
+  revert.template_ref = "macos";
+  revert.tag = "v2";
+  Reply reverted = h.Run(revert);
+  REQUIRE(reverted.ok());
+  CHECK(reverted.ids == std::vector<std::string>{id, "v2", "v3", "idx"});
+  const auto& after = h.engine->views().templates.templates.at(id);
+  REQUIRE(after.tags.size() == 1);
+  CHECK(after.manifests.contains(Digest('a')));
+  CHECK_FALSE(after.manifests.contains(Digest('c')));
+  REQUIRE(h.Run(Push("macos", '7', "v4")).ok());
+  CHECK(h.engine->views().templates.templates.at(id).tags.back().version == 1);
+  revert.tag = "nope";
+  CHECK(h.Run(revert).message == "No such tag nope");
+
+  // A manifest an index refers to cannot be deleted under it.
+  REQUIRE(h.Run(Push("macos", '8', "",
+                     {{Digest('a'), 10, "application/vnd.oci.image.index.v1+json"}}))
+              .ok());
+  RemoveTemplateContent del;
+  del.mode = RemoveTemplateContent::Mode::kDeleteManifest;
+  del.template_ref = id;
+  del.digest = Digest('a');
+  CHECK(h.Run(del).rejection == Rejection::kInvalidArgument);
+  del.digest = Digest('8');
+  CHECK(h.Run(del).ok());
+  del.digest = Digest('a');
+  CHECK(h.Run(del).ok());
+  CHECK(h.engine->views().templates.templates.at(id).tags.size() == 1);  // v4 only.
+
+  RemoveTemplateContent all;
+  all.mode = RemoveTemplateContent::Mode::kDeleteTemplate;
+  all.template_ref = "macos";
+  CHECK(h.Run(all).ok());
+  CHECK(h.engine->views().templates.templates.empty());
+  CHECK(h.Run(all).message == "VM not in the registry");
+}
+
+TEST_CASE("distributions: name existing nodes and tags; reports move per-node status") {
+  testing::TempDir dir;
+  Harness h(dir.path());
+  REQUIRE(h.Run(Push("macos", 'a', "v1")).ok());
+  RequestDistribution none;
+  none.action = "distribute";
+  none.template_id = "macos";
+  CHECK(h.Run(none).message == "no node to distribute to");
+  Reply node = h.Run(JoinNode{"", "mac-1", "10.0.0.2", 8, 16384, 8, 8192, 2, "", "arm64", "sim",
+                              {}});
+  REQUIRE(node.ok());
+  Reply asked = h.Run(none);
+  REQUIRE(asked.ok());
+  const auto& d = h.engine->views().distributions.requests.at(asked.ids.at(0));
+  CHECK(d.tag == "v1");  // The newest when none is named.
+  CHECK(d.nodes.at(node.ids.at(0)).status == "pending");
+  none.tag = "v7";
+  CHECK(h.Run(none).message == "No such tag v7");
+
+  ReportDistribution report{asked.ids.at(0), node.ids.at(0), "done", 100, ""};
+  REQUIRE(h.Run(report).ok());
+  CHECK(h.engine->views().distributions.requests.at(asked.ids.at(0)).nodes.begin()->second
+            .status == "done");
+  report.node_id = "other";
+  CHECK(h.Run(report).rejection == Rejection::kInvalidArgument);
+  report.node_id = node.ids.at(0);
+  report.status = "bogus";
+  CHECK(h.Run(report).rejection == Rejection::kInvalidArgument);
+  Reply cleared = h.Run(ClearDistributions{});
+  REQUIRE(cleared.ok());
+  CHECK(cleared.ids == std::vector<std::string>{asked.ids.at(0)});
+  CHECK(h.engine->views().distributions.requests.empty());
+}
+
 }  // namespace
 }  // namespace cloister::engine

@@ -846,4 +846,104 @@ TEST_CASE("policies: events accumulate in order; attachments set, detach, surviv
   CHECK(*decoded == v);
 }
 
+// ---- The registry --------------------------------------------------------------------------
+
+std::string Digest(char c) { return "sha256:" + std::string(64, c); }
+
+void PushManifest(Views* v, const char* id, const char* name, const std::string& digest,
+                  const char* tag, int version, const std::vector<std::string>& refs = {}) {
+  log::DraftBuilder b;
+  auto& fbb = b.fbb();
+  std::vector<flatbuffers::Offset<fb::RegistryReference>> offsets;
+  for (const std::string& ref : refs) {
+    offsets.push_back(fb::CreateRegistryReferenceDirect(fbb, ref.c_str(), 10, "layer"));
+  }
+  ApplyNext(v, b, fb::CreateManifestPushedDirect(fbb, id, name, digest.c_str(), "oci", 100,
+                                                 &offsets, tag, version, "d"));
+}
+
+void RemoveContent(Views* v, const char* id, const std::vector<std::string>& tags,
+                   const std::vector<std::string>& digests, bool all, PreImages* pre = nullptr) {
+  log::DraftBuilder b;
+  auto& fbb = b.fbb();
+  ApplyNext(v, b,
+            fb::CreateTemplateContentRemoved(fbb, fbb.CreateString(id),
+                                             fbb.CreateVectorOfStrings(tags),
+                                             fbb.CreateVectorOfStrings(digests), all,
+                                             fbb.CreateString("revert")),
+            pre);
+}
+
+TEST_CASE("registry: pushes add manifests and versions; removals take tags, manifests, all") {
+  Views v;
+  PushManifest(&v, "t1", "macos", Digest('a'), "v1", 0, {Digest('1'), Digest('2')});
+  PushManifest(&v, "t1", "", Digest('b'), "v2", 1);
+  PushManifest(&v, "t1", "", Digest('c'), "", 0);  // By digest: no tag.
+  const Template& t = v.templates.templates.at("t1");
+  CHECK(t.name == "macos");  // An empty name keeps it.
+  REQUIRE(t.tags.size() == 2);
+  CHECK(t.tags[0].tag == "v1");
+  CHECK(t.tags[0].digest == Digest('a'));
+  CHECK(t.tags[1].version == 1);
+  REQUIRE(t.manifests.size() == 3);
+  CHECK(t.manifests.at(Digest('a')).references.size() == 2);
+  CHECK(t.manifests.at(Digest('a')).references[1].digest == Digest('2'));
+  CHECK(t.manifests.at(Digest('c')).pushed.seq == 3);
+
+  PreImages pre;
+  RemoveContent(&v, "t1", {"v2"}, {Digest('b')}, false, &pre);
+  CHECK(v.templates.templates.at("t1").tags.size() == 1);
+  CHECK_FALSE(v.templates.templates.at("t1").manifests.contains(Digest('b')));
+  REQUIRE(pre.templates.at("t1").has_value());
+  CHECK(pre.templates.at("t1")->tags.size() == 2);  // The pre-image is from before.
+  RemoveContent(&v, "nope", {"v1"}, {}, true);      // An unknown template: nothing.
+  CHECK(v.templates.templates.size() == 1);
+
+  const std::string encoded = EncodeViews(v);
+  Result<Views> decoded = DecodeViews(std::span<const uint8_t>(
+      reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size()));
+  REQUIRE(decoded.ok());
+  CHECK(*decoded == v);
+
+  RemoveContent(&v, "t1", {}, {}, true);
+  CHECK(v.templates.templates.empty());
+}
+
+TEST_CASE("distributions: requested per node, progress only for named nodes, cleared") {
+  Views v;
+  {
+    log::DraftBuilder b;
+    auto& fbb = b.fbb();
+    ApplyNext(&v, b, fb::CreateDistributionRequested(
+                         fbb, fbb.CreateString("r1"), fbb.CreateString("distribute"),
+                         fbb.CreateString("t1"), fbb.CreateString("v1"),
+                         fbb.CreateVectorOfStrings(std::vector<std::string>{"n1", "n2"})));
+  }
+  auto progress = [&](const char* node, const char* status, uint8_t percent) {
+    log::DraftBuilder b;
+    ApplyNext(&v, b,
+              fb::CreateDistributionProgressedDirect(b.fbb(), "r1", node, status, percent, "m"));
+  };
+  progress("n1", "in_progress", 40);
+  progress("n9", "done", 100);  // Not named by the request: ignored.
+  const Distribution& d = v.distributions.requests.at("r1");
+  CHECK(d.nodes.size() == 2);
+  CHECK(d.nodes.at("n1").status == "in_progress");
+  CHECK(d.nodes.at("n1").progress == 40);
+  CHECK(d.nodes.at("n2").status == "pending");
+  CHECK(d.updated.seq == 2);
+  const std::string encoded = EncodeViews(v);
+  Result<Views> decoded = DecodeViews(std::span<const uint8_t>(
+      reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size()));
+  REQUIRE(decoded.ok());
+  CHECK(*decoded == v);
+  {
+    log::DraftBuilder b;
+    auto& fbb = b.fbb();
+    ApplyNext(&v, b, fb::CreateDistributionsCleared(
+                         fbb, fbb.CreateVectorOfStrings(std::vector<std::string>{"r1"})));
+  }
+  CHECK(v.distributions.requests.empty());
+}
+
 }  // namespace cloister::reducers
