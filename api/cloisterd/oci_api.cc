@@ -565,19 +565,17 @@ void OciApi::StartUpload(const api::Request& request, const OciPath& path, Respo
   const std::optional<std::string> mount = QueryParam(request.query, "mount");
   if (mount && registry::IsSha256Digest(*mount) && blobs_->Size(*mount).has_value()) {
     // Blobs are shared by every repository: a mount of a held blob needs only the right to
-    // read where it comes from.
+    // read where it comes from (a repository with no manifest yet holds only uploads, which
+    // anyone allowed to push may reuse).
     const std::string from = QueryParam(request.query, "from").value_or("");
-    const reducers::Template* source = FindTemplate(from);
-    if (source != nullptr && MayUse(request, source, "pull", respond)) {
-      api::Response response = Empty(201);
-      response.headers.Add("Location", "/v2/" + path.name + "/blobs/" + *mount);
-      response.headers.Add("Docker-Content-Digest", *mount);
-      respond(std::move(response));
+    if (!MayUse(request, FindTemplate(from), "pull", respond)) {
       return;
     }
-    if (source != nullptr) {
-      return;  // MayUse answered 403.
-    }
+    api::Response response = Empty(201);
+    response.headers.Add("Location", "/v2/" + path.name + "/blobs/" + *mount);
+    response.headers.Add("Docker-Content-Digest", *mount);
+    respond(std::move(response));
+    return;
   }
   if (request.body_sink != nullptr) {
     auto sink = std::static_pointer_cast<UploadSink>(request.body_sink);
