@@ -72,7 +72,9 @@ std::string Serialize(const Response& response, bool head_request, int version_m
   }
   bool no_body = StatusHasNoBody(response.status);
   if (!no_body) {
-    out.append("Content-Length: ").append(std::to_string(response.body.size())).append("\r\n");
+    const uint64_t length = response.body_source != nullptr ? response.body_source->size()
+                                                            : response.body.size();
+    out.append("Content-Length: ").append(std::to_string(length)).append("\r\n");
   }
   if (close) {
     out.append("Connection: close\r\n");
@@ -81,7 +83,7 @@ std::string Serialize(const Response& response, bool head_request, int version_m
   }
   out.append("\r\n");
   if (!head_request && !no_body) {
-    out.append(response.body);
+    out.append(response.body);  // Empty when the body comes from a BodySource.
   }
   return out;
 }
@@ -105,6 +107,8 @@ struct Connection::WriteRequest {
 };
 
 Connection::Connection(HttpServer* server) : server_(server) {}
+
+Connection::~Connection() = default;
 
 uint64_t Connection::NowMs() const { return uv_now(tcp_.loop); }
 
@@ -174,6 +178,10 @@ void Connection::Close() {
   reading_ = false;
   // Writers of unanswered requests now find their exchange expired.
   exchanges_.clear();
+  // A body being streamed either way is abandoned: its source or sink is released now.
+  body_source_.reset();
+  body_record_.reset();
+  current_.body_sink.reset();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &Connection::OnClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &Connection::OnClosed);
 }
@@ -198,10 +206,12 @@ void Connection::BeginShutdown() {
     Close();
     return;
   }
-  // A request still arriving is dropped; requests already received are answered.
+  // A request still arriving is dropped (its sink, if any, released); requests already
+  // received are answered.
   input_open_ = false;
   expect_continue_wait_ = false;
-  if (exchanges_.empty() && writes_pending_ == 0) {
+  current_.body_sink.reset();
+  if (exchanges_.empty() && writes_pending_ == 0 && body_source_ == nullptr) {
     Close();
     return;
   }
@@ -320,10 +330,11 @@ void Connection::HandleEof() {
     return;
   }
   // The client may have only half-closed: answer what it sent, then close. A request still
-  // incomplete is dropped.
+  // incomplete is dropped (its sink, if any, released).
   input_open_ = false;
   expect_continue_wait_ = false;
-  if (!finishing_ && exchanges_.empty() && writes_pending_ == 0) {
+  current_.body_sink.reset();
+  if (!finishing_ && exchanges_.empty() && writes_pending_ == 0 && body_source_ == nullptr) {
     Close();
     return;
   }
@@ -384,8 +395,8 @@ bool Connection::CanParse() const {
   if (closing_ || finishing_ || !input_open_ || server_ == nullptr) {
     return false;
   }
-  if (expect_continue_wait_ && !exchanges_.empty()) {
-    return false;  // "100 Continue" must follow the responses before it.
+  if (expect_continue_wait_ && (!exchanges_.empty() || body_source_ != nullptr)) {
+    return false;  // "100 Continue" must follow the responses before it, bodies included.
   }
   return exchanges_.size() < limits().pipeline_requests_max &&
          write_bytes_pending_ < kWriteBacklogBytesMax;
@@ -463,9 +474,19 @@ void Connection::HandlePause() {
       // head_bytes_ now counts the exact head, CRLFs included.
       if (head_bytes_ > limits().header_bytes_max) {
         Reject(431, "request header fields too large");
+        return;
       }
+      StartBody();
       return;
     case PauseEvent::kMessageComplete:
+      DispatchRequest();
+      return;
+    case PauseEvent::kBodyRefused:
+      // The sink wants no more: the request goes to the handler now, its answer is the last,
+      // and the rest of the body is read and thrown away as after a rejection.
+      keep_alive_ = false;
+      discarding_ = true;
+      expect_continue_wait_ = false;
       DispatchRequest();
       return;
     case PauseEvent::kNone:
@@ -584,9 +605,10 @@ int Connection::OnHeadersComplete(llhttp_t* parser) {
   }
   const bool chunked = (parser->flags & F_CHUNKED) != 0;
   const bool has_length = (parser->flags & F_CONTENT_LENGTH) != 0;
-  if (has_length && parser->content_length > c->limits().body_bytes_max) {
-    return c->FailParse(413, "request body larger than body_bytes_max");
-  }
+  // The declared length is checked against body_bytes_max in StartBody, once the handler said
+  // whether it streams the body instead.
+  c->body_declared_ = has_length ? parser->content_length : 0;
+  c->body_announced_ = chunked || c->body_declared_ > 0;
   const std::string* expect = c->current_.headers.Find("Expect");
   if (expect != nullptr && parser->http_minor == 1) {
     if (!EqualsIgnoreCase(*expect, "100-continue")) {
@@ -602,6 +624,15 @@ int Connection::OnHeadersComplete(llhttp_t* parser) {
 
 int Connection::OnBody(llhttp_t* parser, const char* at, size_t length) {
   Connection* c = FromParser(parser);
+  if (c->current_.body_sink != nullptr) {
+    // Streamed: the deadline is the time since the last body byte, and nothing is kept.
+    c->body_start_ms_ = c->NowMs();
+    if (!c->current_.body_sink->Write(std::string_view(at, length))) {
+      c->pause_event_ = PauseEvent::kBodyRefused;
+      return HPE_PAUSED;  // Never resumed: the connection reads no further request.
+    }
+    return 0;
+  }
   if (c->current_.body.size() + length > c->limits().body_bytes_max) {
     return c->FailParse(413, "request body larger than body_bytes_max");
   }
@@ -615,8 +646,39 @@ int Connection::OnMessageComplete(llhttp_t* parser) {
   return HPE_PAUSED;
 }
 
+void Connection::StartBody() {
+  // Set now rather than at dispatch: StreamBody may authenticate the request, and its id is the
+  // one the exchange (and so the access log) gets.
+  current_.peer = peer_;
+  current_.tls = tls_ != nullptr;
+  current_.client_cert = client_cert_;
+  current_.id = server_->NextRequestId();
+  if (!body_announced_) {
+    return;
+  }
+  std::optional<Response> reject;
+  std::shared_ptr<BodySink> sink = server_->options_.handler->StreamBody(current_, &reject);
+  if (closing_ || finishing_ || !input_open_ || server_ == nullptr) {
+    return;  // The handler closed the connection or shut the server down meanwhile.
+  }
+  if (reject.has_value()) {
+    // The handler refused the request on its head: it is answered now, never handled.
+    server_->stats_.requests_total++;
+    requests_seen_++;
+    AnswerLast(std::move(*reject));
+    return;
+  }
+  if (sink != nullptr) {
+    current_.body_sink = std::move(sink);
+    return;
+  }
+  if (body_declared_ > limits().body_bytes_max) {
+    Reject(413, "request body larger than body_bytes_max");
+  }
+}
+
 void Connection::DispatchRequest() {
-  std::shared_ptr<Exchange> exchange = NewExchange();
+  std::shared_ptr<Exchange> exchange = NewExchange(std::move(current_.id));
   exchange->method = current_.method;
   exchange->path = current_.path;
   exchange->start_ns = head_start_ns_;
@@ -629,9 +691,6 @@ void Connection::DispatchRequest() {
 
   Request request = std::move(current_);
   current_ = Request();
-  request.peer = peer_;
-  request.tls = tls_ != nullptr;
-  request.client_cert = client_cert_;
   request.id = exchange->request_id;
   parse_state_ = ParseState::kHead;
   head_bytes_ = 0;
@@ -646,16 +705,14 @@ void Connection::DispatchRequest() {
 
 // ---- Answering and writing. ----
 
-std::shared_ptr<Exchange> Connection::NewExchange() {
+std::shared_ptr<Exchange> Connection::NewExchange(std::string id) {
   auto exchange = std::make_shared<Exchange>();
   exchange->connection = this;
-  exchange->request_id = server_->NextRequestId();
+  exchange->request_id = id.empty() ? server_->NextRequestId() : std::move(id);
   return exchange;
 }
 
 void Connection::Reject(int status, std::string message) {
-  // At most one rejection, and it is the last response: input is closed from here on.
-  CL_ASSERT(exchanges_.empty() || !exchanges_.back()->close_after);
   HttpStats& stats = server_->stats_;
   switch (status) {
     case 408: stats.rejected_timeout_total++; break;
@@ -665,19 +722,29 @@ void Connection::Reject(int status, std::string message) {
     case 503: break;  // Counted as connections_rejected_total.
     default: stats.rejected_malformed_total++; break;
   }
+  AnswerLast(FailResponse(status, message));
+}
+
+void Connection::AnswerLast(Response response) {
+  // At most one such answer, and it is the last response: input is closed from here on.
+  CL_ASSERT(exchanges_.empty() || !exchanges_.back()->close_after);
   input_open_ = false;
   discarding_ = true;
   expect_continue_wait_ = false;
-  std::shared_ptr<Exchange> exchange = NewExchange();
-  if (parse_state_ == ParseState::kBody) {
+  current_.body_sink.reset();  // A streamed body that will not complete: the sink is released.
+  // A request whose head was parsed already has its id (StreamBody may have seen it).
+  const bool in_body = parse_state_ == ParseState::kBody;
+  std::shared_ptr<Exchange> exchange = NewExchange(in_body ? current_.id : "");
+  if (in_body) {
     exchange->method = current_.method;  // The head was parsed; the path carries no query.
     exchange->path = current_.path;
     exchange->head_request = current_.method == "HEAD";
+    exchange->version_minor = current_.version_minor;
   }
   exchange->start_ns = head_bytes_ > 0 || parse_state_ == ParseState::kBody ? head_start_ns_
                                                                              : uv_hrtime();
   exchange->close_after = true;
-  exchange->response = FailResponse(status, message);
+  exchange->response = std::move(response);
   exchanges_.push_back(std::move(exchange));
   Flush();
 }
@@ -690,20 +757,39 @@ void Connection::OnResponse(Exchange* exchange, Response response) {
   Settle();
 }
 
-// Writes every answered response at the head of the queue, in request order.
+// Writes every answered response at the head of the queue, in request order. A body streamed
+// from a BodySource is written as the backlog allows; the responses after it wait, and the
+// write completions call Flush again to carry on.
 void Connection::Flush() {
-  while (!closing_ && !finishing_ && !exchanges_.empty() &&
-         exchanges_.front()->response.has_value()) {
+  while (!closing_ && !finishing_) {
+    if (body_source_ != nullptr) {
+      PumpBody();
+      if (closing_ || body_source_ != nullptr) {
+        return;
+      }
+      if (body_last_) {
+        FinishAndClose();  // The FIN follows the body's queued writes.
+        return;
+      }
+      continue;
+    }
+    if (exchanges_.empty() || !exchanges_.front()->response.has_value()) {
+      break;
+    }
     std::shared_ptr<Exchange> exchange = std::move(exchanges_.front());
     exchanges_.pop_front();
     const bool last = exchange->close_after || (close_when_drained_ && exchanges_.empty());
     CL_ASSERT(!exchange->close_after || exchanges_.empty());
     WriteResponse(*exchange, last);
+    if (body_source_ != nullptr) {
+      continue;  // Its body follows; then, if last, the FIN.
+    }
     if (last && !closing_) {
       FinishAndClose();
     }
   }
-  if (!closing_ && !finishing_ && close_when_drained_ && exchanges_.empty()) {
+  if (!closing_ && !finishing_ && body_source_ == nullptr && close_when_drained_ &&
+      exchanges_.empty()) {
     FinishAndClose();
   }
 }
@@ -714,6 +800,10 @@ Response Connection::CheckedResponse(Response response) const {
   for (const Header& header : response.headers.entries()) {
     valid = valid && ValidFieldName(header.name) && ValidFieldValue(header.value) &&
             !ReservedField(header.name);
+  }
+  // A body comes from one place, and never with a status that has none.
+  if (response.body_source != nullptr) {
+    valid = valid && response.body.empty() && !StatusHasNoBody(response.status);
   }
   if (!valid) {
     // A handler bug must not become response splitting or broken framing on the wire.
@@ -733,12 +823,61 @@ void Connection::WriteResponse(Exchange& exchange, bool close) {
   record->start_ns = exchange.start_ns;
   std::string bytes = Serialize(response, exchange.head_request, exchange.version_minor, close);
   record->response_bytes = bytes.size();
-  SendPlain(std::move(bytes), std::move(record));
+  const uint64_t body_size =
+      response.body_source != nullptr && !exchange.head_request ? response.body_source->size() : 0;
+  if (body_size == 0) {
+    // Done: a HEAD response or an empty body reads nothing, and the source (if any) is released
+    // with response.
+    SendPlain(std::move(bytes), std::move(record));
+    return;
+  }
+  SendPlain(std::move(bytes), nullptr);
+  if (closing_) {
+    return;
+  }
+  body_source_ = std::move(response.body_source);
+  body_left_ = body_size;
+  body_last_ = close;
+  body_record_ = std::move(record);  // Logged once the last body byte is written.
 }
 
-void Connection::SendPlain(std::string plaintext, std::unique_ptr<WriteRequest> record) {
+void Connection::PumpBody() {
+  if (pumping_) {
+    // Reached again from inside Read (a handler answering another request): the outer call
+    // carries on, so the chunks stay in order.
+    return;
+  }
+  pumping_ = true;
+  // Close (from a failed write, or from here) releases body_source_: hold it while reading.
+  std::shared_ptr<BodySource> source = body_source_;
+  while (!closing_ && body_source_ != nullptr && write_bytes_pending_ < kWriteBacklogBytesMax) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(body_left_, kBodyChunkBytes));
+    std::string chunk(want, '\0');
+    const int64_t n = source->Read(chunk.data(), want);
+    if (n <= 0 || static_cast<uint64_t>(n) > want) {
+      // An error, or the source ended early (or overran): the Content-Length sent cannot be
+      // honoured, so the client must see the connection end short of it.
+      Close();
+      break;
+    }
+    chunk.resize(static_cast<size_t>(n));
+    body_left_ -= static_cast<uint64_t>(n);
+    body_record_->response_bytes += static_cast<uint64_t>(n);
+    std::unique_ptr<WriteRequest> record;
+    if (body_left_ == 0) {
+      record = std::move(body_record_);
+      body_source_.reset();
+    }
+    // Queued, never written inline: each chunk's completion (OnWrite) comes back here.
+    SendPlain(std::move(chunk), std::move(record), /*queue=*/true);
+  }
+  pumping_ = false;
+}
+
+void Connection::SendPlain(std::string plaintext, std::unique_ptr<WriteRequest> record,
+                           bool queue) {
   if (tls_ == nullptr) {
-    Write(std::move(plaintext), std::move(record));
+    Write(std::move(plaintext), std::move(record), queue);
     return;
   }
   CL_ASSERT(tls_->handshake_done());
@@ -748,7 +887,7 @@ void Connection::SendPlain(std::string plaintext, std::unique_ptr<WriteRequest> 
   }
   std::string ciphertext;
   tls_->TakeCiphertext(&ciphertext);
-  Write(std::move(ciphertext), std::move(record));
+  Write(std::move(ciphertext), std::move(record), queue);
 }
 
 void Connection::FlushTls() {
@@ -758,12 +897,12 @@ void Connection::FlushTls() {
   }
 }
 
-void Connection::Write(std::string bytes, std::unique_ptr<WriteRequest> record) {
+void Connection::Write(std::string bytes, std::unique_ptr<WriteRequest> record, bool queue) {
   if (closing_ || bytes.empty()) {
     return;
   }
   size_t offset = 0;
-  if (writes_pending_ == 0) {
+  if (writes_pending_ == 0 && !queue) {
     // Nothing queued, so writing now keeps the order. Usually the socket takes it all: then no
     // uv_write_t, no completion callback and no epoll_ctl (libuv re-arms the watcher after every
     // queued write, one syscall per response). The state is the one OnWrite leaves.
@@ -821,6 +960,9 @@ void Connection::OnWrite(uv_write_t* request, int status) {
   }
   if (write->ends_response && c->server_ != nullptr) {
     c->LogResponse(*write);
+  }
+  if (c->body_source_ != nullptr && !c->closing_) {
+    c->Flush();  // Room in the backlog: the next chunks of the body being streamed.
   }
   c->Settle();
 }

@@ -8,8 +8,15 @@
 //   bytes -> (TLS) -> llhttp -> Request -> Handler  ... writer.Send -> exchanges_ (in order)
 //   -> serialised response -> (TLS) -> uv_write
 // llhttp is paused after every request head and every complete request, so the connection
-// knows the exact size of each head, can stop parsing when pipeline_requests_max requests
+// knows the exact size of each head, can ask the handler what to do with the body
+// (Handler::StreamBody) before reading it, can stop parsing when pipeline_requests_max requests
 // wait, and can send "100 Continue" only when earlier responses are out.
+//
+// Streamed bodies. A request body given to a BodySink is written to it from OnBody as llhttp
+// decodes it: nothing of it is kept, and input_ holds at most one read. A response body from a
+// BodySource is read in kBodyChunkBytes chunks while the write backlog is under
+// kWriteBacklogBytesMax, and again from each write completion (Flush -> PumpBody); meanwhile
+// nothing else is written on the connection (no later response, no "100 Continue").
 #pragma once
 
 #include <llhttp.h>
@@ -65,7 +72,7 @@ class Connection {
 
  private:
   enum class ParseState { kHead, kBody };
-  enum class PauseEvent { kNone, kHeadersComplete, kMessageComplete };
+  enum class PauseEvent { kNone, kHeadersComplete, kMessageComplete, kBodyRefused };
   enum class DeadlineKind { kNone, kHandshake, kFirstRequest, kHead, kBody, kIdle, kSend, kLinger };
   struct Deadline {
     DeadlineKind kind = DeadlineKind::kNone;
@@ -74,7 +81,7 @@ class Connection {
   struct WriteRequest;
 
   explicit Connection(HttpServer* server);
-  ~Connection() = default;
+  ~Connection();  // In the .cc: WriteRequest is complete there.
 
   void Start(bool reject);
   uint64_t NowMs() const;
@@ -97,6 +104,9 @@ class Connection {
   void HandlePause();
   void HandleParseError(llhttp_errno_t error);
   void SendContinue();
+  // At the end of a head: fills in what the handler may need to authenticate, and lets it
+  // stream or refuse the body (Handler::StreamBody).
+  void StartBody();
   void DispatchRequest();
   void FinishHead();
   Response CheckedResponse(Response response) const;
@@ -114,14 +124,25 @@ class Connection {
   bool HasObsFold(const char* data, size_t size);
 
   // Answering and writing.
+  // A limit breach: counted, answered with the envelope as the connection's last response.
   void Reject(int status, std::string message);
-  std::shared_ptr<Exchange> NewExchange();
+  // Queues response as the connection's last, for the request being received (or none), and
+  // discards further input.
+  void AnswerLast(Response response);
+  // A new exchange with id as its request id (a fresh one if empty).
+  std::shared_ptr<Exchange> NewExchange(std::string id = "");
   void Flush();
+  // Writes the head and (unless it streams from a BodySource) the body.
   void WriteResponse(Exchange& exchange, bool close);
-  // Encrypts if TLS; record (if any) is the access-log record of the response it ends.
-  void SendPlain(std::string plaintext, std::unique_ptr<WriteRequest> record);
+  // Writes body_source_ chunks while the backlog allows; releases the source when done.
+  void PumpBody();
+  // Encrypts if TLS; record (if any) is the access-log record of the response it ends. queue:
+  // always through uv_write, so that a completion callback follows (see Write).
+  void SendPlain(std::string plaintext, std::unique_ptr<WriteRequest> record,
+                 bool queue = false);
   void FlushTls();
-  void Write(std::string bytes, std::unique_ptr<WriteRequest> record);
+  // Writes now if nothing is queued and the socket takes it all (unless queue), else queues.
+  void Write(std::string bytes, std::unique_ptr<WriteRequest> record, bool queue = false);
   static void OnWrite(uv_write_t* request, int status);
   void LogResponse(const WriteRequest& write);
   void FinishAndClose();
@@ -160,6 +181,7 @@ class Connection {
   // Times (uv_now, ms).
   uint64_t ready_ms_ = 0;        // Accepted, or TLS handshake done.
   uint64_t head_start_ms_ = 0;
+  // End of the head (or the "100 Continue"); for a body going to a sink, its last byte.
   uint64_t body_start_ms_ = 0;
   uint64_t idle_since_ms_ = 0;
   uint64_t write_progress_ms_ = 0;
@@ -183,9 +205,11 @@ class Connection {
   bool in_header_value_ = false;
   bool expect_continue_wait_ = false;
   bool keep_alive_ = true;
+  bool body_announced_ = false;  // Chunked, or Content-Length > 0.
+  uint64_t body_declared_ = 0;   // Content-Length, 0 when absent.
   int reject_status_ = 0;        // Set by a callback that returned HPE_USER.
   std::string reject_message_;
-  Request current_;
+  Request current_;              // current_.body_sink: the body is streamed to it.
   std::string field_;            // Header name being received.
   std::string value_;            // Header value being received.
 
@@ -193,6 +217,13 @@ class Connection {
   std::deque<std::shared_ptr<Exchange>> exchanges_;
   int writes_pending_ = 0;
   uint64_t write_bytes_pending_ = 0;
+  // The response body being streamed; set from its head until its last byte is queued (or the
+  // connection closes). Flush writes nothing else meanwhile.
+  std::shared_ptr<BodySource> body_source_;
+  uint64_t body_left_ = 0;                     // Bytes still to read from it.
+  bool body_last_ = false;                     // Its response is the connection's last.
+  bool pumping_ = false;                       // In PumpBody.
+  std::unique_ptr<WriteRequest> body_record_;  // Access-log record, sent with the last chunk.
 };
 
 }  // namespace cloister::api::internal

@@ -4,8 +4,17 @@
 // mode (no lenient flag anywhere: request smuggling, shared/RELIABILITY.md T12), and hands each
 // complete request to a Handler with a ResponseWriter. Keep-alive and pipelining are supported;
 // responses go out strictly in request order even when handlers answer out of order. Every
-// response carries Content-Length. Every limit (limits.h) is enforced here, so a Handler only
-// ever sees a complete, bounded request.
+// response carries Content-Length (none for 204 and 304), a streamed one too: its BodySource
+// states its size up front, so there is no chunked response encoding. Every limit (limits.h) is
+// enforced here, so a Handler only ever sees a complete, bounded request, except that a handler
+// that takes a body as a stream (Handler::StreamBody) bounds that body itself, through its
+// BodySink; the server still bounds the head, the time between body bytes, and its own memory.
+//
+// Streaming both ways costs bounded memory: request body bytes go to the sink as they are
+// decoded (reading stops whenever the connection cannot parse, as for any request), and a
+// BodySource is read kBodyChunkBytes at a time only while fewer than kWriteBacklogBytesMax
+// response bytes wait to be sent, so a slow reader slows the reads (and send_timeout_ms still
+// closes one that stops).
 //
 // Threading: one loop thread. The constructor, every method, the Handler and the access-log
 // callback run on it. Another thread hands work back with a LoopPoster (loop_poster.h).
@@ -92,7 +101,11 @@ class Handler {
   //    the whole body; Handle then gets the request with body_sink set once the body is complete;
   //  - set *reject: that response is sent at once as the connection's last (no 100 Continue),
   //    Handle is not called for this request and the body is discarded (e.g. 401 before a
-  //    10 GB upload is read).
+  //    10 GB upload is read). It is written after the responses to earlier requests, counts
+  //    in HttpStats::requests_total, and a sink returned with it is ignored.
+  // head has everything but the body: peer, tls, client_cert and id are set, and id is the one
+  // the request has in Handle and in the access log. Not called for a request without a body.
+  // With pipelining it may run while earlier requests of the connection are still unanswered.
   virtual std::shared_ptr<BodySink> StreamBody(const Request& head,
                                                std::optional<Response>* reject) {
     (void)head;

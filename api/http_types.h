@@ -65,7 +65,8 @@ class BodySource {
   virtual int64_t Read(char* buffer, size_t max) = 0;
 };
 
-// One complete request, with its body read in full (bounded by HttpLimits::body_bytes_max).
+// One complete request, with its body read in full (bounded by HttpLimits::body_bytes_max), or
+// streamed to the handler's BodySink (body_sink set, body empty).
 struct Request {
   std::string method;       // "GET", as sent (llhttp accepts only known methods).
   std::string target;       // Request target as sent: "/api/v1/vm?id=1".
@@ -88,7 +89,8 @@ struct Request {
 // What a handler answers. The server adds Content-Length (except for 204 and 304, where HTTP
 // forbids it) and Connection (when it closes, or for an HTTP/1.0 keep-alive). A response with
 // invalid header bytes, with Content-Length, Transfer-Encoding or Connection among its headers,
-// or with a status outside 200..599 is replaced by a 500: a handler bug must not become broken
+// with a status outside 200..599, or with a body_source as well as a body or with a status
+// that has no body (204, 304) is replaced by a 500: a handler bug must not become broken
 // framing or response splitting.
 struct Response {
   int status = 200;
@@ -96,7 +98,9 @@ struct Response {
   Headers headers;           // Extra fields; names and values must not contain CR, LF or NUL.
   std::string body;          // Not sent for HEAD requests, 1xx, 204 and 304.
   // When set, the body comes from here instead (body must then be empty); Content-Length is
-  // body_source->size(). Not read for HEAD requests.
+  // body_source->size(). Not read for HEAD requests. The server releases it once the last byte
+  // is queued, or when the connection closes; the access log counts its bytes, and is called
+  // once the last one is written.
   std::shared_ptr<BodySource> body_source = nullptr;
 };
 
@@ -129,7 +133,9 @@ struct HttpStats {
   uint64_t connections_accepted_total = 0;
   uint64_t connections_rejected_total = 0;      // Over connections_max (503 or closed).
   uint64_t connections_idle_closed_total = 0;   // Idle timeout or an unwanted silent client.
-  uint64_t requests_total = 0;                  // Complete requests given to the handler.
+  // Complete requests given to the handler, and requests it refused on their head
+  // (Handler::StreamBody's reject).
+  uint64_t requests_total = 0;
   uint64_t responses_total = 0;                 // Responses written.
   std::array<uint64_t, 6> responses_by_class{}; // Index status / 100: [2] counts 2xx.
   uint64_t rejected_malformed_total = 0;        // 400 from the parser.

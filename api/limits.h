@@ -7,6 +7,7 @@
 //   malformed request (llhttp strict)                      400
 //   request head or body not received in time              408
 //   body over body_bytes_max (declared or as it arrives)   413
+//     (a body streamed to a BodySink is the sink's to bound)
 //   request head over header_bytes_max or
 //     more than header_count_max header fields             431
 //   connections_max connections already open               503 (accepted, answered, closed)
@@ -27,7 +28,8 @@ struct HttpLimits {
   uint32_t header_bytes_max = 16 * 1024;
   // Header fields in one request (a repeated name counts each time).
   uint32_t header_count_max = 100;
-  // Decoded request body (after chunked framing is removed).
+  // Decoded request body (after chunked framing is removed), when buffered: a body the handler
+  // streams to a BodySink (Handler::StreamBody) is not counted against it.
   uint64_t body_bytes_max = 8 * 1024 * 1024;
   // Connections open at once; one more is accepted, answered 503 and closed.
   uint32_t connections_max = 10'000;
@@ -41,7 +43,8 @@ struct HttpLimits {
   // time a new connection may take to send its first byte, and the TLS handshake deadline.
   uint32_t header_timeout_ms = 10'000;
   // The whole body must arrive within this time of the end of the head (or of the
-  // "100 Continue" the server sent).
+  // "100 Continue" the server sent). For a body streamed to a BodySink, the deadline is instead
+  // this long without a body byte: a large upload over a slow link carries on while it moves.
   uint32_t body_timeout_ms = 60'000;
   // A keep-alive connection with no request in progress is closed after this long.
   uint32_t idle_timeout_ms = 60'000;
@@ -60,6 +63,10 @@ inline constexpr uint64_t kDiscardBytesMax = 1024 * 1024;
 // While more response bytes than this wait to be sent on a connection, the server parses no
 // further request from it: a client that pipelines without reading cannot grow the buffers.
 inline constexpr uint64_t kWriteBacklogBytesMax = 1024 * 1024;
+// A response body from a BodySource (http_types.h) is read in chunks of at most this size, and
+// only while the write backlog is under kWriteBacklogBytesMax: a download of any size holds
+// about kWriteBacklogBytesMax + kBodyChunkBytes of it in memory.
+inline constexpr uint64_t kBodyChunkBytes = 256 * 1024;
 // Connections beyond connections_max that are still answered 503; past this many more, a new
 // connection is closed at once without a response, so an overload cannot exhaust descriptors
 // through the 503 path itself.
