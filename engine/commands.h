@@ -268,6 +268,10 @@ struct FinishSaveImage {
   std::string node_id;  // The reporting node: must be the one holding the instance.
   bool ok = false;
   std::string message;
+  // The manifest the node pushed to the registry as the request's tag (empty: nothing was
+  // pushed, the tag is registered without content). With a digest the push already recorded
+  // the tag (ManifestPushed): ok needs that tag to name this digest.
+  std::string digest = {};
 };
 
 // A request that failed authentication (AuthenticationFailed). Never holds the credential.

@@ -821,6 +821,10 @@ bool Validation::ValidateCommand(const RequestSaveImage& c) {
   return true;
 }
 
+namespace {
+const std::vector<reducers::TemplateTag> kNoTags;
+}  // namespace
+
 bool Validation::ValidateCommand(const FinishSaveImage& c) {
   auto it = views_.save_images.requests.find(c.request_id);
   if (it == views_.save_images.requests.end()) {
@@ -847,13 +851,21 @@ bool Validation::ValidateCommand(const FinishSaveImage& c) {
     vmid = named != nullptr ? named->template_id : rng_->NewUuid();
   }
   const reducers::Template* target = nullptr;
+  bool pushed = false;
   if (ok) {
     auto t = views_.templates.templates.find(vmid);
     target = t == views_.templates.templates.end() ? nullptr : &t->second;
-    const bool taken = target != nullptr &&
-                       std::any_of(target->tags.begin(), target->tags.end(),
-                                   [&](const auto& tag) { return tag.tag == request.tag; });
-    if (taken) {
+    const reducers::TemplateTag* tag = nullptr;
+    for (const reducers::TemplateTag& one : target == nullptr ? kNoTags : target->tags) {
+      tag = one.tag == request.tag ? &one : tag;
+    }
+    const bool taken = tag != nullptr;
+    pushed = !c.digest.empty() && taken && tag->digest == c.digest;
+    if (!c.digest.empty() && !pushed) {
+      ok = false;  // The node says it pushed, but the registry holds no such tag.
+      message = "the registry holds no tag " + request.tag + " with manifest " +
+                c.digest.substr(0, 80);
+    } else if (taken && !pushed) {
       ok = false;  // Registered by someone else meanwhile: the save cannot land there.
       message = "tag " + request.tag + " exists";
     }
@@ -864,13 +876,15 @@ bool Validation::ValidateCommand(const FinishSaveImage& c) {
                                          request.tag.c_str(), c.request_id.c_str()),
        &builder);
   if (ok) {
-    const int32_t version = target == nullptr ? 0 : static_cast<int32_t>(target->tags.size());
-    log::DraftBuilder tag_builder;
-    Emit(fb::CreateTemplateTagRegisteredDirect(
-             tag_builder.fbb(), vmid.c_str(),
-             target == nullptr ? request.new_template_name.c_str() : "", request.tag.c_str(),
-             version, request.description.c_str()),
-         &tag_builder);
+    if (!pushed) {
+      const int32_t version = target == nullptr ? 0 : static_cast<int32_t>(target->tags.size());
+      log::DraftBuilder tag_builder;
+      Emit(fb::CreateTemplateTagRegisteredDirect(
+               tag_builder.fbb(), vmid.c_str(),
+               target == nullptr ? request.new_template_name.c_str() : "", request.tag.c_str(),
+               version, request.description.c_str()),
+           &tag_builder);
+    }
     // Clone keeps the policy: the saved template gets the instance's, unless it is a copy.
     const reducers::StoredPolicy* policy =
         vm == views_.vm_instances.instances.end() ? nullptr

@@ -19,6 +19,39 @@ constexpr uint64_t kLongPollMaxMs = 25'000;
 api::Response BadRequest(const std::string& message) { return api::FailResponse(400, message); }
 api::Response NodeNotFound() { return api::FailResponse(200, "Not found"); }
 
+// The tag an instance or distribution means: tag when named, else version when >= 0, else the
+// newest; nullptr when the template or tag is not known.
+const reducers::TemplateTag* ResolveTag(const reducers::Views& views, const std::string& vmid,
+                                        const std::string& tag, int32_t version) {
+  auto t = views.templates.templates.find(vmid);
+  if (t == views.templates.templates.end() || t->second.tags.empty()) {
+    return nullptr;
+  }
+  for (const reducers::TemplateTag& one : t->second.tags) {
+    if (tag.empty() ? one.version == version : one.tag == tag) {
+      return &one;
+    }
+  }
+  return tag.empty() && version < 0 ? &t->second.tags.back() : nullptr;
+}
+
+// Calls work(node_id, seq) for what else a node must act on: pending save-image requests of its
+// instances and distribution requests naming it. Their changes wake its long-poll.
+template <typename Work>
+void ForEachNodeWork(const reducers::Views& views, Work work) {
+  for (const auto& [id, save] : views.save_images.requests) {
+    auto vm = views.vm_instances.instances.find(save.instance_id);
+    if (vm != views.vm_instances.instances.end()) {
+      work(vm->second.node_id, save.updated.seq);
+    }
+  }
+  for (const auto& [id, d] : views.distributions.requests) {
+    for (const auto& [node_id, n] : d.nodes) {
+      work(node_id, n.updated.seq);
+    }
+  }
+}
+
 // What the agent should make of an instance placed on its node; nullopt: nothing (the instance
 // is over: Terminated, or in Error, which the agent itself reported).
 std::optional<const char*> DesiredState(fb::VmState state) {
@@ -85,6 +118,7 @@ bool NodeApi::Handle(const api::Request& request, Respond& respond) {
       {"/node/v1/instances", true, &NodeApi::Instances},
       {"/node/v1/report", false, &NodeApi::Report},
       {"/node/v1/save_image", false, &NodeApi::SaveImageDone},
+      {"/node/v1/distribution", false, &NodeApi::DistributionProgress},
   };
   for (const Route& route : kRoutes) {
     if (request.path != route.path) {
@@ -223,11 +257,45 @@ uint64_t NodeApi::NodeChangeSeq(const std::string& node_id) const {
       }
     }
   }
+  ForEachNodeWork(views, [&](const std::string& node, uint64_t changed) {
+    if (node == node_id) {
+      seq = std::max(seq, changed);
+    }
+  });
   return seq;
 }
 
 std::string NodeApi::InstancesBody(const std::string& node_id) const {
   const reducers::Views& views = engine_->views();
+  Json saves = Json::array();
+  for (const auto& [id, save] : views.save_images.requests) {
+    auto vm = views.vm_instances.instances.find(save.instance_id);
+    if (save.status != reducers::SaveImageStatus::kPending ||
+        vm == views.vm_instances.instances.end() || vm->second.node_id != node_id) {
+      continue;
+    }
+    saves.push_back({{"request_id", save.request_id},
+                     {"instance_id", save.instance_id},
+                     {"repository", save.target_vm_id.empty() ? save.new_template_name
+                                                              : save.target_vm_id},
+                     {"tag", save.tag},
+                     {"description", save.description},
+                     {"suspend", save.suspend}});
+  }
+  Json distributions = Json::array();
+  for (const auto& [id, d] : views.distributions.requests) {
+    auto mine = d.nodes.find(node_id);
+    if (mine == d.nodes.end() || mine->second.status == "done" ||
+        mine->second.status == "error") {
+      continue;
+    }
+    const reducers::TemplateTag* tag = ResolveTag(views, d.template_id, d.tag, -1);
+    distributions.push_back({{"request_id", d.request_id},
+                             {"action", d.action},
+                             {"template_id", d.template_id},
+                             {"tag", d.tag},
+                             {"manifest", tag == nullptr ? "" : tag->digest}});
+  }
   Json list = Json::array();
   for (const auto& [id, vm] : views.vm_instances.instances) {
     if (vm.node_id != node_id) {
@@ -253,6 +321,11 @@ std::string NodeApi::InstancesBody(const std::string& node_id) const {
     item["port_forwarding"] = PortForwardsJson(vm.port_forwarding_override);
     item["changed_seq"] = vm.updated.seq;
     item["restart_seq"] = vm.restart_seq;
+    // What to pull before cloning: the tag's manifest in the registry (empty: nothing to pull,
+    // e.g. a template registered without content).
+    const reducers::TemplateTag* tag = ResolveTag(views, vm.vmid, vm.tag, vm.version);
+    item["resolved_tag"] = tag == nullptr ? "" : tag->tag;
+    item["manifest"] = tag == nullptr ? "" : tag->digest;
     // The effective policy travels with the instance (the agent enforces it: issue 9).
     if (const reducers::StoredPolicy* policy = reducers::EffectivePolicy(views, vm)) {
       item["policy"] = {{"id", policy->policy_id},
@@ -264,6 +337,9 @@ std::string NodeApi::InstancesBody(const std::string& node_id) const {
   Json body;
   body["seq"] = NodeChangeSeq(node_id);
   body["instances"] = list;
+  body["registry_url"] = registry_url_ ? registry_url_() : "";
+  body["save_images"] = saves;
+  body["distributions"] = distributions;
   return body.dump();
 }
 
@@ -411,7 +487,7 @@ void NodeApi::SaveImageDone(const api::Request& request, Respond respond) {
   engine::FinishSaveImage finish;
   if (!fields.String("node_id", &finish.node_id) ||
       !fields.String("request_id", &finish.request_id) || !fields.Bool("ok", &finish.ok) ||
-      !fields.String("message", &finish.message)) {
+      !fields.String("message", &finish.message) || !fields.String("digest", &finish.digest)) {
     respond(BadRequest(fields.error()));
     return;
   }
@@ -425,6 +501,35 @@ void NodeApi::SaveImageDone(const api::Request& request, Respond respond) {
   }
   last_seen_[finish.node_id] = Clock::now();
   engine_->Submit(*principal_, std::move(finish), request.id,
+                  [respond = std::move(respond)](engine::Reply reply) {
+                    respond(reply.ok() ? OkResponse("{}") : FailedReplyResponse(reply));
+                  });
+}
+
+void NodeApi::DistributionProgress(const api::Request& request, Respond respond) {
+  std::optional<nlohmann::json> body = BodyOr400(request, respond);
+  if (!body) return;
+  Fields fields(*body);
+  engine::ReportDistribution report;
+  uint64_t progress = 0;
+  if (!fields.String("node_id", &report.node_id) ||
+      !fields.String("request_id", &report.request_id) ||
+      !fields.String("status", &report.status) || !fields.String("message", &report.message) ||
+      !fields.Int("progress", &progress)) {
+    respond(BadRequest(fields.error()));
+    return;
+  }
+  if (report.node_id.empty() || report.request_id.empty() || report.status.empty()) {
+    respond(BadRequest("node_id, request_id and status are required"));
+    return;
+  }
+  report.progress = static_cast<uint8_t>(std::min<uint64_t>(progress, 255));
+  if (!engine_->views().nodes.nodes.contains(report.node_id)) {
+    respond(NodeNotFound());
+    return;
+  }
+  last_seen_[report.node_id] = Clock::now();
+  engine_->Submit(*principal_, std::move(report), request.id,
                   [respond = std::move(respond)](engine::Reply reply) {
                     respond(reply.ok() ? OkResponse("{}") : FailedReplyResponse(reply));
                   });
@@ -455,6 +560,12 @@ void NodeApi::OnApplied() {
       waiting_node->second = std::max(waiting_node->second, vm.updated.seq);
     }
   }
+  ForEachNodeWork(views, [&](const std::string& node, uint64_t changed) {
+    auto waiting_node = change_seq.find(node);
+    if (waiting_node != change_seq.end()) {
+      waiting_node->second = std::max(waiting_node->second, changed);
+    }
+  });
   std::vector<Poll> waiting;
   std::vector<Poll> ready;
   for (Poll& poll : polls_) {

@@ -51,6 +51,9 @@ class NodeApi {
   // Who the request being handled is (see ControllerApi::SetPrincipal).
   void SetPrincipal(const engine::Principal* principal) { principal_ = principal; }
 
+  // Where agents push saved images and pull templates (the long-poll's registry_url).
+  void SetRegistryUrl(std::function<std::string()> url) { registry_url_ = std::move(url); }
+
   // Heartbeat timeouts and long-poll deadlines (called every second).
   void Tick();
   // The views changed: answer the long-polls that now have news.
@@ -71,6 +74,7 @@ class NodeApi {
   void Instances(const api::Request& request, Respond respond);
   void Report(const api::Request& request, Respond respond);
   void SaveImageDone(const api::Request& request, Respond respond);
+  void DistributionProgress(const api::Request& request, Respond respond);
   // The seq of the last change to the node or to an instance placed on it.
   uint64_t NodeChangeSeq(const std::string& node_id) const;
   std::string InstancesBody(const std::string& node_id) const;
@@ -81,6 +85,7 @@ class NodeApi {
   bool stopped_ = false;
   std::map<std::string, Clock::time_point> last_seen_;  // By node id.
   std::vector<Poll> polls_;
+  std::function<std::string()> registry_url_;
 };
 
 }  // namespace cloister::cloisterd

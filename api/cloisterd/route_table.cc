@@ -80,6 +80,7 @@ constexpr RouteEntry kTable[] = {
     Needs(kC, "GET", "/node/v1/instances", kCtl, "list_vms"),
     Needs(kC, "POST", "/node/v1/report", kCtl, "update_vm"),
     Needs(kC, "POST", "/node/v1/save_image", kCtl, "save_image"),
+    Needs(kC, "POST", "/node/v1/distribution", kCtl, "change_node_config"),
     // Permission administration (docs/api.md), under both prefixes Anka's examples use.
 #define CLOISTER_PERMISSION_ADMIN(l, c, prefix)                                           \
   Needs(l, "GET", prefix "/permissions", c, "view_permissions"),                           \

@@ -288,6 +288,14 @@ bool Routes::RecordFailure(const api::Request& request, const std::string& claim
   return true;
 }
 
+std::string Routes::RegistryAddress() const {
+  auto configured = engine_->views().config.entries.find("registry_address");
+  if (configured != engine_->views().config.entries.end() && !configured->second.value.empty()) {
+    return configured->second.value;
+  }
+  return options_.registry_url.empty() ? own_registry_url_ : options_.registry_url;
+}
+
 void Routes::Status(Respond respond) {
   const RegistryProbe::State registry =
       registry_probe_ != nullptr ? registry_probe_->state() : RegistryProbe::State::kUnknown;
@@ -295,12 +303,7 @@ void Routes::Status(Respond respond) {
     respond(OkResponse(status_cache_.json));
     return;
   }
-  std::string registry_address =
-      options_.registry_url.empty() ? own_registry_url_ : options_.registry_url;
-  auto configured = engine_->views().config.entries.find("registry_address");
-  if (configured != engine_->views().config.entries.end() && !configured->second.value.empty()) {
-    registry_address = configured->second.value;
-  }
+  const std::string registry_address = RegistryAddress();
   const bool registry_here = options_.role == Role::kAll;
   Json body;
   body["status"] = "Running";

@@ -58,6 +58,7 @@ class Routes {
     // Each API reads the principal of the request being handled from here (no copies).
     controller_.SetPrincipal(&principal_);
     node_api_.SetPrincipal(&principal_);
+    node_api_.SetRegistryUrl([this] { return RegistryAddress(); });
     auth_api_.SetPrincipal(&principal_);
     permissions_api_.SetPrincipal(&principal_);
     policy_api_.SetPrincipal(&principal_);
@@ -121,6 +122,9 @@ class Routes {
 
  private:
   void Status(Respond respond);
+  // The registry the controller uses: the registry_address setting, else ANKA_ANKA_REGISTRY,
+  // else this process's own registry listener.
+  std::string RegistryAddress() const;
   void RegistryStatus(Respond respond);
   void GetConfig(Respond respond);
   void PutConfig(const api::Request& request, Respond respond);
