@@ -156,11 +156,33 @@ Result<uint64_t> BlobStore::UploadSize(const std::string& upload_id) const {
   return it->second->size;
 }
 
-Status BlobStore::Finish(const std::string& upload_id, std::string_view digest) {
+BlobStore::Sealed::Sealed(Sealed&& other) noexcept
+    : fd(other.fd),
+      temp_path(std::move(other.temp_path)),
+      target(std::move(other.target)),
+      shard_dir(std::move(other.shard_dir)),
+      blobs_dir(std::move(other.blobs_dir)),
+      present(other.present),
+      committed(other.committed) {
+  other.fd = -1;
+  other.temp_path.clear();
+}
+
+BlobStore::Sealed::~Sealed() {
+  if (fd >= 0) close(fd);
+  if (!committed && !temp_path.empty()) unlink(temp_path.c_str());
+}
+
+Result<BlobStore::Sealed> BlobStore::Seal(const std::string& upload_id,
+                                          std::string_view digest) {
   auto it = uploads_.find(upload_id);
   if (it == uploads_.end()) return Status::NotFound("upload " + upload_id + " not found");
   std::unique_ptr<Upload> upload = std::move(it->second);
   uploads_.erase(it);
+  Sealed sealed;
+  sealed.fd = upload->fd;
+  sealed.temp_path = upload->path;
+  upload->fd = -1;  // The sealed blob owns the file now (and removes it unless committed).
   std::string error;
   const std::optional<std::string> claimed = ParseDigest(digest, &error);
   unsigned char sum[EVP_MAX_MD_SIZE];
@@ -168,31 +190,41 @@ Status BlobStore::Finish(const std::string& upload_id, std::string_view digest) 
   EVP_DigestFinal_ex(upload->sha, sum, &sum_size);
   const std::string actual = Hex(sum, sum_size);
   if (!claimed || *claimed != actual) {
-    unlink(upload->path.c_str());
     return Status::InvalidArgument(claimed ? "digest mismatch: the bytes are sha256:" + actual
                                            : error);
   }
-  const std::string target = BlobPath(actual);
-  if (Size(digest).has_value()) {
-    unlink(upload->path.c_str());  // Same bytes already stored.
-    return Status::Ok();
+  sealed.target = BlobPath(actual);
+  sealed.blobs_dir = root_ + "/blobs/sha256";
+  sealed.shard_dir = sealed.blobs_dir + "/" + actual.substr(0, 2);
+  sealed.present = Size(digest).has_value();  // Same bytes already stored.
+  return sealed;
+}
+
+Status BlobStore::Commit(Sealed* blob) {
+  if (blob->present) {
+    return Status::Ok();  // The destructor removes the duplicate upload.
   }
-  if (fsync(upload->fd) != 0) {
-    const Status failed = Status::IoError(Errno("fsync " + upload->path));
-    unlink(upload->path.c_str());
-    return failed;
+  if (fdatasync(blob->fd) != 0) {
+    return Status::IoError(Errno("fsync " + blob->temp_path));
   }
-  const std::string shard = root_ + "/blobs/sha256/" + actual.substr(0, 2);
-  Status s = MakeDir(shard);
-  if (s.ok() && rename(upload->path.c_str(), target.c_str()) != 0) {
-    s = Status::IoError(Errno("rename " + upload->path + " to " + target));
+  Status s = MakeDir(blob->shard_dir);
+  if (s.ok() && rename(blob->temp_path.c_str(), blob->target.c_str()) != 0) {
+    s = Status::IoError(Errno("rename " + blob->temp_path + " to " + blob->target));
   }
   if (!s.ok()) {
-    unlink(upload->path.c_str());
     return s;
   }
-  if (Status synced = SyncDir(shard); !synced.ok()) return synced;
-  return SyncDir(root_ + "/blobs/sha256");
+  blob->committed = true;
+  if (Status synced = SyncDir(blob->shard_dir); !synced.ok()) return synced;
+  return SyncDir(blob->blobs_dir);
+}
+
+Status BlobStore::Finish(const std::string& upload_id, std::string_view digest) {
+  Result<Sealed> sealed = Seal(upload_id, digest);
+  if (!sealed.ok()) {
+    return sealed.status();
+  }
+  return Commit(&sealed.value());
 }
 
 Status BlobStore::Cancel(const std::string& upload_id) {

@@ -48,7 +48,33 @@ class BlobStore {
   Result<uint64_t> UploadSize(const std::string& upload_id) const;
   // Completes the upload as blob `digest` ("sha256:..."). A mismatch is kInvalidArgument
   // ("digest mismatch: ...") and the upload is gone. A blob already present is kept as it is.
+  // Finish is Seal then Commit.
   Status Finish(const std::string& upload_id, std::string_view digest);
+
+  // An upload whose bytes matched their digest, detached from the store, not yet durable nor
+  // visible. Commit it (on any thread), or drop it: its destructor removes the file.
+  struct Sealed {
+    Sealed() = default;
+    Sealed(Sealed&& other) noexcept;
+    Sealed& operator=(Sealed&&) = delete;
+    Sealed(const Sealed&) = delete;
+    ~Sealed();
+
+    int fd = -1;
+    std::string temp_path;  // Under uploads/; removed unless committed.
+    std::string target;     // blobs/sha256/<aa>/<hex>
+    std::string shard_dir;
+    std::string blobs_dir;
+    bool present = false;   // The store held these bytes already: nothing to commit.
+    bool committed = false;
+  };
+  // The first half of Finish, on the store's thread: checks the digest (kInvalidArgument and the
+  // upload is gone on a mismatch) and detaches the upload.
+  Result<Sealed> Seal(const std::string& upload_id, std::string_view digest);
+  // The second half, on any thread (it touches only the blob's files): fsync, rename into place,
+  // fsync the directories. Concurrent commits overlap their fsyncs, which the file system's
+  // journal groups: many small blobs commit together rather than one after another.
+  static Status Commit(Sealed* blob);
   // Abandons an upload (OCI DELETE of an upload session).
   Status Cancel(const std::string& upload_id);
 

@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "api/cloisterd/auth.h"
 #include "api/cloisterd/logging.h"
@@ -26,6 +27,10 @@ int main(int argc, char** argv) {
   setrlimit(RLIMIT_CORE, &no_core);
   prctl(PR_SET_DUMPABLE, 0);
   cloister::client::InitHttpClients();  // Before any thread (the registry probe uses libcurl).
+  // The registry commits blobs (fsync, rename) on libuv's thread pool: concurrent uploads
+  // overlap their fsyncs, which the file system's journal groups. Four threads (libuv's
+  // default) would cap that at four; an operator's own setting wins.
+  setenv("UV_THREADPOOL_SIZE", "16", /*overwrite=*/0);
   ParseOutcome outcome = ParseOptions(argc, argv);
   if (!outcome.run) {
     std::fputs(outcome.text.c_str(), outcome.exit_code == 0 ? stdout : stderr);

@@ -640,18 +640,38 @@ void OciApi::FinishUpload(const api::Request& request, const OciPath& path,
                                                 : "only sha256:<64 lowercase hex> is supported"));
     return;
   }
-  const Status finished = blobs_->Finish(upload_id, digest);
+  Result<registry::BlobStore::Sealed> sealed = blobs_->Seal(upload_id, digest);
   uploads_.erase(upload);
-  if (!finished.ok()) {
-    respond(finished.code() == StatusCode::kInvalidArgument
-                ? OciError(400, "DIGEST_INVALID", finished.message())
-                : StorageError(finished));
+  if (!sealed.ok()) {
+    respond(sealed.status().code() == StatusCode::kInvalidArgument
+                ? OciError(400, "DIGEST_INVALID", sealed.status().message())
+                : StorageError(sealed.status()));
     return;
   }
-  api::Response response = Empty(201);
-  response.headers.Add("Location", "/v2/" + path.name + "/blobs/" + digest);
-  response.headers.Add("Docker-Content-Digest", digest);
-  respond(std::move(response));
+  // The blob is acknowledged only once durable; the commit runs off the loop.
+  struct Job {
+    registry::BlobStore::Sealed blob;
+    Status status;
+  };
+  auto job = std::make_shared<Job>(Job{std::move(sealed.value()), Status::Ok()});
+  auto work = [job] { job->status = registry::BlobStore::Commit(&job->blob); };
+  auto after = [job, location = "/v2/" + path.name + "/blobs/" + digest, digest,
+                respond = std::move(respond)] {
+    if (!job->status.ok()) {
+      respond(StorageError(job->status));
+      return;
+    }
+    api::Response response = Empty(201);
+    response.headers.Add("Location", location);
+    response.headers.Add("Docker-Content-Digest", digest);
+    respond(std::move(response));
+  };
+  if (offload_) {
+    offload_(std::move(work), std::move(after));
+  } else {
+    work();
+    after();
+  }
 }
 
 void OciApi::CancelUpload(const OciPath& path, Respond respond) {

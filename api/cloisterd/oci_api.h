@@ -69,8 +69,14 @@ class OciApi {
 
   OciApi(engine::Engine* engine, registry::BlobStore* blobs);
 
+  // Runs work on another thread, then after on this one (the event loop's thread pool); by
+  // default both run at once, here. Blob commits (fsync, rename) go there, so that one
+  // upload's fsync neither stalls the loop nor waits for another's.
+  using Offload = std::function<void(std::function<void()> work, std::function<void()> after)>;
+
   void SetPrincipal(const engine::Principal* principal) { principal_ = principal; }
   void SetResourceCheck(ResourceCheck check) { resource_check_ = std::move(check); }
+  void SetOffload(Offload offload) { offload_ = std::move(offload); }
 
   // For a /v2/ request with a body: the sink of a blob upload (PATCH or PUT of an upload, POST
   // with ?digest=), or nullptr to buffer it (manifests). Authentication and the route's
@@ -119,6 +125,7 @@ class OciApi {
   registry::BlobStore* blobs_;
   const engine::Principal* principal_ = &engine::kAnonymous;
   ResourceCheck resource_check_;
+  Offload offload_;
   std::map<std::string, Upload> uploads_;  // By upload id.
   int64_t now_ns_ = 0;                     // As of the last Tick.
 };

@@ -84,7 +84,7 @@ class Routes {
 
   // The registry's blob storage: enables the OCI data plane (/v2/) on the registry listener.
   // blobs must outlive the routes.
-  void SetBlobStore(registry::BlobStore* blobs);
+  void SetBlobStore(registry::BlobStore* blobs, OciApi::Offload offload);
 
   // Client certificates (see Authenticator::SetCertificates). An expired CRL makes /readyz fail.
   void SetCertificates(const CertificateAuthority* ca, const TrustedProxies* ingress) {

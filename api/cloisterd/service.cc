@@ -45,6 +45,30 @@ class EnginePoster final : public engine::Poster {
   api::LoopPoster* poster_;
 };
 
+// Runs work on the loop's thread pool and then after on the loop (inline if it cannot queue).
+struct OffloadJob {
+  uv_work_t request{};
+  std::function<void()> work;
+  std::function<void()> after;
+};
+
+void Offload(uv_loop_t* loop, std::function<void()> work, std::function<void()> after) {
+  auto* job = new OffloadJob{{}, std::move(work), std::move(after)};
+  job->request.data = job;
+  const int rc = uv_queue_work(
+      loop, &job->request,
+      [](uv_work_t* request) { static_cast<OffloadJob*>(request->data)->work(); },
+      [](uv_work_t* request, int) {
+        std::unique_ptr<OffloadJob> done(static_cast<OffloadJob*>(request->data));
+        done->after();
+      });
+  if (rc != 0) {
+    std::unique_ptr<OffloadJob> done(job);
+    done->work();
+    done->after();
+  }
+}
+
 // Hands a listener's requests to the routes; the writer is shared so the reply callback (a
 // copyable std::function) can carry it until the engine answers.
 class ListenerHandler final : public api::Handler {
@@ -341,7 +365,10 @@ Status Service::StartServers(const Listeners& listeners) {
       return blobs.status();
     }
     blobs_ = std::move(blobs.value());
-    routes_->SetBlobStore(blobs_.get());
+    routes_->SetBlobStore(blobs_.get(), [this](std::function<void()> work,
+                                               std::function<void()> after) {
+      Offload(&loop_, std::move(work), std::move(after));
+    });
   }
   if (ca_ != nullptr) {
     routes_->SetCertificates(ca_.get(), proxies_.get());
