@@ -407,6 +407,11 @@ void OciApi::PutManifest(const api::Request& request, const OciPath& path, Respo
     respond(OciError(413, "SIZE_INVALID", "a manifest may be at most 4 MiB"));
     return;
   }
+  // Authorization before validation: a refused caller learns nothing about its document.
+  const reducers::Template* t = FindTemplate(path.name);
+  if (!MayUse(request, t, "push_tag", respond)) {
+    return;
+  }
   const std::string* type = request.headers.Find("Content-Type");
   Result<registry::ParsedManifest> parsed =
       registry::ParseManifest(request.body, type == nullptr ? "" : *type);
@@ -423,10 +428,6 @@ void OciApi::PutManifest(const api::Request& request, const OciPath& path, Respo
   }
   if (!by_digest && !registry::IsTag(path.reference)) {
     respond(OciError(400, "TAG_INVALID", "invalid tag"));
-    return;
-  }
-  const reducers::Template* t = FindTemplate(path.name);
-  if (!MayUse(request, t, "push_tag", respond)) {
     return;
   }
   engine::PushManifest push;

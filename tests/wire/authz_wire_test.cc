@@ -15,6 +15,7 @@
 #include "tests/testutil.h"
 #include "tests/wire/cloisterd_process.h"
 #include "tests/wire/envelope_checks.h"
+#include "tests/wire/oci_checks.h"
 #include "tests/wire/tap_client.h"
 
 namespace cloister::testing {
@@ -350,6 +351,111 @@ TEST_CASE("authorization off (Enterprise): every credential may do everything; r
   // Credential management stays the root's.
   RequireFail(Call(api, "GET", "/api/v1/apikey", "", bob), 403);
   RequireOk(Call(api, "GET", "/api/v1/apikey", "", Root()));
+}
+
+// Pushes a one-layer image to repository:tag through the OCI API as headers; its manifest digest.
+std::string PushImage(const WireTarget& registry, const std::string& repository,
+                      const std::string& tag, const std::string& headers) {
+  const std::string config = R"({"architecture":"arm64","os":"darwin"})";
+  const std::string layer = "disk bytes of " + repository + ":" + tag;
+  for (const std::string* blob : {&config, &layer}) {
+    const WireResponse put =
+        Call(registry, "POST",
+             "/v2/" + repository + "/blobs/uploads/?digest=" + Sha256Digest(*blob), *blob,
+             headers + "Content-Type: application/octet-stream\r\n");
+    INFO(put.status << " " << put.body);
+    REQUIRE(put.status == 201);
+  }
+  const Json manifest = {
+      {"schemaVersion", 2},
+      {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+      {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"},
+                  {"digest", Sha256Digest(config)}, {"size", config.size()}}},
+      {"layers", Json::array({{{"mediaType", "application/vnd.oci.image.layer.v1.tar"},
+                               {"digest", Sha256Digest(layer)}, {"size", layer.size()}}})}};
+  const WireResponse put = Call(
+      registry, "PUT", "/v2/" + repository + "/manifests/" + tag, manifest.dump(),
+      headers + "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n");
+  INFO(put.body);
+  REQUIRE(put.status == 201);
+  return put.Header("Docker-Content-Digest");
+}
+
+TEST_CASE("registry authorization: push and pull need the seed's registry permissions, and "
+          "with resource management each template's grants") {
+  TempDir dir;
+  auto daemon = Start(dir, true, true);
+  const WireTarget api = daemon->controller();
+  const WireTarget registry = daemon->registry();
+  PushImage(registry, "team/xcode", "v1", Root());
+  PushImage(registry, "team/other", "v1", Root());
+  const Json templates = RequireOk(Call(registry, "GET", "/registry/vm", "", Root()));
+  REQUIRE(templates.size() == 2);
+  std::string xcode;
+  for (const Json& one : templates) {
+    for (const auto& [id, name] : one.items()) {
+      xcode = name == "team/xcode" ? id : xcode;
+    }
+  }
+  REQUIRE_FALSE(xcode.empty());
+
+  CreateGroup(api, "registry", "pullers", {"pull_vm", "download_vm", "list_vms"});
+  CreateGroup(api, "registry", "pushers", {"head_push_vm", "push_vm", "pull_vm", "download_vm"});
+  const std::string puller = KeyWithGroups(api, "puller", {"pullers"});
+  const std::string pusher = KeyWithGroups(api, "pusher", {"pushers"});
+
+  // A puller cannot push: the upload is refused from its head, with an OCI error.
+  const WireResponse refused =
+      Call(registry, "POST", "/v2/team/xcode/blobs/uploads/", "", puller);
+  CHECK(refused.status == 403);
+  CHECK_THAT(refused.body, Catch::Contains("\"code\":\"DENIED\""));
+  CHECK_THAT(refused.body, Catch::Contains("push_vm is needed"));
+
+  // Resource management: the group permission passes, the template grant decides.
+  const WireResponse ungranted = Call(registry, "GET", "/v2/team/xcode/manifests/v1", "", puller);
+  CHECK(ungranted.status == 403);
+  CHECK_THAT(ungranted.body, Catch::Contains("template pull"));
+  RequireOk(Call(registry, "POST", "/admin/api/v1/permission/group/pullers/resources",
+                 Json({{"resource_type", "template"}, {"resource_id", xcode},
+                       {"permissions", {"pull", "list"}}})
+                     .dump(),
+                 Root()));
+  CHECK(Call(registry, "GET", "/v2/team/xcode/manifests/v1", "", puller).status == 200);
+  CHECK(Call(registry, "GET", "/v2/team/xcode/tags/list", "", puller).status == 200);
+  CHECK(Call(registry, "GET", "/v2/team/other/manifests/v1", "", puller).status == 403);
+
+  // A pusher may create a new template, but adding a tag to an existing one needs push_tag.
+  PushImage(registry, "team/fresh", "v1", pusher);
+  const WireResponse no_tag = Call(
+      registry, "PUT", "/v2/team/xcode/manifests/v2", "{}",
+      pusher + "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n");
+  CHECK(no_tag.status == 403);
+  RequireOk(Call(registry, "POST", "/admin/api/v1/permission/group/pushers/resources",
+                 Json({{"resource_type", "template"}, {"resource_id", xcode},
+                       {"permissions", {"push_tag", "pull"}}})
+                     .dump(),
+                 Root()));
+  PushImage(registry, "team/xcode", "v2", pusher);
+  const Json versions =
+      RequireOk(Call(registry, "GET", "/registry/vm?id=" + xcode, "", Root()))["versions"];
+  CHECK(versions.size() == 2);
+
+  // Every refusal is recorded, naming the template when a grant decided.
+  std::vector<std::string> lines;
+  WaitFor(15000, [&] {
+    lines = AuditExportLines(dir.Sub("data"));
+    return std::count_if(lines.begin(), lines.end(), [](const std::string& line) {
+             return line.find("\"type\":\"AccessDenied\"") != std::string::npos;
+           }) >= 4;
+  });
+  int template_denials = 0;
+  for (const std::string& line : lines) {
+    const Json event = Json::parse(line);
+    if (event["type"] == "AccessDenied" && event["payload"]["resource_id"] == xcode) {
+      template_denials++;
+    }
+  }
+  CHECK(template_denials == 2);
 }
 
 }  // namespace
