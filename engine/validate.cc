@@ -599,9 +599,7 @@ const reducers::Template* Validation::TemplateNamed(const std::string& name) con
 }
 
 const reducers::Template* Validation::FindTemplate(const std::string& ref) {
-  auto it = views_.templates.templates.find(ref);
-  const reducers::Template* t =
-      it != views_.templates.templates.end() ? &it->second : TemplateNamed(ref);
+  const reducers::Template* t = reducers::FindTemplate(views_, ref);
   if (t == nullptr) {
     Reject(Rejection::kNotFound, "VM not in the registry");
   }
@@ -1429,10 +1427,7 @@ bool Validation::ValidateCommand(const PushManifest& c) {
                                                    std::to_string(kManifestReferencesMax) +
                                                    " blobs");
   }
-  auto by_id = views_.templates.templates.find(c.repository);
-  const reducers::Template* existing = by_id != views_.templates.templates.end()
-                                           ? &by_id->second
-                                           : TemplateNamed(c.repository);
+  const reducers::Template* existing = reducers::FindTemplate(views_, c.repository);
   for (const ManifestReference& ref : c.references) {
     if (!IsDigest(ref.digest)) {
       return Reject(Rejection::kInvalidArgument, "reference " + ref.digest.substr(0, 80) +

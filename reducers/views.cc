@@ -930,6 +930,19 @@ void Apply(Views* views, uint64_t seq, const log::Hash& hash, const fb::Event& e
   ApplyRecording(views, seq, hash, event, nullptr);
 }
 
+const Template* FindTemplate(const Views& views, const std::string& id_or_name) {
+  const auto& templates = views.templates.templates;
+  if (auto by_id = templates.find(id_or_name); by_id != templates.end()) {
+    return &by_id->second;
+  }
+  for (const auto& [id, t] : templates) {
+    if (t.name == id_or_name) {
+      return &t;
+    }
+  }
+  return nullptr;
+}
+
 const StoredPolicy* EffectivePolicy(const Views& views, const VmInstance& vm) {
   const auto& attachments = views.policy_attachments.attachments;
   if (attachments.empty()) {

@@ -423,6 +423,10 @@ struct PolicyAttachmentsView {
 };
 
 struct Views;
+// The template id_or_name names: the one with that id, else the one with that name (the
+// registry's repositories are named either way); nullptr for none.
+const Template* FindTemplate(const Views& views, const std::string& id_or_name);
+
 // The policy that governs an instance: the one attached to it, else its template's (an empty
 // attachment is a detach); nullptr for none.
 const StoredPolicy* EffectivePolicy(const Views& views, const VmInstance& vm);

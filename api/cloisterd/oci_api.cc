@@ -184,17 +184,7 @@ OciApi::OciApi(engine::Engine* engine, registry::BlobStore* blobs)
     : engine_(engine), blobs_(blobs) {}
 
 const reducers::Template* OciApi::FindTemplate(const std::string& name) const {
-  const auto& templates = engine_->views().templates.templates;
-  auto by_id = templates.find(name);
-  if (by_id != templates.end()) {
-    return &by_id->second;
-  }
-  for (const auto& [id, t] : templates) {
-    if (t.name == name) {
-      return &t;
-    }
-  }
-  return nullptr;
+  return reducers::FindTemplate(engine_->views(), name);
 }
 
 bool OciApi::MayUse(const api::Request& request, const reducers::Template* t,

@@ -74,17 +74,7 @@ RegistryApi::RegistryApi(engine::Engine* engine, registry::BlobStore* blobs,
     : engine_(engine), blobs_(blobs), storage_dir_(std::move(storage_dir)) {}
 
 const reducers::Template* RegistryApi::Find(const std::string& id) const {
-  const auto& templates = engine_->views().templates.templates;
-  auto it = templates.find(id);
-  if (it != templates.end()) {
-    return &it->second;
-  }
-  for (const auto& [key, t] : templates) {
-    if (t.name == id) {
-      return &t;
-    }
-  }
-  return nullptr;
+  return reducers::FindTemplate(engine_->views(), id);
 }
 
 bool RegistryApi::Handle(const api::Request& request, Respond& respond) {
