@@ -1,5 +1,7 @@
 #include "api/http_connection.h"
 
+#include <sys/sendfile.h>
+
 #include <algorithm>
 #include <ctime>
 #include <string>
@@ -850,8 +852,24 @@ void Connection::PumpBody() {
   pumping_ = true;
   // Close (from a failed write, or from here) releases body_source_: hold it while reading.
   std::shared_ptr<BodySource> source = body_source_;
-  while (!closing_ && body_source_ != nullptr && write_bytes_pending_ < kWriteBacklogBytesMax) {
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(body_left_, kBodyChunkBytes));
+  while (!closing_ && body_source_ != nullptr && write_bytes_pending_ < kBodyBacklogBytesMax) {
+    uint64_t file_offset = 0;
+    const bool file = tls_ == nullptr && source->File(&file_offset) >= 0;
+    if (file && writes_pending_ > 0) {
+      break;  // The probe chunk below is in flight: its completion resumes here.
+    }
+    if (file) {
+      const int64_t sent = SendFileBody(source.get());
+      if (sent < 0) {
+        break;  // Closed.
+      }
+      if (sent > 0) {
+        continue;
+      }
+      // The socket is full: one small chunk the ordinary way; its completion resumes here.
+    }
+    const size_t want = static_cast<size_t>(
+        std::min<uint64_t>(body_left_, file ? kBodyProbeBytes : kBodyChunkBytes));
     std::string chunk(want, '\0');
     const int64_t n = source->Read(chunk.data(), want);
     if (n <= 0 || static_cast<uint64_t>(n) > want) {
@@ -872,6 +890,39 @@ void Connection::PumpBody() {
     SendPlain(std::move(chunk), std::move(record), /*queue=*/true);
   }
   pumping_ = false;
+}
+
+int64_t Connection::SendFileBody(BodySource* source) {
+  uint64_t offset = 0;
+  const int file = source->File(&offset);
+  uv_os_fd_t socket = -1;
+  if (file < 0 || uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &socket) != 0) {
+    return 0;
+  }
+  off_t from = static_cast<off_t>(offset);
+  const size_t want = static_cast<size_t>(std::min<uint64_t>(body_left_, kBodyBacklogBytesMax));
+  const ssize_t n = sendfile(socket, file, &from, want);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    return 0;
+  }
+  if (n <= 0) {
+    Close();  // An error, or the file ended early: the Content-Length cannot be honoured.
+    return -1;
+  }
+  source->Advance(static_cast<uint64_t>(n));
+  body_left_ -= static_cast<uint64_t>(n);
+  body_record_->response_bytes += static_cast<uint64_t>(n);
+  write_progress_ms_ = NowMs();
+  if (body_left_ == 0) {
+    // The last byte is in the socket: the response is written (as OnWrite would log it).
+    std::unique_ptr<WriteRequest> record = std::move(body_record_);
+    body_source_.reset();
+    idle_since_ms_ = write_progress_ms_;
+    if (record->ends_response && server_ != nullptr) {
+      LogResponse(*record);
+    }
+  }
+  return n;
 }
 
 void Connection::SendPlain(std::string plaintext, std::unique_ptr<WriteRequest> record,

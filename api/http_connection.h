@@ -15,7 +15,7 @@
 // Streamed bodies. A request body given to a BodySink is written to it from OnBody as llhttp
 // decodes it: nothing of it is kept, and input_ holds at most one read. A response body from a
 // BodySource is read in kBodyChunkBytes chunks while the write backlog is under
-// kWriteBacklogBytesMax, and again from each write completion (Flush -> PumpBody); meanwhile
+// kBodyBacklogBytesMax, and again from each write completion (Flush -> PumpBody); meanwhile
 // nothing else is written on the connection (no later response, no "100 Continue").
 #pragma once
 
@@ -136,6 +136,10 @@ class Connection {
   void WriteResponse(Exchange& exchange, bool close);
   // Writes body_source_ chunks while the backlog allows; releases the source when done.
   void PumpBody();
+  // Plain TCP with nothing queued and a file source: sendfile(2) as much as the socket takes.
+  // Returns the bytes sent (0: the socket is full or the source names no file), or -1 after
+  // closing the connection on an error.
+  int64_t SendFileBody(BodySource* source);
   // Encrypts if TLS; record (if any) is the access-log record of the response it ends. queue:
   // always through uv_write, so that a completion callback follows (see Write).
   void SendPlain(std::string plaintext, std::unique_ptr<WriteRequest> record,

@@ -12,7 +12,7 @@
 //
 // Streaming both ways costs bounded memory: request body bytes go to the sink as they are
 // decoded (reading stops whenever the connection cannot parse, as for any request), and a
-// BodySource is read kBodyChunkBytes at a time only while fewer than kWriteBacklogBytesMax
+// BodySource is read kBodyChunkBytes at a time only while fewer than kBodyBacklogBytesMax
 // response bytes wait to be sent, so a slow reader slows the reads (and send_timeout_ms still
 // closes one that stops).
 //

@@ -6,6 +6,7 @@
 //
 // The server runs on its own loop thread with a handler made for these tests; Catch2 assertions
 // stay on the test thread (the handler only records what it saw, under a mutex).
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -141,6 +142,8 @@ struct Counters {
   std::atomic<uint64_t> source_reads{0};
   std::atomic<uint64_t> source_bytes{0};
   std::atomic<uint64_t> writes_after_refusal{0};
+  std::atomic<uint64_t> file_sent{0};  // Bytes a FileRangeSource let go by sendfile (Advance).
+  std::atomic<uint64_t> file_read{0};  // ... and through Read.
 };
 
 // What StreamBody saw.
@@ -235,6 +238,61 @@ class PatternSource : public BodySource {
   uint64_t offset_ = 0;
 };
 
+// The pattern's bytes [0, kFileBytes) in a file, written once per test binary.
+constexpr uint64_t kFileBytes = 24 * 1024 * 1024 + 5;
+
+const std::string& PatternFile() {
+  static const std::string* path = [] {
+    static cloister::testing::TempDir* dir = new cloister::testing::TempDir();
+    auto* p = new std::string(dir->Sub("pattern.bin"));
+    std::ofstream out(*p, std::ios::binary);
+    const std::string bytes = Pattern(0, kFileBytes);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    return p;
+  }();
+  return *path;
+}
+
+// Bytes [from, from + size) of PatternFile, naming the file so that plain TCP uses sendfile.
+class FileRangeSource : public BodySource {
+ public:
+  FileRangeSource(Counters* counters, uint64_t from, uint64_t size)
+      : counters_(counters), fd_(open(PatternFile().c_str(), O_RDONLY | O_CLOEXEC)), from_(from),
+        size_(size) {
+    counters_->sources_alive++;
+  }
+  ~FileRangeSource() override {
+    close(fd_);
+    counters_->sources_alive--;
+  }
+  uint64_t size() const override { return size_; }
+  int64_t Read(char* buffer, size_t max) override {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(max, size_ - done_));
+    const ssize_t got = pread(fd_, buffer, n, static_cast<off_t>(from_ + done_));
+    if (got <= 0) {
+      return -1;
+    }
+    done_ += static_cast<uint64_t>(got);
+    counters_->file_read += static_cast<uint64_t>(got);
+    return got;
+  }
+  int File(uint64_t* offset) const override {
+    *offset = from_ + done_;
+    return fd_;
+  }
+  void Advance(uint64_t bytes) override {
+    done_ += bytes;
+    counters_->file_sent += bytes;
+  }
+
+ private:
+  Counters* counters_;
+  int fd_;
+  uint64_t from_;
+  uint64_t size_;
+  uint64_t done_ = 0;
+};
+
 Response Text(int status, std::string body) {
   Response response;
   response.status = status;
@@ -314,6 +372,12 @@ class StreamHandler : public Handler {
       response.body_source = std::make_shared<PatternSource>(
           &counters, QueryNumber(query, "bytes", 0), QueryNumber(query, "fail_at", kNever),
           QueryNumber(query, "short_at", kNever));
+      writer.Send(std::move(response));
+    } else if (path == "/file") {
+      Response response;
+      response.content_type = "application/octet-stream";
+      response.body_source = std::make_shared<FileRangeSource>(
+          &counters, QueryNumber(query, "from", 0), QueryNumber(query, "bytes", 0));
       writer.Send(std::move(response));
     } else if (path == "/both") {
       Response response = Text(200, "x");
@@ -819,6 +883,58 @@ TEST_CASE("a response from a BodySource arrives byte for byte and is logged in f
   REQUIRE(entry.response_bytes == raw->size());  // Head and body.
   REQUIRE(server->counters().source_bytes == size);
   REQUIRE(server->counters().sources_alive == 0);  // Released once done.
+}
+
+TEST_CASE("a file source goes by sendfile over plain TCP, byte for byte, a slow reader too") {
+  auto server = StreamServer::Start();
+  const uint64_t from = 1000;
+  const uint64_t size = 20 * kMiB + 1;
+  {
+    auto connection = Connect(*server);
+    Send(*connection, MakeRequest("GET", "/file?from=1000&bytes=" + std::to_string(size)) +
+                          MakeRequest("GET", "/small"));
+    WireResponse streamed = Read(*connection, 20000);
+    REQUIRE(streamed.status == 200);
+    REQUIRE(streamed.body.size() == size);
+    REQUIRE(PatternMismatches(from, streamed.body) == 0);
+    REQUIRE(Read(*connection).body == "small");  // The framing held.
+  }
+  // Nearly all of it went by sendfile; Read only when the socket was full.
+  REQUIRE(server->counters().file_sent + server->counters().file_read == size);
+  REQUIRE(server->counters().file_sent > size / 2);
+  // A reader that takes its time: the socket fills again and again, and each time one small
+  // chunk goes the ordinary way until it drains.
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int small = 16 * 1024;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(server->target().port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
+  const uint64_t slow_size = 4 * kMiB + 7;
+  const std::string request = MakeRequest("GET", "/file?from=3&bytes=" +
+                                                     std::to_string(slow_size), "",
+                                          "Connection: close\r\n");
+  REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+  std::string raw;
+  char buffer[8192];
+  for (int reads = 0;; reads++) {
+    const ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n <= 0) {
+      break;
+    }
+    raw.append(buffer, static_cast<size_t>(n));
+    if (reads % 64 == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  close(fd);
+  const size_t head_end = raw.find("\r\n\r\n");
+  REQUIRE(head_end != std::string::npos);
+  REQUIRE(raw.size() - head_end - 4 == slow_size);
+  REQUIRE(PatternMismatches(3, std::string_view(raw).substr(head_end + 4)) == 0);
+  REQUIRE(Eventually([&] { return server->counters().sources_alive == 0; }));
 }
 
 TEST_CASE("a BodySource over TLS arrives byte for byte") {

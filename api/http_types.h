@@ -63,6 +63,16 @@ class BodySource {
   // bytes were read), or -1 on an error. After an error the connection is closed: the response
   // is already framed by its Content-Length and cannot be completed.
   virtual int64_t Read(char* buffer, size_t max) = 0;
+  // A source that is a range of a file may name it: its descriptor, with *offset set to the
+  // file offset of the next byte; -1 (the default) for none. A plain-TCP connection then sends
+  // the bytes with sendfile(2), from the page cache to the socket without copying them through
+  // the process, and calls Advance with how many went; Read is used only when the socket is
+  // full (one small chunk, whose completion says when to carry on) or over TLS.
+  virtual int File(uint64_t* offset) const {
+    (void)offset;
+    return -1;
+  }
+  virtual void Advance(uint64_t bytes) { (void)bytes; }
 };
 
 // One complete request, with its body read in full (bounded by HttpLimits::body_bytes_max), or

@@ -40,6 +40,11 @@ class FileSource final : public api::BodySource {
     done_ += static_cast<uint64_t>(got);
     return got;
   }
+  int File(uint64_t* offset) const override {
+    *offset = offset_ + done_;
+    return fd_;
+  }
+  void Advance(uint64_t bytes) override { done_ += std::min(bytes, length_ - done_); }
 
  private:
   int fd_;
@@ -180,8 +185,8 @@ api::Response OciFromEnvelope(api::Response response) {
   return oci;
 }
 
-OciApi::OciApi(engine::Engine* engine, registry::BlobStore* blobs)
-    : engine_(engine), blobs_(blobs) {}
+OciApi::OciApi(engine::Engine* engine, registry::BlobStore* blobs, engine::Clock* clock)
+    : engine_(engine), blobs_(blobs), clock_(clock) {}
 
 const reducers::Template* OciApi::FindTemplate(const std::string& name) const {
   return reducers::FindTemplate(engine_->views(), name);
@@ -193,10 +198,26 @@ bool OciApi::MayUse(const api::Request& request, const reducers::Template* t,
          resource_check_(request, t->template_id, permission, respond);
 }
 
+bool OciApi::Holds(const reducers::Template* t, const std::string& digest) {
+  if (t == nullptr) {
+    return false;
+  }
+  if (t->manifests.contains(digest)) {
+    return true;
+  }
+  for (const auto& [manifest_digest, manifest] : t->manifests) {
+    for (const reducers::RegistryReference& ref : manifest.references) {
+      if (ref.digest == digest) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 void OciApi::Tick(int64_t now_ns) {
-  now_ns_ = now_ns;
   for (auto it = uploads_.begin(); it != uploads_.end();) {
-    if (now_ns - it->second.touched_ns > kUploadIdleNs) {
+    if (it->second.writer.expired() && now_ns - it->second.touched_ns > kUploadIdleNs) {
       (void)blobs_->Cancel(it->first);
       it = uploads_.erase(it);
     } else {
@@ -215,7 +236,7 @@ std::optional<std::string> OciApi::NewUpload(const std::string& repository, Resp
     respond(StorageError(id.status()));
     return std::nullopt;
   }
-  uploads_[*id] = Upload{repository, now_ns_};
+  uploads_[*id] = Upload{repository, clock_->NowNs(), {}};
   return *id;
 }
 
@@ -236,7 +257,12 @@ std::shared_ptr<api::BodySink> OciApi::StreamBody(const api::Request& head,
   if (path.kind == Kind::kUploads && head.method == "POST" &&
       QueryParam(head.query, "digest").has_value()) {
     std::optional<std::string> id = NewUpload(path.name, refuse);
-    return id ? std::make_shared<UploadSink>(blobs_, *id, 0) : nullptr;
+    if (!id) {
+      return nullptr;
+    }
+    auto sink = std::make_shared<UploadSink>(blobs_, *id, 0);
+    uploads_[*id].writer = sink;
+    return sink;
   }
   if (path.kind != Kind::kUpload || (head.method != "PATCH" && head.method != "PUT")) {
     return nullptr;
@@ -247,7 +273,7 @@ std::shared_ptr<api::BodySink> OciApi::StreamBody(const api::Request& head,
     *reject = OciError(404, "BLOB_UPLOAD_UNKNOWN", "no such upload");
     return nullptr;
   }
-  upload->second.touched_ns = now_ns_;
+  upload->second.touched_ns = clock_->NowNs();
   if (const std::string* range = head.headers.Find("Content-Range")) {
     // "<start>-<end>": a chunk must start where the upload ends.
     const std::string start = range->substr(0, range->find('-'));
@@ -261,7 +287,9 @@ std::shared_ptr<api::BodySink> OciApi::StreamBody(const api::Request& head,
       return nullptr;
     }
   }
-  return std::make_shared<UploadSink>(blobs_, path.reference, *size);
+  auto sink = std::make_shared<UploadSink>(blobs_, path.reference, *size);
+  upload->second.writer = sink;
+  return sink;
 }
 
 void OciApi::Handle(const api::Request& request, Respond respond) {
@@ -505,7 +533,15 @@ void OciApi::GetBlob(const api::Request& request, const OciPath& path, Respond r
     respond(OciError(400, "DIGEST_INVALID", "a blob is named by sha256:<64 lowercase hex>"));
     return;
   }
-  if (!MayUse(request, FindTemplate(path.name), "pull", respond)) {
+  const reducers::Template* t = FindTemplate(path.name);
+  if (resource_check_ && !Holds(t, path.reference)) {
+    // Blobs are shared by every repository; with resource management a blob is readable only
+    // through a template that holds it (and the caller may pull), or anyone who knows a digest
+    // could read any template's disk through a repository of their own.
+    respond(OciError(404, "BLOB_UNKNOWN", "blob " + path.reference + " is not known"));
+    return;
+  }
+  if (!MayUse(request, t, "pull", respond)) {
     return;
   }
   std::optional<uint64_t> size = blobs_->Size(path.reference);
@@ -599,7 +635,7 @@ void OciApi::Chunk(const api::Request& request, const OciPath& path, Respond res
     respond(OciError(404, "BLOB_UPLOAD_UNKNOWN", "no such upload"));
     return;
   }
-  upload->second.touched_ns = now_ns_;
+  upload->second.touched_ns = clock_->NowNs();
   if (request.body_sink != nullptr) {
     auto sink = std::static_pointer_cast<UploadSink>(request.body_sink);
     if (!sink->error().ok()) {

@@ -37,6 +37,7 @@
 #include <string_view>
 
 #include "api/http_types.h"
+#include "engine/clock.h"
 #include "engine/engine.h"
 #include "registry/blob_store.h"
 #include "registry/manifest.h"
@@ -67,7 +68,8 @@ class OciApi {
   // A manifest body is buffered (not streamed): its bound.
   static constexpr size_t kManifestBytesMax = 4 * 1024 * 1024;
 
-  OciApi(engine::Engine* engine, registry::BlobStore* blobs);
+  // clock: wall time for the uploads' idle deadline.
+  OciApi(engine::Engine* engine, registry::BlobStore* blobs, engine::Clock* clock);
 
   // Runs work on another thread, then after on this one (the event loop's thread pool); by
   // default both run at once, here. Blob commits (fsync, rename) go there, so that one
@@ -88,13 +90,16 @@ class OciApi {
   // Answers any request under /v2/ (the route table has admitted it).
   void Handle(const api::Request& request, Respond respond);
 
-  // Drops uploads idle for kUploadIdleNs (now_ns: wall clock).
+  // Drops uploads idle for kUploadIdleNs (now_ns: wall clock, as the clock gives it).
   void Tick(int64_t now_ns);
 
  private:
   struct Upload {
     std::string repository;
     int64_t touched_ns = 0;
+    // The body being received into it, if any: an upload is never dropped while its bytes
+    // arrive (however long a large blob takes), only once idle between requests.
+    std::weak_ptr<api::BodySink> writer;
   };
 
   void Catalog(const api::Request& request, Respond respond);
@@ -117,17 +122,19 @@ class OciApi {
   api::Response UploadResponse(int status, const std::string& name, const std::string& id);
   // A new upload for repository; nullopt once it has answered (too many uploads, disk error).
   std::optional<std::string> NewUpload(const std::string& repository, Respond& respond);
+  // Whether a manifest of t is, or refers to, digest (false for no template).
+  static bool Holds(const reducers::Template* t, const std::string& digest);
   // Resource permission check (true when no callback is set, or the template does not exist).
   bool MayUse(const api::Request& request, const reducers::Template* t, const char* permission,
               Respond& respond);
 
   engine::Engine* engine_;
   registry::BlobStore* blobs_;
+  engine::Clock* clock_;
   const engine::Principal* principal_ = &engine::kAnonymous;
   ResourceCheck resource_check_;
   Offload offload_;
   std::map<std::string, Upload> uploads_;  // By upload id.
-  int64_t now_ns_ = 0;                     // As of the last Tick.
 };
 
 }  // namespace cloister::cloisterd

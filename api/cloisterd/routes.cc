@@ -89,7 +89,7 @@ std::shared_ptr<api::BodySink> Routes::StreamBody(Listener listener, const api::
 void Routes::SetBlobStore(registry::BlobStore* blobs, OciApi::Offload offload) {
   registry_api_ = RegistryApi(engine_, blobs, options_.data_dir);
   registry_api_.SetPrincipal(&principal_);
-  oci_ = std::make_unique<OciApi>(engine_, blobs);
+  oci_ = std::make_unique<OciApi>(engine_, blobs, clock_);
   oci_->SetOffload(std::move(offload));
   oci_->SetPrincipal(&principal_);
   if (Switches(engine::Component::kRegistry).resource_management) {

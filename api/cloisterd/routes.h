@@ -106,6 +106,9 @@ class Routes {
   void Tick() {
     if (tap_ != nullptr) tap_->Tick(clock_->NowNs());
     if (oci_ != nullptr) oci_->Tick(clock_->NowNs());
+    if (options_.role == Role::kRegistry) {
+      return;  // A standalone registry schedules no VMs and serves no nodes.
+    }
     controller_.Tick();
     node_api_.Tick();
   }

@@ -575,13 +575,12 @@ int Service::Run() {
     uv_timer_init(&loop_, timer);
     timer->data = this;
   }
-  // A scheduler pass every second catches what no request triggers (a node coming back).
-  if (options_.role != Role::kRegistry) {
-    uv_timer_start(
-        &scheduler_timer_,
-        [](uv_timer_t* timer) { static_cast<Service*>(timer->data)->Tick(); },
-        kSchedulerTickMs, kSchedulerTickMs);
-  }
+  // A tick every second catches what no request triggers: a scheduler pass (a node coming
+  // back), heartbeat and long-poll deadlines, TAP expiries, abandoned registry uploads.
+  uv_timer_start(
+      &scheduler_timer_,
+      [](uv_timer_t* timer) { static_cast<Service*>(timer->data)->Tick(); },
+      kSchedulerTickMs, kSchedulerTickMs);
   for (uv_signal_t* handle : {&sigterm_, &sigint_}) {
     uv_signal_init(&loop_, handle);
     handle->data = this;

@@ -423,6 +423,12 @@ TEST_CASE("registry authorization: push and pull need the seed's registry permis
   CHECK(Call(registry, "GET", "/v2/team/xcode/manifests/v1", "", puller).status == 200);
   CHECK(Call(registry, "GET", "/v2/team/xcode/tags/list", "", puller).status == 200);
   CHECK(Call(registry, "GET", "/v2/team/other/manifests/v1", "", puller).status == 403);
+  // Blobs are shared on disk, but readable only through a template that holds them.
+  const std::string own_layer = Sha256Digest("disk bytes of team/xcode:v1");
+  const std::string other_layer = Sha256Digest("disk bytes of team/other:v1");
+  CHECK(Call(registry, "GET", "/v2/team/xcode/blobs/" + own_layer, "", puller).status == 200);
+  CHECK(Call(registry, "GET", "/v2/team/xcode/blobs/" + other_layer, "", puller).status == 404);
+  CHECK(Call(registry, "GET", "/v2/mine/blobs/" + other_layer, "", puller).status == 404);
 
   // A pusher may create a new template, but adding a tag to an existing one needs push_tag.
   PushImage(registry, "team/fresh", "v1", pusher);
