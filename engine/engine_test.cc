@@ -363,6 +363,18 @@ TEST_CASE("registry: pushes number tags, tags are immutable, reverts cut the tai
   CHECK(h.Run(del).ok());
   CHECK(h.engine->views().templates.templates.at(id).tags.size() == 1);  // v4 only.
 
+  // Reverting a tag that names an index takes the index's untagged children with it.
+  REQUIRE(h.Run(Push("macos", '5', "")).ok());
+  REQUIRE(h.Run(Push("macos", '6', "multi",
+                     {{Digest('5'), 10, "application/vnd.oci.image.manifest.v1+json"}}))
+              .ok());
+  RemoveTemplateContent drop_index;
+  drop_index.template_ref = "macos";
+  drop_index.tag = "multi";
+  REQUIRE(h.Run(drop_index).ok());
+  CHECK_FALSE(h.engine->views().templates.templates.at(id).manifests.contains(Digest('5')));
+  CHECK_FALSE(h.engine->views().templates.templates.at(id).manifests.contains(Digest('6')));
+
   RemoveTemplateContent all;
   all.mode = RemoveTemplateContent::Mode::kDeleteTemplate;
   all.template_ref = "macos";

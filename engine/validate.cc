@@ -1541,6 +1541,41 @@ bool Validation::ValidateCommand(const RemoveTemplateContent& c) {
       }
     }
   }
+  if (c.mode != Mode::kDeleteTemplate) {
+    // An index's children (pushed by digest, with no tag of their own) go with it, unless a
+    // manifest or tag that stays still names them: otherwise they would be kept, and their
+    // blobs with them, for ever.
+    std::set<std::string> kept_tags;
+    for (const reducers::TemplateTag& tag : t->tags) {
+      if (std::find(tags.begin(), tags.end(), tag.tag) == tags.end()) {
+        kept_tags.insert(tag.digest);
+      }
+    }
+    for (bool grew = true; grew;) {
+      grew = false;
+      std::set<std::string> named_by_kept;
+      for (const auto& [digest, m] : t->manifests) {
+        if (!digests.contains(digest)) {
+          for (const reducers::RegistryReference& ref : m.references) {
+            named_by_kept.insert(ref.digest);
+          }
+        }
+      }
+      for (const std::string& removed : std::set<std::string>(digests)) {
+        auto manifest = t->manifests.find(removed);
+        if (manifest == t->manifests.end()) {
+          continue;
+        }
+        for (const reducers::RegistryReference& ref : manifest->second.references) {
+          if (t->manifests.contains(ref.digest) && !digests.contains(ref.digest) &&
+              !named_by_kept.contains(ref.digest) && !kept_tags.contains(ref.digest)) {
+            digests.insert(ref.digest);
+            grew = true;
+          }
+        }
+      }
+    }
+  }
   const std::vector<std::string> digest_list(digests.begin(), digests.end());
   log::DraftBuilder builder;
   auto& fbb = builder.fbb();

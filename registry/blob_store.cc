@@ -213,14 +213,24 @@ Result<BlobStore::Sealed> BlobStore::Seal(const std::string& upload_id,
 
 Status BlobStore::Commit(Sealed* blob) {
   if (blob->present) {
+    utimensat(AT_FDCWD, blob->target.c_str(), nullptr, 0);  // Reused: young again (Touch).
     return Status::Ok();  // The destructor removes the duplicate upload.
   }
   if (fdatasync(blob->fd) != 0) {
     return Status::IoError(Errno("fsync " + blob->temp_path));
   }
-  Status s = MakeDir(blob->shard_dir);
-  if (s.ok() && rename(blob->temp_path.c_str(), blob->target.c_str()) != 0) {
-    s = Status::IoError(Errno("rename " + blob->temp_path + " to " + blob->target));
+  // Garbage collection removes shard directories it emptied: one may vanish between the mkdir
+  // and the rename, so a rename that finds no directory makes it again, once.
+  Status s;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    s = MakeDir(blob->shard_dir);
+    if (s.ok() && rename(blob->temp_path.c_str(), blob->target.c_str()) != 0) {
+      s = Status::IoError(Errno("rename " + blob->temp_path + " to " + blob->target));
+      if (errno == ENOENT) {
+        continue;
+      }
+    }
+    break;
   }
   if (!s.ok()) {
     return s;
@@ -244,6 +254,13 @@ Status BlobStore::Cancel(const std::string& upload_id) {
   unlink(it->second->path.c_str());
   uploads_.erase(it);
   return Status::Ok();
+}
+
+void BlobStore::Touch(std::string_view digest) const {
+  std::string error;
+  if (const std::optional<std::string> hex = ParseDigest(digest, &error)) {
+    utimensat(AT_FDCWD, BlobPath(*hex).c_str(), nullptr, 0);
+  }
 }
 
 std::optional<uint64_t> BlobStore::Size(std::string_view digest) const {

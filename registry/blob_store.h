@@ -82,6 +82,11 @@ class BlobStore {
   std::optional<uint64_t> Size(std::string_view digest) const;
   // The blob's path, for streaming it out (open it, then read at will).
   Result<std::string> Path(std::string_view digest) const;
+  // Marks a held blob as just used (its file's times set to now): garbage collection spares
+  // blobs younger than its grace period, so a push that reuses an old unreferenced blob (the
+  // same bytes uploaded again, a mount, a manifest naming it) keeps it until the manifest lands.
+  void Touch(std::string_view digest) const;
+
   // Removes a blob (garbage collection); kNotFound if absent.
   Status Delete(std::string_view digest);
 

@@ -4,12 +4,21 @@
 //   cloister audit verify --data DIR                                   check the hash chain
 //   cloister demo --data DIR [--events N]                              append a demo story
 //   cloister replay --data DIR [--to SEQ | --diff A B | --step ...]    views at a point in time
+//   cloister pki init|issue|revoke|crl --dir DIR ...                   a small CA for mTLS
+//   cloister call METHOD PATH [BODY] --url URL [credentials]           one API request
+//   cloister push DIR REPO:TAG --registry URL [credentials]            OCI layout to the registry
+//   cloister pull REPO:TAG DIR --registry URL [credentials]            and back
+//   cloister list [REPO] --registry URL [credentials] [--json]         templates, tags, versions
+//   cloister revert REPO [--tag T | --version N] --registry URL ...    remove a tag and later ones
+//   cloister registry gc --data DIR [--delete] [--grace 1h]            collect unreferenced blobs
 //
 // Exit status: 0 success; 1 the log is corrupt or an operation failed; 2 bad arguments (including
 // a data directory that holds no log). Errors are one line on stderr.
 //
 // CLI11 reports parse errors and --help by throwing; those exceptions are caught here, at the
 // boundary, and nothing below main throws.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdint>
@@ -31,6 +40,8 @@
 #include "tools/demo.h"
 #include "tools/event_format.h"
 #include "tools/pki.h"
+#include "tools/registry_cli.h"
+#include "tools/registry_gc.h"
 #include "tools/replay.h"
 #include "tools/text_format.h"
 
@@ -69,6 +80,18 @@ struct Args {
   client::Credentials credentials;
   std::string cacert;
   bool skip_tls_verification = false;
+  // push, pull, list, revert
+  RegistryTarget registry;
+  std::string image;
+  std::string layout_dir;
+  std::string repository;
+  bool json = false;
+  RevertArgs revert;
+  std::string revert_tag;
+  std::string revert_version;
+  // registry gc
+  bool gc_delete = false;
+  std::string gc_grace = "1h";
 };
 
 struct Commands {
@@ -81,6 +104,11 @@ struct Commands {
   CLI::App* pki_revoke = nullptr;
   CLI::App* pki_crl = nullptr;
   CLI::App* call = nullptr;
+  CLI::App* push = nullptr;
+  CLI::App* pull = nullptr;
+  CLI::App* list = nullptr;
+  CLI::App* revert = nullptr;
+  CLI::App* registry_gc = nullptr;
   // Options whose presence matters (an empty value is still a value).
   CLI::Option* from = nullptr;
   CLI::Option* to = nullptr;
@@ -90,6 +118,8 @@ struct Commands {
   CLI::Option* events = nullptr;
   CLI::Option* replay_from = nullptr;
   CLI::Option* replay_to = nullptr;
+  CLI::Option* revert_tag = nullptr;
+  CLI::Option* revert_version = nullptr;
 };
 
 int Fail(const std::string& message) {
@@ -295,6 +325,22 @@ void AddPki(CLI::App* app, Args* args, Commands* commands) {
   commands->pki_crl = crl;
 }
 
+// The credential options of every command that talks to cloisterd (one kind at most).
+void AddCredentials(CLI::App* cmd, client::Credentials* credentials, std::string* cacert,
+                    bool* skip_tls_verification) {
+  cmd->add_option("--root-token", credentials->root_token, "Root token (Basic)")
+      ->envname("CLOISTER_ROOT_TOKEN");
+  cmd->add_option("--api-key-id", credentials->api_key_id, "UAK id (TAP)");
+  cmd->add_option("--api-key-string", credentials->api_key_string,
+                  "UAK private key (PEM, or base64 PKCS#1 DER)");
+  cmd->add_option("--api-key-file", credentials->api_key_file, "File with the UAK key");
+  cmd->add_option("--cert", credentials->cert_file, "Client certificate (PEM)");
+  cmd->add_option("--cert-key", credentials->cert_key_file, "Its private key (PEM)");
+  cmd->add_option("--cacert", *cacert, "CA (PEM) to verify an HTTPS server");
+  cmd->add_flag("--skip-tls-verification", *skip_tls_verification,
+                "Do not verify the server's certificate");
+}
+
 void AddCall(CLI::App* app, Args* args, Commands* commands) {
   CLI::App* cmd = app->add_subcommand(
       "call", "Send one request to a cloisterd API, authenticated, and print the answer");
@@ -303,22 +349,188 @@ void AddCall(CLI::App* app, Args* args, Commands* commands) {
   cmd->add_option("body", args->call_body, "JSON body (optional)");
   cmd->add_option("--url", args->call_url, "Controller (or registry) URL")
       ->envname("CLOISTER_URL")->capture_default_str();
-  cmd->add_option("--root-token", args->credentials.root_token, "Root token (Basic)")
-      ->envname("CLOISTER_ROOT_TOKEN");
-  cmd->add_option("--api-key-id", args->credentials.api_key_id, "UAK id (TAP)");
-  cmd->add_option("--api-key-string", args->credentials.api_key_string,
-                  "UAK private key (PEM, or base64 PKCS#1 DER)");
-  cmd->add_option("--api-key-file", args->credentials.api_key_file, "File with the UAK key");
-  cmd->add_option("--cert", args->credentials.cert_file, "Client certificate (PEM)");
-  cmd->add_option("--cert-key", args->credentials.cert_key_file, "Its private key (PEM)");
-  cmd->add_option("--cacert", args->cacert, "CA (PEM) to verify an HTTPS server");
-  cmd->add_flag("--skip-tls-verification", args->skip_tls_verification,
-                "Do not verify the server's certificate");
+  AddCredentials(cmd, &args->credentials, &args->cacert, &args->skip_tls_verification);
   cmd->footer(
       "Prints the answer's envelope (one JSON line) on stdout. At most one credential kind. A "
       "TAP session is made for the call (hand + shake) and redone once after a 401.\n"
       "Exit status: 0 the answer is OK; 1 it is FAIL or the request failed; 2 bad arguments.");
   commands->call = cmd;
+}
+
+// --registry and the credentials, for push, pull, list and revert.
+void AddRegistryTarget(CLI::App* cmd, Args* args) {
+  cmd->add_option("--registry", args->registry.url,
+                  "Registry URL (cloisterd's registry listener), http:// or https://")
+      ->type_name("URL")
+      ->envname("CLOISTER_REGISTRY")
+      ->capture_default_str();
+  AddCredentials(cmd, &args->registry.credentials, &args->registry.cacert,
+                 &args->registry.insecure);
+}
+
+constexpr char kRegistryCredentialsFooter[] =
+    "Credentials as for 'cloister call': at most one kind. A UAK makes a TAP session on the "
+    "registry's own /tap/v1/hand and /tap/v1/shake, redone once after a 401. A URL with user "
+    "info is refused: credentials go in their options (or CLOISTER_ROOT_TOKEN), never in the URL.";
+
+void AddRegistryCommands(CLI::App* app, Args* args, Commands* commands) {
+  CLI::App* push = app->add_subcommand(
+      "push", "Push the image tagged TAG in an OCI image layout to the registry as REPOSITORY:TAG");
+  push->add_option("layout", args->layout_dir,
+                   "OCI image layout directory (oci-layout, index.json, blobs/sha256/...)")
+      ->type_name("DIR")
+      ->required();
+  push->add_option("image", args->image, "REPOSITORY:TAG (a template name; a tag is immutable)")
+      ->type_name("REPOSITORY:TAG")
+      ->required();
+  AddRegistryTarget(push, args);
+  push->footer(
+      "The image is the index.json entry whose org.opencontainers.image.ref.name is TAG (or the "
+      "layout's only entry, if it has no name). Blobs the registry already holds are not sent; "
+      "then the manifests, the tagged one last. The first push of a new REPOSITORY creates the "
+      "template. Progress goes to stderr: on a terminal a bar per blob (done/total, MB/s), "
+      "otherwise one line per blob sent; the result line goes to stdout.\n" +
+      std::string(kRegistryCredentialsFooter) +
+      "\nExit status: 0 pushed; 1 the registry refused or failed; 2 bad arguments (REPOSITORY:TAG, "
+      "a DIR that is not an OCI layout or has no such tag, the URL or the credentials).");
+  commands->push = push;
+
+  CLI::App* pull =
+      app->add_subcommand("pull", "Pull REPOSITORY:TAG from the registry into an OCI image layout");
+  pull->add_option("image", args->image, "REPOSITORY:TAG (a template name or id, and a tag)")
+      ->type_name("REPOSITORY:TAG")
+      ->required();
+  pull->add_option("layout", args->layout_dir,
+                   "OCI image layout directory (created if needed; an existing one is added to)")
+      ->type_name("DIR")
+      ->required();
+  AddRegistryTarget(pull, args);
+  pull->footer(
+      "Every blob is verified against its digest as it arrives; blobs already in DIR are not "
+      "fetched. index.json gets an entry named TAG (replacing one of the same name). Progress "
+      "as for push.\n" +
+      std::string(kRegistryCredentialsFooter) +
+      "\nExit status: 0 pulled; 1 the registry refused or failed, or a blob did not verify; 2 "
+      "bad arguments.");
+  commands->pull = pull;
+
+  CLI::App* list = app->add_subcommand(
+      "list", "List the registry's templates and their tags, or one template's versions");
+  list->add_option("repository", args->repository, "A template's name or id (default: all)")
+      ->type_name("REPOSITORY");
+  list->add_flag("--json", args->json, "Print the answer's body as JSON instead of a table");
+  AddRegistryTarget(list, args);
+  list->footer(
+      "Without REPOSITORY: GET /registry/v2/vm, one row per template (NAME, ID, TAGS, LATEST, "
+      "SIZE, MODIFIED). With it: GET /registry/vm?id=REPOSITORY, one row per tag (VERSION, TAG, "
+      "SIZE, CREATED, MANIFEST, DESCRIPTION). Sizes are decimal (1 MB = 10^6 bytes); --json "
+      "gives them in bytes.\n" +
+      std::string(kRegistryCredentialsFooter) +
+      "\nExit status: 0 listed; 1 the registry refused or failed (e.g. 'VM not in the "
+      "registry'); 2 bad arguments.");
+  commands->list = list;
+
+  CLI::App* revert = app->add_subcommand(
+      "revert", "Remove a template's tag and every later one (default: its newest tag)");
+  revert->add_option("template", args->revert.template_ref, "The template's name or id")
+      ->type_name("REPOSITORY")
+      ->required();
+  commands->revert_tag =
+      revert->add_option("--tag", args->revert_tag, "Revert from this tag")->type_name("TAG");
+  commands->revert_version =
+      revert->add_option("--version", args->revert_version, "Revert from this version number")
+          ->type_name("N");
+  commands->revert_tag->excludes(commands->revert_version);
+  AddRegistryTarget(revert, args);
+  revert->footer(
+      "DELETE /registry/revert?id=...[&tag=|&version=]; prints the tags removed. The manifests "
+      "only they named leave the template (an index's child manifests stay, untagged); the "
+      "bytes stay until 'cloister registry gc --delete' collects them.\n" +
+      std::string(kRegistryCredentialsFooter) +
+      "\nExit status: 0 reverted; 1 the registry refused or failed (no such template, tag or "
+      "version); 2 bad arguments.");
+  commands->revert = revert;
+
+  CLI::App* registry =
+      app->add_subcommand("registry", "Maintain the registry's storage in a data directory: gc");
+  registry->require_subcommand(1, 1);
+  CLI::App* gc = registry->add_subcommand(
+      "gc", "List (default) or delete blobs no stored manifest is or refers to");
+  gc->add_option("--data", args->data, "cloisterd's data directory (the log, registry/blobs)")
+      ->type_name("DIR")
+      ->required();
+  gc->add_flag("--delete", args->gc_delete, "Delete the blobs listed (default: dry run)");
+  gc->add_option("--grace", args->gc_grace,
+                 "Keep unreferenced blobs younger than this (file mtime): 1h, 30m, 2h30m, 1d, 0")
+      ->type_name("DURATION")
+      ->capture_default_str();
+  gc->footer(
+      "The log and its snapshots are opened read-only and the views rebuilt: every digest that "
+      "is a manifest stored in any template, or that one refers to (config, layers, an index's "
+      "children), is live. The blobs in DIR/registry/blobs/sha256/<aa>/<hex> that are not live "
+      "and whose mtime is older than the grace period are listed, one per line ('sha256:<hex> "
+      "<size> bytes, <age> old'), or with --delete deleted ('deleted sha256:<hex> <size> "
+      "bytes'); shard directories they leave empty are removed. The grace period protects "
+      "pushes in progress, whose blobs arrive before their manifest. With --delete the log is "
+      "read again before each delete. Nothing but blob files under blobs/sha256 is ever "
+      "deleted; other entries there are reported and left alone. Safe beside a running "
+      "cloisterd. Last line: 'N blobs, M bytes unreferenced; deleted K' or '...; dry run: "
+      "nothing deleted'.\n"
+      "Exit status: 0 done; 1 corruption, a read error or a blob that could not be deleted; 2 "
+      "bad arguments (a bad DURATION, no log in DIR).");
+  commands->registry_gc = gc;
+}
+
+CliIo ProcessIo() {
+  CliIo io;
+  io.out = [](std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  };
+  io.err = [](std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stderr);
+    std::fflush(stderr);
+  };
+  io.err_is_tty = isatty(2) == 1;
+  io.now_ns = [] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
+  return io;
+}
+
+int RunRegistryGc(const Args& args) {
+  Result<int64_t> grace = ParseDuration(args.gc_grace);
+  if (!grace.ok()) {
+    return Usage("registry gc: --grace: " + grace.status().message());
+  }
+  GcOptions options;
+  options.data_dir = args.data;
+  options.delete_blobs = args.gc_delete;
+  options.grace_ns = *grace;
+  Result<GcReport> report = CollectRegistryGarbage(options, [&](const GcBlob& blob) {
+    std::printf("%s\n", GcBlobLine(blob, args.gc_delete).c_str());
+    std::fflush(stdout);
+  });
+  if (!report.ok()) {
+    return LogError(report.status());
+  }
+  for (const std::string& path : report->skipped) {
+    std::fprintf(stderr, "cloister: note: left alone (not a blob): %s\n", path.c_str());
+  }
+  if (report->young > 0) {
+    std::printf("kept %zu unreferenced blob%s (%llu bytes) younger than the grace period (%s)\n",
+                report->young, report->young == 1 ? "" : "s",
+                static_cast<unsigned long long>(report->young_bytes),
+                FormatDuration(*grace).c_str());
+  }
+  if (report->rescued > 0) {
+    std::printf("kept %zu blob%s referenced or touched since the walk\n", report->rescued,
+                report->rescued == 1 ? "" : "s");
+  }
+  std::printf("%s\n", GcSummaryLine(*report, args.gc_delete).c_str());
+  return report->delete_errors > 0 ? kExitFailure : kExitOk;
 }
 
 int RunCall(const Args& args) {
@@ -402,6 +614,7 @@ void Configure(CLI::App* app, Args* args, Commands* commands) {
   AddReplay(app, args, commands);
   AddPki(app, args, commands);
   AddCall(app, args, commands);
+  AddRegistryCommands(app, args, commands);
 }
 
 Result<std::unique_ptr<log::Log>> OpenReadOnly(const std::string& dir) {
@@ -550,7 +763,8 @@ std::string ParseErrorMessage(const CLI::App& app, const CLI::ParseError& e) {
 int Main(int argc, char** argv) {
   CLI::App app(
       "cloister: the operator's tool for a cloister data directory (an append-only, "
-      "hash-chained event log in LMDB).",
+      "hash-chained event log in LMDB), its API (call) and its registry (push, pull, list, "
+      "revert, registry gc).",
       "cloister");
   Args args;
   Commands commands;
@@ -582,6 +796,31 @@ int Main(int argc, char** argv) {
   }
   if (commands.call->parsed()) {
     return RunCall(args);
+  }
+  if (commands.registry_gc->parsed()) {
+    return RunRegistryGc(args);
+  }
+  if (commands.push->parsed() || commands.pull->parsed() || commands.list->parsed() ||
+      commands.revert->parsed()) {
+    client::InitHttpClients();
+    const CliIo io = ProcessIo();
+    if (commands.push->parsed()) {
+      return RunPush(args.registry, args.layout_dir, args.image, io);
+    }
+    if (commands.pull->parsed()) {
+      return RunPull(args.registry, args.image, args.layout_dir, io);
+    }
+    if (commands.list->parsed()) {
+      return RunList(args.registry, args.repository, args.json, io);
+    }
+    RevertArgs revert = args.revert;
+    if (commands.revert_tag->count() > 0) {
+      revert.tag = args.revert_tag;
+    }
+    if (commands.revert_version->count() > 0) {
+      revert.version = args.revert_version;
+    }
+    return RunRevert(args.registry, revert, io);
   }
   return Usage("no command given (see --help)");
 }

@@ -455,6 +455,9 @@ void OciApi::PutManifest(const api::Request& request, const OciPath& path, Respo
                                                      "registry (or has another size)"));
       return;
     }
+    if (!parsed->index) {
+      blobs_->Touch(ref.digest);  // Named now: garbage collection must wait for the event.
+    }
     push.references.push_back({ref.digest, ref.size, ref.media_type});
   }
   // The bytes first, durably; the event then makes them visible.
@@ -598,6 +601,7 @@ void OciApi::StartUpload(const api::Request& request, const OciPath& path, Respo
     if (!MayUse(request, FindTemplate(from), "pull", respond)) {
       return;
     }
+    blobs_->Touch(*mount);
     api::Response response = Empty(201);
     response.headers.Add("Location", "/v2/" + path.name + "/blobs/" + *mount);
     response.headers.Add("Docker-Content-Digest", *mount);
