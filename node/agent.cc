@@ -7,15 +7,16 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "log/atomic_file.h"
 #include "log/base64.h"
+#include "node/sim_image.h"
 
 namespace cloister::node {
 namespace {
@@ -26,6 +27,43 @@ constexpr long kCallTimeoutMs = 10'000;
 constexpr uint64_t kPollWaitMs = 5'000;  // Short enough that Stop is honoured quickly.
 constexpr uint64_t kRetryPauseMs = 1'000;
 constexpr size_t kReportsPerCall = 200;
+// Progress reports (a pull's) are sent from inside the transfer: short, and a lost one is fine.
+constexpr long kProgressTimeoutMs = 2'000;
+constexpr int kProgressStep = 10;  // Percent between two progress reports.
+
+// Says when a progress report is due: at the first call, every kProgressStep percent, at 100.
+class ProgressSteps {
+ public:
+  bool Due(int percent) {
+    if (percent == 100 ? last_ == 100 : percent < last_ + kProgressStep) {
+      return false;
+    }
+    last_ = percent;
+    return true;
+  }
+
+ private:
+  int last_ = -kProgressStep;
+};
+
+// A message the controller accepts (engine/limits.h kDescriptionBytesMax, no control
+// characters): one line, at most kMessageBytesMax bytes, cut at a UTF-8 character boundary.
+constexpr size_t kMessageBytesMax = 1000;
+std::string Message(std::string text) {
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      c = ' ';
+    }
+  }
+  if (text.size() > kMessageBytesMax) {
+    size_t cut = kMessageBytesMax - 3;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) {
+      cut--;
+    }
+    text = text.substr(0, cut) + "...";
+  }
+  return text;
+}
 
 std::string ConfigPath(const std::string& dir) { return dir + "/node.json"; }
 
@@ -152,6 +190,12 @@ Result<std::unique_ptr<Agent>> Agent::Open(const std::string& dir, AgentConfig c
     return driver.status();
   }
   agent->driver_ = std::move(*driver);
+  auto cache = ImageCache::Open(dir + "/images");
+  if (!cache.ok()) {
+    return cache.status();
+  }
+  agent->cache_ = std::move(*cache);
+  std::filesystem::remove_all(dir + "/saves", error);  // Scratch of saves a crash interrupted.
   ReconcilerOptions reconciler_options;
   Agent* self = agent.get();
   reconciler_options.on_reports = [self] {
@@ -270,6 +314,9 @@ std::vector<std::string> Agent::Templates() const {
       templates.push_back(record.spec.template_id);
     }
   }
+  for (std::string& id : cache_->TemplateIds()) {
+    templates.push_back(std::move(id));
+  }
   std::sort(templates.begin(), templates.end());
   templates.erase(std::unique(templates.begin(), templates.end()), templates.end());
   return templates;
@@ -378,7 +425,267 @@ bool Agent::SendReports(ControllerClient& client) {
   }
 }
 
-Status Agent::ApplyInstances(const Json& instances) {
+Status Agent::ApplyPoll(const Json& body, ControllerClient& client) {
+  const std::string registry_url = body.value("registry_url", "");
+  Status applied = ApplyInstances(body.value("instances", Json::array()), registry_url, client);
+  if (!applied.ok()) {
+    return applied;
+  }
+  if (!stop_) {
+    ApplyDistributions(body.value("distributions", Json::array()), registry_url, client);
+  }
+  if (!stop_) {
+    ApplySaveImages(body.value("save_images", Json::array()), registry_url, client);
+  }
+  return Status::Ok();
+}
+
+client::RegistryClient* Agent::Registry(const std::string& url) {
+  if (url.empty()) {
+    return nullptr;
+  }
+  const uint64_t generation = credentials_generation_.load();
+  if (registry_ == nullptr || registry_url_ != url || registry_generation_ != generation) {
+    const ControllerClientOptions controller = ClientOptions();
+    client::RegistryClientOptions options;
+    options.url = url;
+    options.ca_file = controller.ca_file;
+    options.insecure = controller.insecure;
+    options.cert_file = controller.cert_file;
+    options.key_file = controller.key_file;
+    options.auth = controller.auth;  // The same credentials (and TAP session) as the controller.
+    registry_ = std::make_unique<client::RegistryClient>(std::move(options));
+    registry_url_ = url;
+    registry_generation_ = generation;
+  }
+  return registry_.get();
+}
+
+Result<bool> Agent::PullToCache(const std::string& registry_url, const std::string& template_id,
+                                const std::string& tag, const std::string& digest,
+                                const PullProgress& progress) {
+  for (int attempt = 1;; attempt++) {
+    client::RegistryClient* registry = Registry(registry_url);
+    if (registry == nullptr) {
+      return Status::InvalidArgument("the controller names no registry to pull from");
+    }
+    Result<bool> pulled = cache_->Pull(registry, template_id, tag, digest, progress);
+    if (pulled.ok() || pulled.status().code() != StatusCode::kIoError || attempt == kPullAttempts ||
+        stop_) {
+      return pulled;
+    }
+    std::fprintf(stderr, "cloister-node: pull %s:%s (attempt %d): %s; trying again\n",
+                 template_id.c_str(), tag.c_str(), attempt, pulled.status().message().c_str());
+    Pause(kRetryPauseMs * attempt);
+  }
+}
+
+bool Agent::ReportNow(ControllerClient& client, const std::string& instance_id,
+                      const std::string& state, double progress, const std::string& message,
+                      long timeout_ms) {
+  Json report{{"instance_id", instance_id}, {"state", state}, {"progress", progress}};
+  if (!message.empty()) {
+    report["message"] = Message(message);
+  }
+  Json body{{"node_id", config_.node_id}, {"reports", Json::array({report})}};
+  auto reply = client.Call("POST", "/node/v1/report", body.dump(), timeout_ms);
+  return reply.ok() && reply->ok;
+}
+
+bool Agent::ReportDistribution(ControllerClient& client, const std::string& request_id,
+                               const std::string& status, int progress, const std::string& message,
+                               long timeout_ms) {
+  Json body{{"node_id", config_.node_id},
+            {"request_id", request_id},
+            {"status", status},
+            {"progress", progress},
+            {"message", Message(message)}};
+  auto reply = client.Call("POST", "/node/v1/distribution", body.dump(), timeout_ms);
+  return reply.ok() && reply->ok;
+}
+
+void Agent::ApplyDistributions(const Json& items, const std::string& registry_url,
+                               ControllerClient& client) {
+  for (const Json& item : items) {
+    if (stop_) {
+      return;
+    }
+    if (!item.is_object()) {
+      continue;
+    }
+    const std::string request_id = item.value("request_id", "");
+    const std::string action = item.value("action", "");
+    const std::string template_id = item.value("template_id", "");
+    const std::string tag = item.value("tag", "");
+    const std::string manifest = item.value("manifest", "");
+    if (request_id.empty()) {
+      continue;
+    }
+    if (action == "remove") {
+      Status removed = cache_->Remove(template_id, tag);
+      ReportDistribution(
+          client, request_id, removed.ok() ? "done" : "error", removed.ok() ? 100 : 0,
+          removed.ok() ? "" : "remove " + template_id + ": " + removed.message(), kCallTimeoutMs);
+      continue;
+    }
+    if (action != "distribute") {
+      ReportDistribution(client, request_id, "error", 0, "unknown action " + action.substr(0, 32),
+                         kCallTimeoutMs);
+      continue;
+    }
+    const std::string what = template_id + ":" + tag;
+    if (manifest.empty()) {
+      ReportDistribution(client, request_id, "error", 0,
+                         "pull " + what + " failed: the registry holds no image for it",
+                         kCallTimeoutMs);
+      continue;
+    }
+    ProgressSteps steps;
+    Result<bool> pulled = PullToCache(registry_url, template_id, tag, manifest, [&](int percent) {
+      if (percent < 100 && steps.Due(percent)) {
+        ReportDistribution(client, request_id, "in_progress", percent, "", kProgressTimeoutMs);
+      }
+    });
+    if (!pulled.ok() && stop_) {
+      return;  // Interrupted: the item is listed again after a restart.
+    }
+    ReportDistribution(client, request_id, pulled.ok() ? "done" : "error", pulled.ok() ? 100 : 0,
+                       pulled.ok() ? "" : "pull " + what + " failed: " + pulled.status().message(),
+                       kCallTimeoutMs);
+  }
+}
+
+Result<std::string> Agent::SaveImage(const Json& item, const std::string& registry_url) {
+  const std::string instance_id = item.value("instance_id", "");
+  const std::string request_id = item.value("request_id", "");
+  const std::string repository = item.value("repository", "");
+  const std::string tag = item.value("tag", "");
+  const bool suspend = item.value("suspend", false);
+  for (const Status& valid : {client::ValidateRepository(repository), client::ValidateTag(tag)}) {
+    if (!valid.ok()) {
+      return valid;
+    }
+  }
+  if (!ValidCacheName(request_id)) {
+    return Status::InvalidArgument("request id " + request_id.substr(0, 64) + " is malformed");
+  }
+  auto record = reconciler_->Instance(instance_id);
+  if (!record.ok()) {
+    return record.status();
+  }
+  if (!record->has_value() || !(*record)->vm_created) {
+    return Status::NotFound("instance " + instance_id + " has no VM on this node");
+  }
+  const std::string vm_name = (*record)->vm_name;
+  Result<VmInfo> vm = driver_->Show(vm_name);
+  if (!vm.ok()) {
+    return vm.status();
+  }
+  // The image of a VM at rest: suspended if asked (and running), else stopped.
+  Status quiet;
+  if (vm->status == VmStatus::kRunning) {
+    quiet = suspend ? driver_->Suspend(vm_name) : driver_->Stop(vm_name);
+  } else if (vm->status == VmStatus::kSuspended && !suspend) {
+    quiet = driver_->Stop(vm_name);
+  }
+  if (quiet.ok()) {
+    vm = driver_->Show(vm_name);
+    quiet = vm.status();
+  }
+  if (!quiet.ok()) {
+    return quiet;
+  }
+  SimImageSpec spec;
+  spec.instance_id = instance_id;
+  spec.vm_name = vm_name;
+  spec.cpu_cores = vm->cpu_cores;
+  spec.ram_mb = vm->ram_mb;
+  spec.template_id = vm->template_id;
+  spec.tag = vm->tag;
+  spec.suspended = vm->status == VmStatus::kSuspended;
+  spec.description = item.value("description", "");
+  const std::string layout = dir_ + "/saves/" + request_id;
+  std::error_code error;
+  std::filesystem::remove_all(layout, error);
+  Result<std::string> digest = WriteSimImage(spec, layout, tag);
+  if (!digest.ok()) {
+    return digest.status();
+  }
+  client::RegistryClient* registry = Registry(registry_url);
+  if (registry == nullptr) {
+    return Status::InvalidArgument("the controller names no registry to push to");
+  }
+  Result<client::ImageTransfer> pushed = registry->PushImage(repository, tag, layout);
+  std::filesystem::remove_all(layout, error);
+  if (!pushed.ok()) {
+    return pushed.status();
+  }
+  if (pushed->digest != *digest) {
+    return Status::Corruption("pushed " + pushed->digest + ", built " + *digest);
+  }
+  return digest;
+}
+
+void Agent::ApplySaveImages(const Json& items, const std::string& registry_url,
+                            ControllerClient& client) {
+  for (const Json& item : items) {
+    if (stop_) {
+      return;
+    }
+    if (!item.is_object()) {
+      continue;
+    }
+    const std::string request_id = item.value("request_id", "");
+    if (request_id.empty() || answered_saves_.count(request_id) != 0) {
+      continue;  // Answered: a listing older than the answer.
+    }
+    Result<std::string> digest = SaveImage(item, registry_url);
+    Json body{{"node_id", config_.node_id}, {"request_id", request_id}, {"ok", digest.ok()}};
+    if (digest.ok()) {
+      body["digest"] = *digest;
+      body["message"] = "";
+    } else {
+      body["message"] = Message("save image " + item.value("repository", "") + ":" +
+                                item.value("tag", "") + " failed: " + digest.status().message());
+    }
+    auto reply = client.Call("POST", "/node/v1/save_image", body.dump(), kCallTimeoutMs);
+    if (reply.ok()) {
+      // Taken, or refused for good (the request is gone, or another node's): either way done.
+      // A transport failure leaves it to the next listing, which redoes it (same digest).
+      answered_saves_.insert(request_id);
+    }
+    if (!digest.ok() || !reply.ok() || !reply->ok) {
+      const std::string answer = reply.ok() ? reply->message : reply.status().message();
+      const std::string what = digest.ok() ? "pushed " + *digest : digest.status().message();
+      std::fprintf(stderr, "cloister-node: save image %s: %s; the controller: %s\n",
+                   request_id.c_str(), what.c_str(), answer.empty() ? "OK" : answer.c_str());
+    }
+  }
+}
+
+bool Agent::PullForStart(const std::string& instance_id, const InstanceSpec& spec,
+                         const std::string& manifest, const std::string& registry_url,
+                         ControllerClient& client) {
+  ProgressSteps steps;
+  Result<bool> pulled =
+      PullToCache(registry_url, spec.template_id, spec.tag, manifest, [&](int percent) {
+        if (steps.Due(percent)) {
+          ReportNow(client, instance_id, "Pulling", percent / 100.0, "", kProgressTimeoutMs);
+        }
+      });
+  if (pulled.ok() || stop_) {
+    return pulled.ok();
+  }
+  // Error is final for the controller (only termination leaves it): the user sees the reason at
+  // once. If this report is lost, the instance is listed again and the pull tried again.
+  ReportNow(client, instance_id, "Error", 0,
+            "pull " + spec.template_id + ":" + spec.tag + " failed: " + pulled.status().message(),
+            kCallTimeoutMs);
+  return false;
+}
+
+Status Agent::ApplyInstances(const Json& instances, const std::string& registry_url,
+                             ControllerClient& client) {
   std::vector<const Json*> order;
   for (const Json& item : instances) {
     order.push_back(&item);
@@ -413,13 +720,30 @@ Status Agent::ApplyInstances(const Json& instances) {
                    : *desired == DesiredState::kStopped ? CommandKind::kStop
                                                         : CommandKind::kTerminate;
     command.spec.template_id = item->value("vmid", "");
-    command.spec.tag = item->value("tag", "");
+    // The tag the controller resolved (the newest when none was asked for), so that the clone
+    // uses the image that was pulled even if a newer tag arrives meanwhile.
+    command.spec.tag = item->value("resolved_tag", "");
+    if (command.spec.tag.empty()) {
+      command.spec.tag = item->value("tag", "");
+    }
     command.spec.cpu_cores = item->value("vcpu", 0u);
     command.spec.ram_mb = static_cast<uint32_t>(item->value("vram_mb", uint64_t{0}));
     // Anka sends the script base64-encoded; the driver runs the text.
     // (The controller accepts only valid base64, so a failed decode means no script.)
     command.spec.startup_script =
         log::Base64Decode(item->value("startup_script", "")).value_or("");
+    // Pull before clone: the image must be in the cache before the reconciler may clone it.
+    const bool new_vm = !record->has_value() ||
+                        (!(*record)->vm_created && (*record)->state != InstanceState::kError &&
+                         (*record)->desired != DesiredState::kTerminated);
+    const std::string manifest = item->value("manifest", "");
+    if (command.kind == CommandKind::kStart && new_vm && !manifest.empty() &&
+        !PullForStart(id, command.spec, manifest, registry_url, client)) {
+      if (stop_) {
+        break;  // Interrupted: the instance is listed again after a restart.
+      }
+      continue;  // In Error: the reconciler never hears of the instance.
+    }
     Status applied = reconciler_->Apply(command);
     if (!applied.ok()) {
       return applied;
@@ -467,7 +791,7 @@ Status Agent::Run() {
       }
       continue;
     }
-    Status applied = ApplyInstances(reply->body.value("instances", Json::array()));
+    Status applied = ApplyPoll(reply->body, *client);
     if (!applied.ok()) {
       result = applied;
       break;
