@@ -1,6 +1,8 @@
 #include "api/http_connection.h"
 
+#include <fcntl.h>
 #include <sys/sendfile.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <ctime>
@@ -186,11 +188,19 @@ void Connection::Close() {
   current_.body_sink.reset();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &Connection::OnClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &Connection::OnClosed);
+  if (writable_fd_ >= 0) {
+    awaiting_writable_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&writable_), &Connection::OnClosed);
+  }
 }
 
 void Connection::OnClosed(uv_handle_t* handle) {
   auto* connection = static_cast<Connection*>(handle->data);
   CL_ASSERT(connection->handles_open_ > 0);
+  if (handle == reinterpret_cast<uv_handle_t*>(&connection->writable_)) {
+    ::close(connection->writable_fd_);  // Only now: libuv no longer watches it.
+    connection->writable_fd_ = -1;
+  }
   if (--connection->handles_open_ > 0) {
     return;
   }
@@ -855,8 +865,8 @@ void Connection::PumpBody() {
   while (!closing_ && body_source_ != nullptr && write_bytes_pending_ < kBodyBacklogBytesMax) {
     uint64_t file_offset = 0;
     const bool file = tls_ == nullptr && source->File(&file_offset) >= 0;
-    if (file && writes_pending_ > 0) {
-      break;  // The probe chunk below is in flight: its completion resumes here.
+    if (file && (writes_pending_ > 0 || awaiting_writable_)) {
+      break;  // A write in flight or the writability watcher resumes here.
     }
     if (file) {
       const int64_t sent = SendFileBody(source.get());
@@ -866,7 +876,10 @@ void Connection::PumpBody() {
       if (sent > 0) {
         continue;
       }
-      // The socket is full: one small chunk the ordinary way; its completion resumes here.
+      if (AwaitWritable()) {
+        break;  // The socket is full; OnWritable resumes here.
+      }
+      // No watcher: one small chunk the ordinary way; its completion resumes here.
     }
     const size_t want = static_cast<size_t>(
         std::min<uint64_t>(body_left_, file ? kBodyProbeBytes : kBodyChunkBytes));
@@ -923,6 +936,46 @@ int64_t Connection::SendFileBody(BodySource* source) {
     }
   }
   return n;
+}
+
+bool Connection::AwaitWritable() {
+  if (writable_fd_ < 0) {
+    uv_os_fd_t socket = -1;
+    if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &socket) != 0) {
+      return false;
+    }
+    const int fd = fcntl(socket, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+      return false;
+    }
+    if (uv_poll_init_socket(tcp_.loop, &writable_, fd) != 0) {
+      ::close(fd);
+      return false;
+    }
+    writable_.data = this;
+    writable_fd_ = fd;
+    handles_open_++;
+  }
+  if (uv_poll_start(&writable_, UV_WRITABLE, &Connection::OnWritable) != 0) {
+    return false;
+  }
+  awaiting_writable_ = true;
+  return true;
+}
+
+void Connection::OnWritable(uv_poll_t* poll, int status, int /*events*/) {
+  auto* c = static_cast<Connection*>(poll->data);
+  uv_poll_stop(poll);
+  c->awaiting_writable_ = false;
+  if (c->closing_) {
+    return;
+  }
+  if (status < 0) {
+    c->Close();
+    return;
+  }
+  c->Flush();
+  c->Settle();
 }
 
 void Connection::SendPlain(std::string plaintext, std::unique_ptr<WriteRequest> record,
@@ -1081,7 +1134,7 @@ Connection::Deadline Connection::CurrentDeadline() const {
     return best;
   }
   const HttpLimits& limit = limits();
-  if (writes_pending_ > 0) {
+  if (writes_pending_ > 0 || awaiting_writable_) {
     consider(DeadlineKind::kSend, write_progress_ms_ + limit.send_timeout_ms);
   }
   if (lingering_) {

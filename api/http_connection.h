@@ -140,6 +140,10 @@ class Connection {
   // Returns the bytes sent (0: the socket is full or the source names no file), or -1 after
   // closing the connection on an error.
   int64_t SendFileBody(BodySource* source);
+  // After sendfile found the socket full: waits for it to take more (writable_), then Flush.
+  // False if no watcher could be made (the caller falls back to a queued chunk).
+  bool AwaitWritable();
+  static void OnWritable(uv_poll_t* poll, int status, int events);
   // Encrypts if TLS; record (if any) is the access-log record of the response it ends. queue:
   // always through uv_write, so that a completion callback follows (see Write).
   void SendPlain(std::string plaintext, std::unique_ptr<WriteRequest> record,
@@ -162,6 +166,12 @@ class Connection {
   HttpServer* server_;
   uv_tcp_t tcp_;
   uv_timer_t timer_;
+  // Writability of the socket while a file body goes by sendfile, which bypasses uv_write and
+  // so its completions. libuv lets one handle watch a descriptor, so this polls a dup(2) of the
+  // socket (writable_fd_, closed once writable_ is); made on first use.
+  uv_poll_t writable_;
+  int writable_fd_ = -1;
+  bool awaiting_writable_ = false;
   int handles_open_ = 0;
   uv_shutdown_t shutdown_request_;
   std::string peer_ = "unknown";

@@ -899,11 +899,12 @@ TEST_CASE("a file source goes by sendfile over plain TCP, byte for byte, a slow 
     REQUIRE(PatternMismatches(from, streamed.body) == 0);
     REQUIRE(Read(*connection).body == "small");  // The framing held.
   }
-  // Nearly all of it went by sendfile; Read only when the socket was full.
-  REQUIRE(server->counters().file_sent + server->counters().file_read == size);
-  REQUIRE(server->counters().file_sent > size / 2);
-  // A reader that takes its time: the socket fills again and again, and each time one small
-  // chunk goes the ordinary way until it drains.
+  // All of it went by sendfile: when the socket was full the server waited for it to drain
+  // instead of copying a chunk through user space.
+  REQUIRE(server->counters().file_sent == size);
+  REQUIRE(server->counters().file_read == 0);
+  // A reader that takes its time: the socket fills again and again, and each time the server
+  // waits for it to drain.
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   const int small = 16 * 1024;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
@@ -935,6 +936,8 @@ TEST_CASE("a file source goes by sendfile over plain TCP, byte for byte, a slow 
   REQUIRE(raw.size() - head_end - 4 == slow_size);
   REQUIRE(PatternMismatches(3, std::string_view(raw).substr(head_end + 4)) == 0);
   REQUIRE(Eventually([&] { return server->counters().sources_alive == 0; }));
+  REQUIRE(server->counters().file_read == 0);
+  REQUIRE(server->counters().file_sent == size + slow_size);
 }
 
 TEST_CASE("a BodySource over TLS arrives byte for byte") {
@@ -1054,6 +1057,22 @@ TEST_CASE("a client that stops reading a streamed body is closed after send_time
   const uint64_t read = server->counters().source_bytes;
   WARN("read " << read / 1024 << " kB of the source for a client that read nothing");
   REQUIRE(read < 64 * kMiB);
+}
+
+TEST_CASE("a client that stops reading a sendfile body is closed after send_timeout_ms") {
+  HttpLimits limits;
+  limits.send_timeout_ms = 1000;
+  auto server = StreamServer::Start(limits);
+  auto connection = Connect(*server);
+  const uint64_t size = 64 * kMiB;
+  Send(*connection, MakeRequest("GET", "/file?from=0&bytes=" + std::to_string(size)));
+  const int64_t start = MonotonicMs();
+  REQUIRE(Eventually([&] { return server->Stats().send_timeouts_total == 1; }, 10000));
+  REQUIRE(MonotonicMs() - start >= 900);
+  REQUIRE(server->Stats().connections_open == 0);
+  REQUIRE(server->counters().sources_alive == 0);
+  // It stopped at what the socket buffers hold: nothing more went while the socket was full.
+  REQUIRE(server->counters().file_sent < size / 4);
 }
 
 TEST_CASE("a graceful Shutdown lets a streamed body finish, then closes") {
