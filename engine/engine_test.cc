@@ -394,6 +394,11 @@ TEST_CASE("distributions: name existing nodes and tags; reports move per-node st
   Reply node = h.Run(JoinNode{"", "mac-1", "10.0.0.2", 8, 16384, 8, 8192, 2, "", "arm64", "sim",
                               {}});
   REQUIRE(node.ok());
+  // A joined node is Offline until its agent reports: then it can be asked.
+  CHECK(h.Run(none).message == "no node to distribute to: every node is Offline");
+  UpdateNodeStatus active;
+  active.node_id = node.ids.at(0);
+  REQUIRE(h.Run(active).ok());
   Reply asked = h.Run(none);
   REQUIRE(asked.ok());
   const auto& d = h.engine->views().distributions.requests.at(asked.ids.at(0));
@@ -402,10 +407,26 @@ TEST_CASE("distributions: name existing nodes and tags; reports move per-node st
   none.tag = "v7";
   CHECK(h.Run(none).message == "No such tag v7");
 
+  // Progress never goes back, and a settled node stays settled, whatever order reports come in.
+  const auto node_status = [&] {
+    return h.engine->views().distributions.requests.at(asked.ids.at(0)).nodes.begin()->second;
+  };
+  REQUIRE(h.Run(ReportDistribution{asked.ids.at(0), node.ids.at(0), "in_progress", 60, ""})
+              .ok());
+  const uint64_t before_late = h.log->head().seq;
+  REQUIRE(h.Run(ReportDistribution{asked.ids.at(0), node.ids.at(0), "in_progress", 30, ""})
+              .ok());
+  CHECK(node_status().progress == 60);
+  CHECK(h.log->head().seq == before_late);  // Nothing recorded.
   ReportDistribution report{asked.ids.at(0), node.ids.at(0), "done", 100, ""};
   REQUIRE(h.Run(report).ok());
-  CHECK(h.engine->views().distributions.requests.at(asked.ids.at(0)).nodes.begin()->second
-            .status == "done");
+  CHECK(node_status().status == "done");
+  REQUIRE(h.Run(ReportDistribution{asked.ids.at(0), node.ids.at(0), "in_progress", 90, ""})
+              .ok());
+  REQUIRE(h.Run(ReportDistribution{asked.ids.at(0), node.ids.at(0), "error", 0, "late"}).ok());
+  CHECK(node_status().status == "done");
+  CHECK(node_status().progress == 100);
+
   report.node_id = "other";
   CHECK(h.Run(report).rejection == Rejection::kInvalidArgument);
   report.node_id = node.ids.at(0);
@@ -415,6 +436,31 @@ TEST_CASE("distributions: name existing nodes and tags; reports move per-node st
   REQUIRE(cleared.ok());
   CHECK(cleared.ids == std::vector<std::string>{asked.ids.at(0)});
   CHECK(h.engine->views().distributions.requests.empty());
+
+  // With no node named, only nodes that can act are asked: an Offline one is left out.
+  Reply second = h.Run(JoinNode{"", "mac-2", "10.0.0.3", 8, 16384, 8, 8192, 2, "", "arm64",
+                                "sim", {}});
+  REQUIRE(second.ok());
+  active.node_id = second.ids.at(0);
+  REQUIRE(h.Run(active).ok());
+  UpdateNodeStatus offline;
+  offline.node_id = second.ids.at(0);
+  offline.state = fb::NodeState::Offline;
+  REQUIRE(h.Run(offline).ok());
+  none.tag = "v1";
+  Reply active_only = h.Run(none);
+  REQUIRE(active_only.ok());
+  const auto& asked_nodes = h.engine->views().distributions.requests.at(active_only.ids.at(0))
+                                .nodes;
+  CHECK(asked_nodes.size() == 1);
+  CHECK(asked_nodes.contains(node.ids.at(0)));
+  UpdateNodeStatus first_offline = offline;
+  first_offline.node_id = node.ids.at(0);
+  REQUIRE(h.Run(first_offline).ok());
+  CHECK(h.Run(none).message == "no node to distribute to: every node is Offline");
+  none.node_ids = {second.ids.at(0)};  // Named explicitly: the operator's call.
+  CHECK(h.Run(none).ok());
+  none.node_ids.clear();
 }
 
 }  // namespace

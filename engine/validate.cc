@@ -1610,12 +1610,17 @@ bool Validation::ValidateCommand(const RequestDistribution& c) {
   }
   std::vector<std::string> nodes = c.node_ids;
   if (nodes.empty()) {
+    // Every node that can act on it: an Offline one would hold the request pending forever.
     for (const auto& [id, node] : views_.nodes.nodes) {
-      nodes.push_back(id);
+      if (node.state != fb::NodeState::Offline) {
+        nodes.push_back(id);
+      }
     }
   }
   if (nodes.empty()) {
-    return Reject(Rejection::kNotFound, "no node to distribute to");
+    return Reject(Rejection::kNotFound, c.node_ids.empty() && !views_.nodes.nodes.empty()
+                                            ? "no node to distribute to: every node is Offline"
+                                            : "no node to distribute to");
   }
   for (const std::string& node : nodes) {
     if (!views_.nodes.nodes.contains(node)) {
@@ -1653,6 +1658,14 @@ bool Validation::ValidateCommand(const ReportDistribution& c) {
   const reducers::DistributionNode& now = node->second;
   if (now.status == c.status && now.progress == c.progress && now.message == c.message) {
     return true;  // A resent report: nothing new.
+  }
+  // Reports can arrive out of order (a progress report retried after the final one): a node's
+  // status never moves back from done or error, and its progress never goes down.
+  if (now.status == "done" || now.status == "error") {
+    return true;
+  }
+  if (c.status == "in_progress" && now.status == "in_progress" && c.progress < now.progress) {
+    return true;
   }
   log::DraftBuilder builder;
   Emit(fb::CreateDistributionProgressedDirect(builder.fbb(), c.request_id.c_str(),

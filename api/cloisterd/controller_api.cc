@@ -3,6 +3,7 @@
 #include "api/cloisterd/request_fields.h"
 #include "engine/scheduler.h"
 #include "reducers/view_json.h"
+#include "registry/manifest.h"
 
 #include <time.h>
 
@@ -780,6 +781,19 @@ void ControllerApi::Images(const api::Request& request, Respond respond) {
   }
   if (save.instance_id.empty()) {
     respond(api::FailResponse(400, "id is required"));
+    return;
+  }
+  // The save ends in an OCI push of <template>:<tag>: names the registry would refuse are
+  // refused now, not after the instance was stopped.
+  if (!save.new_template_name.empty() && !registry::IsRepositoryName(save.new_template_name)) {
+    respond(api::FailResponse(400, "new_template_name must be an OCI repository name: "
+                                   "lowercase letters and digits, separated by '.', '_', '-' "
+                                   "or '/'"));
+    return;
+  }
+  if (!save.tag.empty() && !registry::IsTag(save.tag)) {
+    respond(api::FailResponse(400, "tag must be an OCI tag: letters, digits, '_', '.' and '-', "
+                                   "at most 128, not starting with '.' or '-'"));
     return;
   }
   auto instance = views.vm_instances.instances.find(save.instance_id);
