@@ -1814,7 +1814,7 @@ Result<ImageTransfer> RegistryClient::PushImage(const std::string& repository,
 namespace {
 
 // Adds (or replaces) the entry named tag in the layout's index.json, and writes oci-layout if
-// it is missing.
+// it is missing. A digest for tag adds an unnamed entry (unless one for it is there).
 Status TagInLayout(const std::string& layout_dir, const std::string& tag,
                    const ManifestItem& top) {
   const std::string layout_file = layout_dir + "/oci-layout";
@@ -1835,19 +1835,26 @@ Status TagInLayout(const std::string& layout_dir, const std::string& tag,
   } else if (text.status().code() != StatusCode::kNotFound) {
     return text.status();
   }
+  // A digest (pulled by digest) names no entry: it is added without a name, once.
+  const bool by_digest = tag.find(':') != std::string::npos;
   Json kept = Json::array();
   for (const Json& entry : index["manifests"]) {
-    const bool named = entry.is_object() && entry.contains("annotations") &&
-                       entry["annotations"].is_object() &&
+    const bool has_name = entry.is_object() && entry.contains("annotations") &&
+                          entry["annotations"].is_object() &&
+                          entry["annotations"].contains(kRefNameAnnotation);
+    const bool named = has_name &&
                        entry["annotations"].value(kRefNameAnnotation, std::string()) == tag;
-    if (!named) {
+    const bool same_unnamed = by_digest && !has_name && entry.is_object() &&
+                              entry.value("digest", std::string()) == top.digest;
+    if (!named && !same_unnamed) {
       kept.push_back(entry);
     }
   }
-  kept.push_back({{"mediaType", top.media_type},
-                  {"digest", top.digest},
-                  {"size", top.bytes.size()},
-                  {"annotations", {{kRefNameAnnotation, tag}}}});
+  Json added = {{"mediaType", top.media_type}, {"digest", top.digest}, {"size", top.bytes.size()}};
+  if (!by_digest) {
+    added["annotations"] = {{kRefNameAnnotation, tag}};
+  }
+  kept.push_back(std::move(added));
   index["manifests"] = std::move(kept);
   Status wrote = WriteFileAtomically(path, index.dump());
   if (!wrote.ok()) {
@@ -1909,10 +1916,11 @@ Status PlanFromRegistry(const GetManifestFn& get, const std::string& repository,
 }  // namespace
 
 Result<ImageTransfer> RegistryClient::PullImage(const std::string& repository,
-                                                const std::string& tag,
+                                                const std::string& reference,
                                                 const std::string& layout_dir,
                                                 const ImageOptions& options) {
-  for (const Status& valid : {ValidateRepository(repository), ValidateTag(tag)}) {
+  const std::string& tag = reference;  // Or a digest: TagInLayout tells them apart.
+  for (const Status& valid : {ValidateRepository(repository), ValidateReference(reference)}) {
     if (!valid.ok()) {
       return valid;
     }

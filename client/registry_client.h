@@ -237,12 +237,14 @@ class RegistryClient {
   // they are sent. Image manifests and indexes (OCI and Docker) are supported.
   Result<ImageTransfer> PushImage(const std::string& repository, const std::string& tag,
                                   const std::string& layout_dir, const ImageOptions& options = {});
-  // Fetches repository:tag (and, for an index, every manifest it names) into the OCI image
-  // layout at layout_dir (created if needed; an existing one is added to): blobs first, each
-  // verified, then the manifests, then index.json with the entry for tag (replacing one with the
-  // same name). Blobs already in the layout with the right digest are not fetched. What it
-  // writes is readable by `skopeo copy oci:<layout_dir>:<tag> ...`.
-  Result<ImageTransfer> PullImage(const std::string& repository, const std::string& tag,
+  // Fetches repository:reference (and, for an index, every manifest it names) into the OCI
+  // image layout at layout_dir (created if needed; an existing one is added to): blobs first,
+  // each verified, then the manifests, then index.json with the entry for it. Blobs already in
+  // the layout with the right digest are not fetched. reference is a tag, or a manifest digest
+  // (the manifest is checked against it). A tag's entry is named by the tag (replacing one with
+  // the same name) and is readable by `skopeo copy oci:<layout_dir>:<tag> ...`; a digest's entry
+  // has no name and is added once.
+  Result<ImageTransfer> PullImage(const std::string& repository, const std::string& reference,
                                   const std::string& layout_dir, const ImageOptions& options = {});
 
  private:

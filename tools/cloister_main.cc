@@ -396,9 +396,12 @@ void AddRegistryCommands(CLI::App* app, Args* args, Commands* commands) {
   commands->push = push;
 
   CLI::App* pull =
-      app->add_subcommand("pull", "Pull REPOSITORY:TAG from the registry into an OCI image layout");
-  pull->add_option("image", args->image, "REPOSITORY:TAG (a template name or id, and a tag)")
-      ->type_name("REPOSITORY:TAG")
+      app->add_subcommand("pull", "Pull REPOSITORY:TAG or REPOSITORY@DIGEST from the registry "
+                                  "into an OCI image layout");
+  pull->add_option("image", args->image,
+                   "REPOSITORY:TAG or REPOSITORY@sha256:HEX (a template name or id, and a tag "
+                   "or a manifest digest)")
+      ->type_name("REPOSITORY:TAG|REPOSITORY@DIGEST")
       ->required();
   pull->add_option("layout", args->layout_dir,
                    "OCI image layout directory (created if needed; an existing one is added to)")
@@ -407,7 +410,8 @@ void AddRegistryCommands(CLI::App* app, Args* args, Commands* commands) {
   AddRegistryTarget(pull, args);
   pull->footer(
       "Every blob is verified against its digest as it arrives; blobs already in DIR are not "
-      "fetched. index.json gets an entry named TAG (replacing one of the same name). Progress "
+      "fetched. index.json gets an entry named TAG (replacing one of the same name), or for a "
+      "DIGEST an unnamed entry, the manifest checked against the digest. Progress "
       "as for push.\n" +
       std::string(kRegistryCredentialsFooter) +
       "\nExit status: 0 pulled; 1 the registry refused or failed, or a blob did not verify; 2 "

@@ -228,7 +228,24 @@ AnkaAnswer CallAnka(const RegistryTarget& target, std::shared_ptr<client::Client
 
 }  // namespace
 
-Result<ImageRef> ParseImageRef(std::string_view text) {
+Result<ImageRef> ParseImageRef(std::string_view text, bool allow_digest) {
+  const size_t at = text.find('@');
+  if (at != std::string_view::npos) {
+    if (!allow_digest) {
+      return Status::InvalidArgument("expected <repository>:<tag> (a push names a tag), got '" +
+                                     std::string(text.substr(0, 300)) + "'");
+    }
+    ImageRef ref{std::string(text.substr(0, at)), std::string(text.substr(at + 1)), true};
+    if (Status valid = client::ValidateRepository(ref.repository); !valid.ok()) {
+      return Status::InvalidArgument("repository '" + ref.repository.substr(0, 300) +
+                                     "': " + valid.message());
+    }
+    if (Status valid = client::ValidateDigest(ref.tag); !valid.ok()) {
+      return Status::InvalidArgument("digest '" + ref.tag.substr(0, 300) +
+                                     "': " + valid.message());
+    }
+    return ref;
+  }
   const size_t colon = text.rfind(':');
   const size_t slash = text.rfind('/');
   if (colon == std::string_view::npos || (slash != std::string_view::npos && colon < slash)) {
@@ -472,7 +489,7 @@ int RunPush(const RegistryTarget& target, const std::string& layout_dir, const s
 
 int RunPull(const RegistryTarget& target, const std::string& image, const std::string& layout_dir,
             const CliIo& io) {
-  Result<ImageRef> ref = ParseImageRef(image);
+  Result<ImageRef> ref = ParseImageRef(image, /*allow_digest=*/true);
   if (!ref.ok()) {
     return Say(io, kUsage, "pull", ref.status().message());
   }
@@ -485,7 +502,7 @@ int RunPull(const RegistryTarget& target, const std::string& image, const std::s
     return Say(io, kUsage, "pull", auth.status().message());
   }
   client::RegistryClient registry(ClientOptions(target, auth.value()));
-  const std::string what = "pull " + ref->repository + ":" + ref->tag;
+  const std::string what = "pull " + ref->Text();
   if (Status ping = registry.Ping(); !ping.ok()) {
     return Say(io, kFailure, what, ping.message());
   }
@@ -501,7 +518,7 @@ int RunPull(const RegistryTarget& target, const std::string& image, const std::s
     return Say(io, kFailure, what, pulled.status().message());
   }
   display.Finish();
-  io.out("pulled " + ref->repository + ":" + ref->tag + " " + pulled->digest + " into " +
+  io.out("pulled " + ref->Text() + " " + pulled->digest + " into " +
          layout_dir + " (" + TransferSummary(*pulled, "fetched") + ")\n");
   return kOk;
 }

@@ -62,12 +62,17 @@ struct CliIo {
 
 struct ImageRef {
   std::string repository;
-  std::string tag;
+  std::string tag;  // Or, from "<repository>@<digest>", the manifest digest.
+  bool by_digest = false;
+
+  // "repository:tag" or "repository@sha256:...".
+  std::string Text() const { return repository + (by_digest ? "@" : ":") + tag; }
 };
 
 // "<repository>:<tag>", the repository in the OCI grammar (lowercase, '/'-separated), the tag
-// [A-Za-z0-9_][A-Za-z0-9._-]{0,127}. kInvalidArgument saying what is wrong.
-Result<ImageRef> ParseImageRef(std::string_view text);
+// [A-Za-z0-9_][A-Za-z0-9._-]{0,127}; with allow_digest also "<repository>@sha256:<64 hex>".
+// kInvalidArgument saying what is wrong.
+Result<ImageRef> ParseImageRef(std::string_view text, bool allow_digest = false);
 
 // An http:// or https:// URL without user info (credentials go in their flags, not the URL).
 Status CheckRegistryUrl(std::string_view url);

@@ -130,6 +130,18 @@ TEST_CASE("ParseImageRef and CheckRegistryUrl") {
   REQUIRE(ref.ok());
   CHECK(ref->repository == "team/macos-15");
   CHECK(ref->tag == "v1.2_x");
+  CHECK(!ref->by_digest);
+  const std::string digest = "sha256:" + std::string(64, 'a');
+  CHECK(!ParseImageRef("team/macos@" + digest).ok());  // A push needs a tag.
+  ref = ParseImageRef("team/macos@" + digest, /*allow_digest=*/true);
+  REQUIRE(ref.ok());
+  CHECK(ref->by_digest);
+  CHECK(ref->tag == digest);
+  CHECK(ref->Text() == "team/macos@" + digest);
+  for (const char* bad : {"team/macos@sha256:abc", "team/macos@", "@" "sha256:", "Team@x"}) {
+    INFO(bad);
+    CHECK(ParseImageRef(bad, true).status().code() == StatusCode::kInvalidArgument);
+  }
   for (const char* bad : {"", "macos", "macos:", ":v1", "Macos:v1", "team/macos", "a:b/c",
                           "ma cos:v1", "macos:-v1", "macos:v 1"}) {
     INFO(bad);
@@ -335,6 +347,24 @@ TEST_CASE("cloister push, list, pull, revert against cloisterd, with the root to
   REQUIRE(pulled2.exit_code == 0);
   RequireSameImage(dir.Sub("v2"), dir.Sub("p1"), "v2", v2.manifest_digest);
   RequireSameImage(dir.Sub("v1"), dir.Sub("p1"), "v1", v1.manifest_digest);
+  // By digest: the same bytes, an unnamed index.json entry, added once however often pulled.
+  for (int i = 0; i < 2; i++) {
+    const RunResult by_digest =
+        RunCloister(Args({"pull", "ci/macos@" + v2.manifest_digest, dir.Sub("pd")}, uak));
+    INFO(by_digest.out + by_digest.err);
+    REQUIRE(by_digest.exit_code == 0);
+    CHECK_THAT(by_digest.out, Catch::StartsWith("pulled ci/macos@" + v2.manifest_digest + " " +
+                                                v2.manifest_digest + " into "));
+  }
+  {
+    const Json index = Json::parse(ReadFile(dir.Sub("pd") + "/index.json"), nullptr, false);
+    REQUIRE(index["manifests"].size() == 1);
+    CHECK(index["manifests"][0]["digest"] == v2.manifest_digest);
+    CHECK_FALSE(index["manifests"][0].contains("annotations"));
+  }
+  const RunResult wrong_digest = RunCloister(
+      Args({"pull", "ci/macos@sha256:" + std::string(64, '0'), dir.Sub("pe")}, uak));
+  CHECK(wrong_digest.exit_code == 1);
 
   // revert: a tag and every later one; by version; then nothing is left.
   const RunResult reverted = RunCloister(Args({"revert", "ci/macos", "--tag", "v2"}, uak));
