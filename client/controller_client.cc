@@ -6,6 +6,8 @@
 #include <cstring>
 #include <utility>
 
+#include "client/url_text.h"
+
 namespace cloister::client {
 namespace {
 
@@ -85,8 +87,9 @@ Result<RawReply> ControllerClient::Exchange(const std::string& method,
   }
   curl_slist_free_all(headers);
   if (rc != CURLE_OK) {
-    return Status::IoError(method + " " + options_.url + path_and_query.substr(0, 64) + ": " +
-                           curl_easy_strerror(rc));
+    // The URL as configured may carry user info, and a query may carry anything: neither is
+    // shown.
+    return Status::IoError(method + " " + UrlForMessage(url) + ": " + curl_easy_strerror(rc));
   }
   long status = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);

@@ -17,6 +17,8 @@
 #include <set>
 #include <utility>
 
+#include "client/url_text.h"
+
 namespace cloister::client {
 
 using Json = nlohmann::json;
@@ -77,40 +79,6 @@ std::string UrlEncode(std::string_view text) {
 
 std::string AppendQuery(const std::string& url, const std::string& parameter) {
   return url + (url.find('?') == std::string::npos ? "?" : "&") + parameter;
-}
-
-// "scheme://host[:port]" of url (user info dropped), or "" if it has no scheme.
-std::string OriginOf(const std::string& url) {
-  const size_t scheme_end = url.find("://");
-  if (scheme_end == std::string::npos) {
-    return "";
-  }
-  size_t authority_end = url.find_first_of("/?#", scheme_end + 3);
-  if (authority_end == std::string::npos) {
-    authority_end = url.size();
-  }
-  std::string authority = url.substr(scheme_end + 3, authority_end - scheme_end - 3);
-  const size_t at = authority.rfind('@');
-  if (at != std::string::npos) {
-    authority = authority.substr(at + 1);
-  }
-  return ToLower(url.substr(0, scheme_end)) + "://" + ToLower(authority);
-}
-
-// What an error message may show of a URL: its path, without the origin (which may hold user
-// info) or the query (an upload's state token), at most 160 bytes.
-std::string PathForMessage(const std::string& url) {
-  std::string path = url;
-  const size_t scheme_end = path.find("://");
-  if (scheme_end != std::string::npos) {
-    const size_t slash = path.find('/', scheme_end + 3);
-    path = slash == std::string::npos ? "/" : path.substr(slash);
-  }
-  path = path.substr(0, path.find_first_of("?#"));
-  if (path.size() > 160) {
-    path = path.substr(0, 157) + "...";
-  }
-  return path;
 }
 
 // ---- SHA-256 ----

@@ -89,6 +89,19 @@ bool Contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
+TEST_CASE("a transport error names the controller without the URL's user info or query") {
+  // Port 1 on loopback: nothing listens, so the call fails in the transport.
+  ControllerClient client(Options("http://operator:s3cr3t-pw@127.0.0.1:1", nullptr));
+  auto reply = client.Call("GET", "/api/v1/status?token=t0k3n", "", kTimeoutMs);
+  REQUIRE(!reply.ok());
+  const std::string message = reply.status().message();
+  INFO(message);
+  CHECK(message.find("GET http://127.0.0.1:1/api/v1/status: ") == 0);
+  CHECK(message.find("s3cr3t") == std::string::npos);
+  CHECK(message.find("operator") == std::string::npos);
+  CHECK(message.find("t0k3n") == std::string::npos);
+}
+
 TEST_CASE("CredentialKindOf: at most one kind, and each one complete") {
   Credentials none;
   CHECK(*CredentialKindOf(none) == CredentialKind::kNone);
