@@ -175,6 +175,8 @@ std::string PolicyDecision::Explain() const {
       return verdict + " (default: administrators may change the configuration)";
     case PolicySource::kDefaultConfigUser:
       return verdict + " (default: configuration changes need an administrator)";
+    case PolicySource::kUnmatchable:
+      return verdict + " (not an absolute path without '..': no rule can name it)";
   }
   return verdict;
 }

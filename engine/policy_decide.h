@@ -47,6 +47,8 @@ enum class PolicySource : uint8_t {
   kDefaultRuntime,     // No rule: runtime features are allowed.
   kDefaultConfigAdmin,  // No rule: a configuration change, allowed to an administrator.
   kDefaultConfigUser,   // No rule: a configuration change, denied to a non-administrator.
+  kUnmatchable,         // Denied before any rule: the name asked cannot be matched honestly
+                        // (a command path that is not absolute, or climbs with "..").
 };
 
 struct PolicyDecision {
