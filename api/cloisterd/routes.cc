@@ -345,6 +345,7 @@ bool Routes::ForwardToRegistry(const api::Request& request, Respond& respond) {
       [probe, remove, reply, respond = std::move(respond)] {
         const Result<client::ControllerReply>& answer = reply->value();
         if (!answer.ok()) {
+          probe->ReadNow();  // registry_status follows at once.
           respond(api::FailResponse(502, "the registry at " + probe->url() +
                                              " did not answer: " + answer.status().message()));
           return;

@@ -10,8 +10,10 @@
 //  * A second tag follows; DELETE /api/v1/registry/revert and DELETE /api/v1/registry/vm on the
 //    controller reach the registry, and the controller's view follows within a second.
 //  * Idle (a 100 ms re-read interval, for 3 s): the controller records no event.
-//  * The registry gone: registry_status Unreachable, the view is unchanged, no event recorded,
-//    and a delete through the controller fails with 502.
+//  * Restarted with a one-minute interval: the same view from its log, nothing recorded by the
+//    read at start, and a revert through it is followed within a second (an immediate re-read).
+//  * The registry gone: a delete through the controller fails with 502, registry_status turns
+//    Unreachable, the view is unchanged and no event is recorded.
 #include <signal.h>
 
 #include <catch2/catch.hpp>
@@ -215,19 +217,41 @@ TEST_CASE("a controller follows a separate registry's templates") {
   std::this_thread::sleep_for(std::chrono::seconds(3));
   CHECK(EventCount(controller_data) == events);
 
-  // ---- The registry gone: the view stays, nothing is recorded, deletes fail. ----
-  const auto before = ControllerTemplates(api);
-  REQUIRE(registry_process->Stop(SIGTERM).ok());
-  CHECK(WaitFor(10000, [&] {
-    return Get(api, "/api/v1/status")["registry_status"] == "Unreachable";
+  // ---- Restarted with a one-minute interval: the view comes back from the log, the read at
+  // start records nothing, and a revert through it is followed at once (not at the interval).
+  const auto before_restart = ControllerTemplates(api);
+  REQUIRE(controller->Stop(SIGTERM).ok());
+  controller.reset();
+  controller_env.back() = "CLOISTER_REGISTRY_INTERVAL_MS=60000";
+  auto restarted = CloisterdProcess::Start(
+      controller_data, dir.path(), {"--role", "controller", "--access-log=false"},
+      controller_env);
+  REQUIRE(restarted.ok());
+  controller = std::move(*restarted);
+  const WireTarget api2 = controller->controller();
+  CHECK(ControllerTemplates(api2) == before_restart);
+  REQUIRE(WaitFor(5000, [&] {
+    return Get(api2, "/api/v1/status")["registry_status"] == "Running";
   }));
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  CHECK(ControllerTemplates(api) == before);
-  CHECK(EventCount(controller_data, "TemplateMirrored") == mirrored);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(EventCount(controller_data) == events);
+  RequireOk(Call(api2, "DELETE", "/api/v1/registry/revert?id=" + template_id, "", Root()));
+  CHECK(WaitFor(1000, [&] { return ControllerTemplates(api2).at(template_id).empty(); }));
+  CHECK(EventCount(controller_data, "TemplateMirrored") == mirrored + 1);
+
+  // ---- The registry gone: deletes fail, the view stays, nothing is recorded. ----
+  const auto before = ControllerTemplates(api2);
+  const size_t events_before = EventCount(controller_data);
+  REQUIRE(registry_process->Stop(SIGTERM).ok());
   const std::string unreachable = RequireFail(
-      Call(api, "DELETE", "/api/v1/registry/vm?id=" + template_id, "", Root()), 502);
+      Call(api2, "DELETE", "/api/v1/registry/vm?id=" + template_id, "", Root()), 502);
   CHECK(unreachable.find("did not answer") != std::string::npos);
-  CHECK(ControllerTemplates(api) == before);
+  // The failed call makes the probe look again at once: the status follows too.
+  CHECK(WaitFor(5000, [&] {
+    return Get(api2, "/api/v1/status")["registry_status"] == "Unreachable";
+  }));
+  CHECK(ControllerTemplates(api2) == before);
+  CHECK(EventCount(controller_data) == events_before);
   // Neither the key nor the root token reaches the controller's log.
   CHECK(controller->Output().find(kToken) == std::string::npos);
   CHECK(controller->Output().find("PRIVATE KEY") == std::string::npos);
