@@ -140,7 +140,7 @@ Result<engine::MirrorRegistryTemplates> RegistryProbe::ReadCatalogue(
     auto cached = cache_.find(id);
     if (cached != cache_.end() && cached->second.list_entry == entry) {
       catalogue.templates.push_back(cached->second.detail);
-      next[id] = std::move(cached->second);
+      next[id] = cached->second;  // A copy: cache_ stays whole if a later call fails.
       continue;
     }
     const std::string path = "/registry/vm?id=" + QueryEscape(id);
