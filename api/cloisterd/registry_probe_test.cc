@@ -95,6 +95,12 @@ struct Received {
     std::lock_guard<std::mutex> lock(mu);
     return catalogues.back();
   }
+  RegistryProbe::CatalogueSink Sink() {
+    return [this](engine::MirrorRegistryTemplates c) {
+      std::lock_guard<std::mutex> lock(mu);
+      catalogues.push_back(std::move(c));
+    };
+  }
 };
 
 std::unique_ptr<RegistryProbe> StartProbe(uint16_t port, std::chrono::milliseconds interval) {
@@ -113,12 +119,9 @@ TEST_CASE("registry probe: follows the catalogue, reads only changed templates")
   registry.Set(Json::array({{{"id", "t1"}, {"name", "macos"},
                              {"versions", {Version(0, "v1", 'a'), Version(1, "v2", 'b')}}}}));
   FakeHttpServer server([&](const FakeRequest& r) { return registry.Handle(r); }, std::nullopt);
+  Received received;  // Before the probe: it outlives the worker that calls its sink.
   auto probe = StartProbe(server.port(), std::chrono::milliseconds(50));
-  Received received;
-  probe->Follow([&](engine::MirrorRegistryTemplates c) {
-    std::lock_guard<std::mutex> lock(received.mu);
-    received.catalogues.push_back(std::move(c));
-  });
+  probe->Follow(received.Sink());
   REQUIRE(testing::WaitFor(5000, [&] { return received.count() >= 3; }));
   CHECK(probe->state() == RegistryProbe::State::kRunning);
   engine::MirrorRegistryTemplates c = received.last();
@@ -157,12 +160,9 @@ TEST_CASE("registry probe: a failed or malformed read hands nothing over") {
   registry.list_broken = true;
   FakeHttpServer server([&](const FakeRequest& r) { return registry.Handle(r); }, std::nullopt);
   // A one-minute interval: every read after the first is one ReadNow asked for.
-  auto probe = StartProbe(server.port(), std::chrono::minutes(1));
   Received received;
-  probe->Follow([&](engine::MirrorRegistryTemplates c) {
-    std::lock_guard<std::mutex> lock(received.mu);
-    received.catalogues.push_back(std::move(c));
-  });
+  auto probe = StartProbe(server.port(), std::chrono::minutes(1));
+  probe->Follow(received.Sink());
   auto calls = [&] {
     std::lock_guard<std::mutex> lock(registry.mu);
     return registry.calls.size();
