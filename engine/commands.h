@@ -219,6 +219,29 @@ struct RemoveTemplateContent {
   std::string digest;
 };
 
+// A separate registry's whole catalogue, as the controller that follows it read it
+// (api/cloisterd/registry_probe.h). Events only for differences from the view: a template new or
+// changed (name, or any tag's name, number, description, digest or time) becomes one
+// TemplateMirrored; a mirrored template the catalogue lacks is removed. Templates not learnt by
+// mirroring are left alone. The same catalogue again records nothing.
+struct MirroredTemplateTag {
+  std::string tag;
+  int32_t version = 0;
+  std::string description;
+  std::string digest;  // "sha256:..." or empty.
+  int64_t created_ns = 0;
+};
+
+struct MirroredTemplate {
+  std::string template_id;  // The registry's id.
+  std::string name;
+  std::vector<MirroredTemplateTag> tags;  // In the registry's order.
+};
+
+struct MirrorRegistryTemplates {
+  std::vector<MirroredTemplate> templates;
+};
+
 // POST /api/v1/registry/vm/distribute (action "distribute": the nodes pull the template's tag;
 // an empty tag means the newest) or DELETE /api/v1/registry/vm/remove ("remove": the nodes
 // delete their copy; an empty tag means every tag). node_ids empty: every node.
@@ -411,7 +434,7 @@ using Command = std::variant<SetConfig, CreateNodeGroup, UpdateNodeGroup, Delete
                              UpdatePermissionGroup, DeletePermissionGroup, SetResourcePermissions,
                              RecordAccessDenied, PutPolicy, ChangePolicyAttachment, PushManifest,
                              RemoveTemplateContent, RequestDistribution, ReportDistribution,
-                             ClearDistributions>;
+                             ClearDistributions, MirrorRegistryTemplates>;
 
 // The Anka instance state machine: may an instance in `from` move to `to`? Staying in the same
 // state (a progress or message update) is allowed, except once Terminated.

@@ -383,6 +383,87 @@ TEST_CASE("registry: pushes number tags, tags are immutable, reverts cut the tai
   CHECK(h.Run(all).message == "VM not in the registry");
 }
 
+MirroredTemplate Mirrored(std::string id, std::string name,
+                          std::vector<std::pair<std::string, char>> tags) {
+  MirroredTemplate t{std::move(id), std::move(name), {}};
+  int32_t version = 0;
+  for (auto& [tag, digest] : tags) {
+    t.tags.push_back({tag, version, "", Digest(digest), kStartNs + version});
+    version++;
+  }
+  return t;
+}
+
+TEST_CASE("mirror: a followed registry's catalogue records only its differences") {
+  testing::TempDir dir;
+  Harness h(dir.path());
+  // A template registered here (not mirrored) is never touched by the mirror.
+  REQUIRE(h.Run(RegisterTemplateTag{"local", "local-only", "v1", ""}).ok());
+  MirrorRegistryTemplates catalogue{{Mirrored("reg-1", "macos", {{"v1", 'a'}, {"v2", 'b'}}),
+                                     Mirrored("reg-2", "linux", {{"base", 'c'}})}};
+  Reply first = h.Run(catalogue);
+  REQUIRE(first.ok());
+  CHECK(first.ids == std::vector<std::string>{"reg-1", "reg-2"});
+  const auto& templates = h.engine->views().templates.templates;
+  REQUIRE(templates.size() == 3);
+  const reducers::Template& macos = templates.at("reg-1");
+  CHECK(macos.mirrored);
+  CHECK(macos.name == "macos");
+  REQUIRE(macos.tags.size() == 2);
+  CHECK(macos.tags[1].tag == "v2");
+  CHECK(macos.tags[1].version == 1);
+  CHECK(macos.tags[1].digest == Digest('b'));
+  CHECK(macos.tags[1].registered.time_ns == kStartNs + 1);
+  CHECK_FALSE(templates.at("local").mirrored);
+
+  // The same catalogue again: no event, however often.
+  const uint64_t seq = h.engine->views().seq;
+  for (int i = 0; i < 3; i++) {
+    Reply again = h.Run(catalogue);
+    CHECK(again.ok());
+    CHECK(again.ids.empty());
+  }
+  CHECK(h.engine->views().seq == seq);
+
+  // A revert on the registry (v2 gone) and a removed template: one event each.
+  catalogue.templates = {Mirrored("reg-1", "macos", {{"v1", 'a'}})};
+  Reply changed = h.Run(catalogue);
+  REQUIRE(changed.ok());
+  CHECK(changed.ids == std::vector<std::string>{"reg-1", "reg-2"});
+  CHECK(h.engine->views().seq == seq + 2);
+  CHECK(templates.at("reg-1").tags.size() == 1);
+  CHECK_FALSE(templates.contains("reg-2"));
+  CHECK(templates.contains("local"));
+
+  // A changed description or digest of a tag is a difference too.
+  catalogue.templates[0].tags[0].description = "golden";
+  REQUIRE(h.Run(catalogue).ids == std::vector<std::string>{"reg-1"});
+  CHECK(templates.at("reg-1").tags[0].description == "golden");
+
+  // A malformed catalogue records nothing, not even its good part.
+  const uint64_t before_bad = h.engine->views().seq;
+  MirrorRegistryTemplates bad{{Mirrored("reg-3", "new", {{"v1", 'd'}}),
+                               Mirrored("reg-4", "x", {{"v1", 'e'}})}};
+  bad.templates[1].tags[0].digest = "sha256:XYZ";
+  CHECK(h.Run(bad).rejection == Rejection::kInvalidArgument);
+  MirrorRegistryTemplates twice{{Mirrored("reg-3", "a", {}), Mirrored("reg-3", "b", {})}};
+  CHECK(h.Run(twice).rejection == Rejection::kInvalidArgument);
+  MirrorRegistryTemplates no_id{{Mirrored("", "a", {})}};
+  CHECK(h.Run(no_id).rejection == Rejection::kInvalidArgument);
+  CHECK(h.engine->views().seq == before_bad);
+
+  // An empty catalogue removes every mirrored template and keeps the local one.
+  REQUIRE(h.Run(MirrorRegistryTemplates{}).ok());
+  CHECK(templates.size() == 1);
+  CHECK(templates.contains("local"));
+
+  // Replay: the log alone gives the same views, byte for byte.
+  const std::string views = reducers::EncodeViews(h.engine->views());
+  auto rebuilt = reducers::Rebuild(*h.log, nullptr, UINT64_MAX, nullptr);
+  REQUIRE(rebuilt.ok());
+  CHECK(reducers::EncodeViews(rebuilt.value()) == views);
+}
+
 TEST_CASE("distributions: name existing nodes and tags; reports move per-node status") {
   testing::TempDir dir;
   Harness h(dir.path());

@@ -16,7 +16,11 @@ inline constexpr size_t kPublicKeyBytesMax = 4096;       // DER of an API key's 
 inline constexpr size_t kIdBytesMax = 128;
 // Blobs one manifest may refer to (a VM template has a handful of layers; an index a few
 // platforms). Bounds the event and the views.
-inline constexpr size_t kManifestReferencesMax = 4096;              // Ids a client supplies.
+inline constexpr size_t kManifestReferencesMax = 4096;
+// A followed registry's catalogue: templates in one read, tags of one template. Each changed
+// template is one event, so a whole catalogue stays under kInflightEventsMax.
+inline constexpr size_t kMirroredTemplatesMax = 4096;
+inline constexpr size_t kMirroredTagsMax = 4096;              // Ids a client supplies.
 inline constexpr size_t kPermissionsMax = 256;           // Names in one permission list.
 inline constexpr size_t kNodeTemplatesMax = 4096;        // Templates one node reports.
 inline constexpr size_t kMembershipIdsMax = 1000;        // Groups, and nodes, in one membership change.

@@ -111,6 +111,7 @@ class Validation {
   bool ValidateCommand(const RequestDistribution& c);
   bool ValidateCommand(const ReportDistribution& c);
   bool ValidateCommand(const ClearDistributions& c);
+  bool ValidateCommand(const MirrorRegistryTemplates& c);
 
  private:
   bool GroupNameTaken(const std::string& name, const std::string& except_id) const;
@@ -1474,6 +1475,94 @@ bool Validation::ValidateCommand(const PushManifest& c) {
                                       c.description.c_str()),
        &builder);
   ids_.push_back(id);
+  return true;
+}
+
+namespace {
+
+// Does the view's template already say what the registry's does?
+bool SameAsMirrored(const reducers::Template& have, const MirroredTemplate& want) {
+  if (!have.mirrored || have.name != want.name || have.tags.size() != want.tags.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < want.tags.size(); i++) {
+    const reducers::TemplateTag& a = have.tags[i];
+    const MirroredTemplateTag& b = want.tags[i];
+    if (a.tag != b.tag || a.version != b.version || a.description != b.description ||
+        a.digest != b.digest || a.registered.time_ns != b.created_ns) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+bool Validation::ValidateCommand(const MirrorRegistryTemplates& c) {
+  if (c.templates.size() > kMirroredTemplatesMax) {
+    return Reject(Rejection::kInvalidArgument,
+                  "a registry catalogue may hold at most " +
+                      std::to_string(kMirroredTemplatesMax) + " templates");
+  }
+  // Everything is checked before anything is emitted: a bad catalogue records nothing.
+  std::set<std::string> listed;
+  for (const MirroredTemplate& t : c.templates) {
+    if (!CheckText("template id", t.template_id, kIdBytesMax, true) ||
+        !CheckText("template name", t.name, kNameBytesMax, false)) {
+      return false;
+    }
+    if (!listed.insert(t.template_id).second) {
+      return Reject(Rejection::kInvalidArgument,
+                    "template " + t.template_id + " is listed twice");
+    }
+    if (t.tags.size() > kMirroredTagsMax) {
+      return Reject(Rejection::kInvalidArgument, "template " + t.template_id + " has more than " +
+                                                     std::to_string(kMirroredTagsMax) + " tags");
+    }
+    std::set<std::string> tags;
+    for (const MirroredTemplateTag& tag : t.tags) {
+      if (!CheckText("tag", tag.tag, kNameBytesMax, true) ||
+          !CheckText("description", tag.description, kDescriptionBytesMax, false)) {
+        return false;
+      }
+      if (!tags.insert(tag.tag).second || tag.version < 0) {
+        return Reject(Rejection::kInvalidArgument, "template " + t.template_id +
+                                                       " lists tag " + tag.tag.substr(0, 80) +
+                                                       " twice or with a negative number");
+      }
+      if (!tag.digest.empty() && !IsDigest(tag.digest)) {
+        return Reject(Rejection::kInvalidArgument,
+                      "digest of tag " + tag.tag.substr(0, 80) + " is not a sha256 digest");
+      }
+    }
+  }
+  const auto& have = views_.templates.templates;
+  for (const MirroredTemplate& t : c.templates) {
+    auto it = have.find(t.template_id);
+    if (it != have.end() && SameAsMirrored(it->second, t)) {
+      continue;
+    }
+    log::DraftBuilder builder;
+    auto& fbb = builder.fbb();
+    std::vector<flatbuffers::Offset<fb::MirroredTag>> tags;
+    for (const MirroredTemplateTag& tag : t.tags) {
+      tags.push_back(fb::CreateMirroredTagDirect(fbb, tag.tag.c_str(), tag.version,
+                                                 tag.description.c_str(), tag.digest.c_str(),
+                                                 tag.created_ns));
+    }
+    Emit(fb::CreateTemplateMirroredDirect(fbb, t.template_id.c_str(), t.name.c_str(), &tags,
+                                          false),
+         &builder);
+    ids_.push_back(t.template_id);
+  }
+  for (const auto& [id, t] : have) {
+    if (t.mirrored && !listed.contains(id)) {
+      log::DraftBuilder builder;
+      Emit(fb::CreateTemplateMirroredDirect(builder.fbb(), id.c_str(), "", nullptr, true),
+           &builder);
+      ids_.push_back(id);
+    }
+  }
   return true;
 }
 

@@ -239,6 +239,7 @@ void Write(Writer* w, const Template& t) {
   WriteMap(w, t.manifests);
   w->Stamp(t.created);
   w->Stamp(t.updated);
+  w->Bool(t.mirrored);
 }
 
 void Write(Writer* w, const SaveImage& s) {
@@ -632,6 +633,7 @@ void Read(Reader* r, Template* t) {
   ReadMap(r, &t->manifests);
   r->Stamp(&t->created);
   r->Stamp(&t->updated);
+  r->Bool(&t->mirrored);
 }
 
 void Read(Reader* r, SaveImage* s) {

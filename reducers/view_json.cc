@@ -332,6 +332,7 @@ Json TemplateJson(const Template& t) {
   j["manifests"] = std::move(manifests);
   j["created"] = StampJson(t.created);
   j["updated"] = StampJson(t.updated);
+  j["mirrored"] = t.mirrored;
   return j;
 }
 

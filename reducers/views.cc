@@ -153,6 +153,8 @@ class Reducer {
         return OnDistributionProgressed(*event.payload_as_DistributionProgressed());
       case fb::Payload::DistributionsCleared:
         return OnDistributionsCleared(*event.payload_as_DistributionsCleared());
+      case fb::Payload::TemplateMirrored:
+        return OnTemplateMirrored(*event.payload_as_TemplateMirrored());
       default:
         return;
     }
@@ -603,6 +605,34 @@ class Reducer {
     if (p.digests() != nullptr) {
       for (const flatbuffers::String* digest : *p.digests()) {
         t->manifests.erase(digest->str());
+      }
+    }
+  }
+
+  void OnTemplateMirrored(const fb::TemplateMirrored& p) {
+    if (!Given(p.template_id())) {
+      return;
+    }
+    const std::string id = p.template_id()->str();
+    auto& templates = views_.templates.templates;
+    if (p.removed()) {
+      if (templates.contains(id)) {
+        Remember(templates, id, before_ ? &before_->templates : nullptr);
+        templates.erase(id);
+      }
+      return;
+    }
+    Template* t = Upsert(&templates, id, before_ ? &before_->templates : nullptr);
+    t->template_id = id;
+    t->mirrored = true;
+    if (Given(p.name())) {
+      t->name = p.name()->str();
+    }
+    t->tags.clear();
+    if (p.tags() != nullptr) {
+      for (const fb::MirroredTag* tag : *p.tags()) {
+        t->tags.push_back({Str(tag->tag()), tag->version(), Str(tag->description()),
+                           Stamp{stamp_.seq, tag->created_ns()}, Str(tag->digest())});
       }
     }
   }

@@ -220,6 +220,9 @@ struct Template {
   std::map<std::string, StoredManifest> manifests;  // By digest.
   Stamp created;
   Stamp updated;
+  // Learnt from a separate registry's catalogue (TemplateMirrored): the follower removes it when
+  // that registry no longer lists it, and leaves every other template alone.
+  bool mirrored = false;
 
   bool operator==(const Template&) const = default;
 };
@@ -503,6 +506,9 @@ inline constexpr const char* kViewNames[] = {
 //    replaced in place, its version kept).
 //  * TemplateContentRemoved: erases the named tags and manifests; with template_removed the
 //    template itself (and its attachment stays, naming nothing).
+//  * TemplateMirrored: with removed, erases the template; otherwise creates or updates it
+//    (mirrored, name when non-empty) and replaces its tags with the event's, each registered at
+//    {seq, created_ns}; its manifests are left as they were.
 //  * DistributionRequested: creates the request with each named node pending.
 //    DistributionProgressed: sets that node's status, progress and message (for a node the
 //    request names). DistributionsCleared: erases the named requests.

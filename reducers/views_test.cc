@@ -909,6 +909,59 @@ TEST_CASE("registry: pushes add manifests and versions; removals take tags, mani
   CHECK(v.templates.templates.empty());
 }
 
+void Mirror(Views* v, const char* id, const char* name,
+            const std::vector<std::pair<std::string, char>>& tags, bool removed = false,
+            PreImages* pre = nullptr) {
+  log::DraftBuilder b;
+  auto& fbb = b.fbb();
+  std::vector<flatbuffers::Offset<fb::MirroredTag>> offsets;
+  int32_t version = 0;
+  for (const auto& [tag, digest] : tags) {
+    offsets.push_back(fb::CreateMirroredTagDirect(fbb, tag.c_str(), version, "desc",
+                                                  Digest(digest).c_str(), kTime0Ns + version));
+    version++;
+  }
+  ApplyNext(v, b, fb::CreateTemplateMirroredDirect(fbb, id, name, &offsets, removed), pre);
+}
+
+TEST_CASE("registry mirror: a mirrored template's tags are replaced whole; removed erases it") {
+  Views v;
+  PushManifest(&v, "t1", "macos", Digest('a'), "v1", 0);  // Its manifest stays through a mirror.
+  Mirror(&v, "t1", "macos-15", {{"v1", 'a'}, {"v2", 'b'}});
+  const Template& t = v.templates.templates.at("t1");
+  CHECK(t.mirrored);
+  CHECK(t.name == "macos-15");
+  REQUIRE(t.tags.size() == 2);
+  CHECK(t.tags[1].tag == "v2");
+  CHECK(t.tags[1].version == 1);
+  CHECK(t.tags[1].digest == Digest('b'));
+  CHECK(t.tags[1].registered == Stamp{2, kTime0Ns + 1});
+  CHECK(t.tags[0].description == "desc");
+  CHECK(t.manifests.contains(Digest('a')));
+
+  PreImages pre;
+  Mirror(&v, "t1", "", {{"v1", 'a'}}, false, &pre);  // A revert on the registry.
+  CHECK(v.templates.templates.at("t1").tags.size() == 1);
+  CHECK(v.templates.templates.at("t1").name == "macos-15");  // An empty name keeps it.
+  REQUIRE(pre.templates.at("t1").has_value());
+  CHECK(pre.templates.at("t1")->tags.size() == 2);
+
+  Mirror(&v, "t2", "linux", {});
+  const std::string encoded = EncodeViews(v);
+  Result<Views> decoded = DecodeViews(std::span<const uint8_t>(
+      reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size()));
+  REQUIRE(decoded.ok());
+  CHECK(*decoded == v);
+  CHECK(decoded->templates.templates.at("t2").mirrored);
+
+  Mirror(&v, "nope", "", {}, true);  // Removing one the view lacks: only seq moves.
+  CHECK(v.templates.templates.size() == 2);
+  Mirror(&v, "t1", "", {}, true);
+  CHECK_FALSE(v.templates.templates.contains("t1"));
+  CHECK(v.templates.templates.contains("t2"));
+  CHECK(v.seq == 6);
+}
+
 TEST_CASE("distributions: requested per node, progress only for named nodes, cleared") {
   Views v;
   {

@@ -83,6 +83,11 @@ void AddOptions(CLI::App* app, Options* o, std::string* role) {
   app->add_flag("--skip-tls-verification", o->skip_tls_verification,
                 "Controller to registry: do not verify the registry's certificate")
       ->envname("ANKA_SKIP_TLS_VERIFICATION");
+  app->add_option("--registry-interval-ms", o->registry_interval_ms,
+                  "Controller to registry: how often to check its status and re-read its "
+                  "templates (which the controller's template view follows)")
+      ->envname("CLOISTER_REGISTRY_INTERVAL_MS")->capture_default_str()
+      ->check(CLI::Range(100, 3600000));
   app->add_flag("--enable-controller-authorization", o->enable_controller_authorization,
                 "Permission groups gate the controller API (needs --enable-auth)")
       ->envname("ANKA_ENABLE_CONTROLLER_AUTHORIZATION");

@@ -50,6 +50,9 @@ struct Options {
   std::string api_key_string;      // ANKA_API_KEY_STRING: never logged.
   std::string api_key_file;        // ANKA_API_KEY_FILE.
   bool skip_tls_verification = false;  // ANKA_SKIP_TLS_VERIFICATION: self-signed registry.
+  // How often the controller checks the registry's status and re-reads its catalogue (which
+  // feeds the controller's template view when it has no registry of its own).
+  uint64_t registry_interval_ms = 5000;  // CLOISTER_REGISTRY_INTERVAL_MS.
   // Authorization (docs/api.md, issue 6). Off: every authenticated principal may do everything.
   bool enable_controller_authorization = false;  // ANKA_ENABLE_CONTROLLER_AUTHORIZATION.
   bool enable_registry_authorization = false;    // ANKA_ENABLE_REGISTRY_AUTHORIZATION (combined).

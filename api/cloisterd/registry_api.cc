@@ -34,6 +34,7 @@ Json VersionJson(const reducers::Template& t, const reducers::TemplateTag& tag) 
   v["tag"] = tag.tag;
   v["description"] = tag.description;
   v["creation_date"] = reducers::TimeRfc3339(tag.registered.time_ns);
+  v["created_ns"] = tag.registered.time_ns;  // Exact, for a controller that follows (mirrors).
   v["manifest"] = tag.digest;
   Json images = Json::array();
   auto m = t.manifests.find(tag.digest);

@@ -4,14 +4,17 @@
 // Registry listener:
 //   GET    /registry/vm              [{"<id>":"<name>"}, ...] (v1: one-key maps)
 //   GET    /registry/vm?id=          {id, name, versions:[{number, tag, description,
-//                                    creation_date, manifest, config_file, images, size}]}
+//                                    creation_date, created_ns, manifest, config_file, images,
+//                                    size}]}
 //   GET    /registry/v2/vm[?id=]     [{id, name, size, tags, latest_tag, last_modified}]
 //   DELETE /registry/vm?id=          the template and all its tags
 //   DELETE /registry/revert?id=[&tag=|&version=|&number=]  that tag (default: the newest) and
 //                                    every later one
 //   GET    /registry/vm/info?id=[&tag=]  the tag's VM configuration (its config blob) as JSON
 //   GET    /registry/disk            {total, free} bytes of the registry's storage
-// Controller listener (the same store when registry and controller run in one process):
+// Controller listener (the same store when registry and controller run in one process; a
+// controller that follows a separate registry forwards DELETE /api/v1/registry/vm, /revert and
+// GET /api/v1/registry/disk to it instead, routes.cc):
 //   DELETE /api/v1/registry/vm?id=, DELETE /api/v1/registry/revert, GET /api/v1/registry/disk
 //   POST   /api/v1/registry/vm/distribute {template_id|id, tag, node_ids}  {request_id}
 //   GET    /api/v1/registry/vm/distribute[?id=]   requests with per-node status and progress

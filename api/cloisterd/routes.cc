@@ -185,7 +185,8 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
     get ? GetConfig(std::move(respond)) : PutConfig(request, std::move(respond));
     return;
   }
-  if (registry_api_.Handle(request, respond) || controller_.Handle(request, respond) ||
+  if (ForwardToRegistry(request, respond) || registry_api_.Handle(request, respond) ||
+      controller_.Handle(request, respond) ||
       node_api_.Handle(request, respond) ||
       auth_api_.Handle(request, respond) || permissions_api_.Handle(request, respond) ||
       policy_api_.Handle(request, respond)) {
@@ -315,6 +316,47 @@ void Routes::Status(Respond respond) {
   status_cache_ = {engine_->views().seq, body.dump()};
   status_registry_ = registry;
   respond(OkResponse(status_cache_.json));
+}
+
+bool Routes::ForwardToRegistry(const api::Request& request, Respond& respond) {
+  if (registry_probe_ == nullptr) {
+    return false;
+  }
+  const std::string& p = request.path;
+  const bool remove = request.method == "DELETE" &&
+                      (p == "/api/v1/registry/vm" || p == "/api/v1/registry/revert");
+  const bool disk =
+      (request.method == "GET" || request.method == "HEAD") && p == "/api/v1/registry/disk";
+  if (!remove && !disk) {
+    return false;
+  }
+  constexpr long kForwardTimeoutMs = 30'000;
+  const std::string method = remove ? "DELETE" : "GET";
+  std::string target = p.substr(std::string_view("/api/v1").size());  // "/registry/...".
+  if (!request.query.empty()) {
+    target += "?" + request.query;
+  }
+  auto reply = std::make_shared<std::optional<Result<client::ControllerReply>>>();
+  RegistryProbe* probe = registry_probe_;
+  forward_offload_(
+      [probe, method, target, reply] {
+        reply->emplace(probe->Forward(method, target, kForwardTimeoutMs));
+      },
+      [probe, remove, reply, respond = std::move(respond)] {
+        const Result<client::ControllerReply>& answer = reply->value();
+        if (!answer.ok()) {
+          probe->ReadNow();  // registry_status follows at once.
+          respond(api::FailResponse(502, "the registry at " + probe->url() +
+                                             " did not answer: " + answer.status().message()));
+          return;
+        }
+        if (remove && answer->ok) {
+          probe->ReadNow();  // The controller's template view follows at once.
+        }
+        respond(answer->ok ? OkResponse(answer->body.dump())
+                           : api::FailResponse(answer->http_status, answer->message));
+      });
+  return true;
 }
 
 void Routes::RegistryStatus(Respond respond) {

@@ -92,8 +92,14 @@ class Routes {
     auth_.SetCertificates(ca, ingress, &engine_->views());
   }
 
-  // The state of a separate registry, for /api/v1/status (nullptr: none is probed).
-  void SetRegistryProbe(const RegistryProbe* probe) { registry_probe_ = probe; }
+  // A separate registry this controller follows (--role controller with ANKA_ANKA_REGISTRY):
+  // its state for /api/v1/status, and the registry that DELETE /api/v1/registry/vm, DELETE
+  // /api/v1/registry/revert and GET /api/v1/registry/disk are forwarded to (on offload's
+  // threads) once the caller is authorized here. nullptr: none is probed.
+  void SetRegistryProbe(RegistryProbe* probe, OciApi::Offload offload) {
+    registry_probe_ = probe;
+    forward_offload_ = std::move(offload);
+  }
 
   // While draining for shutdown /readyz answers 503 so load balancers stop sending.
   void SetDraining() {
@@ -129,6 +135,9 @@ class Routes {
   // else this process's own registry listener.
   std::string RegistryAddress() const;
   void RegistryStatus(Respond respond);
+  // With a followed registry: answers a request that acts on the registry's storage by asking
+  // the registry (see SetRegistryProbe); false leaves respond untouched.
+  bool ForwardToRegistry(const api::Request& request, Respond& respond);
   void GetConfig(Respond respond);
   void PutConfig(const api::Request& request, Respond respond);
   // Authenticates request; false once it has answered it (401 or 429).
@@ -153,7 +162,8 @@ class Routes {
   engine::Clock* clock_;
   Tap* tap_;
   const CertificateAuthority* ca_ = nullptr;
-  const RegistryProbe* registry_probe_ = nullptr;
+  RegistryProbe* registry_probe_ = nullptr;
+  OciApi::Offload forward_offload_;
   Authenticator auth_;
   FailureLimiter failures_;
   engine::Principal principal_ = engine::Principal::Anonymous();  // Of the request in Handle.

@@ -162,6 +162,10 @@ class Service {
   // Every second: routes' timers, and ANKA_CRL reloaded if the file changed.
   void Tick();
   void CheckCrl();
+  // On the loop: records the differences between a followed registry's catalogue and the
+  // template view. One mirror command at a time; a catalogue that arrives meanwhile waits, and
+  // a newer one replaces it.
+  void Mirror(engine::MirrorRegistryTemplates catalogue);
   void RecordCrlLoaded(const CrlInfo& info);
   void BeginShutdown(int signal);
   void OnServerStopped();
@@ -183,6 +187,9 @@ class Service {
   std::unique_ptr<TrustedProxies> proxies_;   // ANKA_ENABLE_INGRESS_NGINX.
   std::unique_ptr<RegistryProbe> registry_probe_;  // --role controller with a registry URL.
   std::string crl_stamp_;                     // ANKA_CRL's identity when last read.
+  bool mirror_in_flight_ = false;
+  std::optional<engine::MirrorRegistryTemplates> mirror_waiting_;
+  std::string mirror_failure_;  // The last mirror rejection logged (logged once each).
   bool crl_expired_logged_ = false;
   std::unique_ptr<registry::BlobStore> blobs_;  // The registry listener's storage.
   std::unique_ptr<Routes> routes_;
@@ -242,6 +249,7 @@ Status Service::Prepare(Listeners* listeners) {
     probe.credentials.api_key_string = options_.api_key_string;
     probe.credentials.api_key_file = options_.api_key_file;
     probe.skip_tls_verification = options_.skip_tls_verification;
+    probe.interval = std::chrono::milliseconds(options_.registry_interval_ms);
     Result<std::unique_ptr<RegistryProbe>> started = RegistryProbe::Start(std::move(probe));
     if (!started.ok()) {
       return started.status();
@@ -357,7 +365,17 @@ Status Service::StartServers(const Listeners& listeners) {
     tap_ = std::move(tap.value());
   }
   routes_ = std::make_unique<Routes>(options_, engine_.get(), &clock_, root_digest_, tap_.get());
-  routes_->SetRegistryProbe(registry_probe_.get());
+  if (registry_probe_ != nullptr) {
+    routes_->SetRegistryProbe(registry_probe_.get(), [this](std::function<void()> work,
+                                                            std::function<void()> after) {
+      Offload(&loop_, std::move(work), std::move(after));
+    });
+    // No storage here: the template view follows the registry's catalogue.
+    registry_probe_->Follow([poster = loop_poster_.get(), this](
+                                engine::MirrorRegistryTemplates catalogue) {
+      poster->Post([this, catalogue = std::move(catalogue)] { Mirror(catalogue); });
+    });
+  }
   if (options_.role != Role::kController) {
     Result<std::unique_ptr<registry::BlobStore>> blobs =
         registry::BlobStore::Open(options_.data_dir + "/registry");
@@ -453,6 +471,32 @@ void Service::CheckCrl() {
   }
 }
 
+void Service::Mirror(engine::MirrorRegistryTemplates catalogue) {
+  if (shutting_down_) {
+    return;
+  }
+  if (mirror_in_flight_) {
+    mirror_waiting_ = std::move(catalogue);
+    return;
+  }
+  mirror_in_flight_ = true;
+  engine_->Submit(engine::Principal::System(), std::move(catalogue), "registry-mirror",
+                  [this](engine::Reply reply) {
+                    mirror_in_flight_ = false;
+                    if (!reply.ok() && reply.message != mirror_failure_) {
+                      mirror_failure_ = reply.message;
+                      LogWarn("registry catalogue not recorded", {Field("reason", reply.message)});
+                    } else if (reply.ok()) {
+                      mirror_failure_.clear();
+                    }
+                    if (mirror_waiting_.has_value()) {
+                      engine::MirrorRegistryTemplates next = std::move(*mirror_waiting_);
+                      mirror_waiting_.reset();
+                      Mirror(std::move(next));
+                    }
+                  });
+}
+
 void Service::RecordCrlLoaded(const CrlInfo& info) {
   engine::RecordCrlLoaded command;
   std::copy(info.sha256.begin(), info.sha256.end(), command.crl_sha256.begin());
@@ -485,6 +529,9 @@ void Service::BeginShutdown(int signal) {
   shutting_down_ = true;
   LogInfo("shutting down", {Field("signal", std::string(strsignal(signal)))});
   routes_->SetDraining();
+  if (registry_probe_ != nullptr) {
+    registry_probe_->Follow(nullptr);
+  }
   uv_timer_stop(&scheduler_timer_);
   uv_signal_stop(&sigterm_);
   uv_signal_stop(&sigint_);
