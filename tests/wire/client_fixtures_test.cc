@@ -104,7 +104,7 @@ std::vector<std::string> FixturePaths() {
 struct Setup : TestDaemon {
   std::vector<std::pair<std::string, std::string>> vars;
 
-  Setup() : TestDaemon({{"macos-15", "v1"}}) {
+  Setup() : TestDaemon(std::vector<std::array<std::string, 2>>{{"macos-15", "v1"}}) {
     const std::string template_id = TemplateId("macos-15");
     const std::string group =
         RequireOk(Call(api, "POST", "/api/v1/group", R"({"name":"ci"})"))["id"];
