@@ -221,12 +221,16 @@ std::set<std::string> NodesOf(const std::map<std::string, std::string>& placed) 
   return nodes;
 }
 
+// Whether an AccessDenied event names actor, permission and resource. A 403 is answered at once,
+// before its event is durable, so the log is read again (bounded: 10 s) until it shows one.
 bool Denied(Fleet& fleet, const std::string& actor, const std::string& permission,
             const std::string& resource) {
-  for (const auto& [a, p, r] : fleet.Denials()) {
-    if (a == actor && p == permission && r == resource) return true;
-  }
-  return false;
+  return WaitFor(10000, [&] {
+    for (const auto& [a, p, r] : fleet.Denials()) {
+      if (a == actor && p == permission && r == resource) return true;
+    }
+    return false;
+  });
 }
 
 TEST_CASE("seed 002 scenario 1: team-specific nodes") {
