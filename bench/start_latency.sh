@@ -27,7 +27,8 @@
 #
 # Usage (from the repository):  bench/start_latency.sh [--help]
 # Builds //api/cloisterd:cloisterd, //node:cloister-node and //tools:cloister with -c opt in a
-# separate output base (see --help) unless --bin DIR is given. Needs bash >= 5, curl, awk, sort.
+# separate output base (see --help) unless --bin DIR is given. Needs bash >= 5, curl, awk, sort,
+# sha256sum.
 # Every process it starts is stopped on exit (trap), and its temp dir is removed.
 set -Eeuo pipefail
 export LC_ALL=C  # Byte lengths for Content-Length and read -N; "." decimals in awk/printf.
@@ -211,17 +212,42 @@ http() {
 }
 http_open
 
-# The template the instances name. Builds that check vmid against the registry's templates get
-# one registered (POST /api/v1/admin/template answers the template, whose id is the vmid);
-# builds without that endpoint accept any vmid.
-VMID=bench-template
-if http POST /api/v1/admin/template '{"name":"bench-template","tag":"bench"}' &&
-   [[ $HTTP_BODY == *'"status":"OK"'* && $HTTP_BODY =~ \"id\":\"([^\"]+)\" ]]; then
-  VMID=${BASH_REMATCH[1]}
-  log "registered template bench-template: vmid $VMID"
-else
-  log "no template registration (HTTP ${HTTP_CODE:-?}): vmid $VMID as it is"
-fi
+# The template the instances name, made as clients make templates: a one-layer OCI image pushed
+# to the registry listener (each blob by POST /v2/<name>/blobs/uploads/ and PUT <Location>?digest=,
+# then the manifest by PUT /v2/<name>/manifests/bench). The registry gives the template a fresh
+# id, the vmid; each agent pulls the (tiny) image once, before its first clone.
+REGISTRY_URL=http://127.0.0.1:$(sed -n 's/^registry=//p' "$WORK/cloisterd/ready")
+push_blob() {  # push_blob FILE: one blob of the image, uploaded monolithically.
+  local digest location sep='?'
+  digest=sha256:$(sha256sum "$1" | cut -d' ' -f1)
+  location=$(curl -sf --max-time 10 -X POST -D - -o /dev/null \
+    "$REGISTRY_URL/v2/bench-template/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+  [[ -n $location ]] || return 1
+  [[ $location == *\?* ]] && sep='&'
+  curl -sf --max-time 30 -X PUT -H 'Content-Type: application/octet-stream' \
+    --data-binary "@$1" -o /dev/null "$REGISTRY_URL$location${sep}digest=$digest"
+}
+printf '{"architecture":"arm64","os":"darwin"}' >"$WORK/image-config.json"
+printf 'bench template disk' >"$WORK/image-layer"
+push_blob "$WORK/image-config.json" || die "pushing the template's config blob to $REGISTRY_URL"
+push_blob "$WORK/image-layer" || die "pushing the template's layer blob to $REGISTRY_URL"
+blob_json() {  # blob_json MEDIA_TYPE FILE: a manifest's descriptor of FILE.
+  printf '{"mediaType":"%s","digest":"sha256:%s","size":%s}' "$1" \
+    "$(sha256sum "$2" | cut -d' ' -f1)" "$(stat -c %s "$2")"
+}
+printf '{"schemaVersion":2,"mediaType":"%s","config":%s,"layers":[%s]}' \
+  application/vnd.oci.image.manifest.v1+json \
+  "$(blob_json application/vnd.oci.image.config.v1+json "$WORK/image-config.json")" \
+  "$(blob_json application/vnd.oci.image.layer.v1.tar "$WORK/image-layer")" \
+  >"$WORK/image-manifest.json"
+curl -sf --max-time 10 -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+  --data-binary "@$WORK/image-manifest.json" -o /dev/null \
+  "$REGISTRY_URL/v2/bench-template/manifests/bench" || die "pushing the template's manifest"
+TEMPLATE=$(curl -sf --max-time 10 "$REGISTRY_URL/registry/vm?id=bench-template") ||
+  die "GET /registry/vm?id=bench-template"
+[[ $TEMPLATE =~ \"id\":\"([^\"]+)\" ]] || die "no template id in $TEMPLATE"
+VMID=${BASH_REMATCH[1]}
+log "pushed template bench-template:bench to $REGISTRY_URL: vmid $VMID"
 
 # wait_state ID STATE TIMEOUT_MS: polls GET /api/v1/vm?id= until the instance is in STATE.
 wait_state() {

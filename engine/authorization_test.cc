@@ -243,7 +243,14 @@ TEST_CASE("resource permissions: known resources and permissions; empty removes"
   REQUIRE(h.Run(JoinNode{"node-1", "mac-1", "10.0.0.2", 8, 16384, 8, 8192, 2, "", "arm64", "sim",
                          {}})
               .ok());
-  REQUIRE(h.Run(RegisterTemplateTag{"tmpl-1", "macos-15", "v1", ""}).ok());
+  PushManifest push;
+  push.repository = "macos-15";
+  push.digest = "sha256:" + std::string(64, 'a');
+  push.media_type = "application/vnd.oci.image.manifest.v1+json";
+  push.tag = "v1";
+  Reply pushed = h.Run(push);
+  REQUIRE(pushed.ok());
+  const std::string tmpl = pushed.ids.at(0);
   REQUIRE(h.Run(CreatePermissionGroup{"controller", "ios", "", {"start_vm"}}).ok());
 
   REQUIRE(h.Run(SetResourcePermissions{"node", "node-1", "ios", {"create_instance", "list"}}).ok());
@@ -251,7 +258,7 @@ TEST_CASE("resource permissions: known resources and permissions; empty removes"
         std::set<std::string>{"create_instance", "list"});
   // A template by name is recorded by id.
   REQUIRE(h.Run(SetResourcePermissions{"template", "macos-15", "ios", {"pull"}}).ok());
-  CHECK(h.views().resource_permissions.grants.contains("template/tmpl-1/ios"));
+  CHECK(h.views().resource_permissions.grants.contains("template/" + tmpl + "/ios"));
 
   CHECK(h.Run(SetResourcePermissions{"node", "node-9", "ios", {"list"}}).rejection ==
         Rejection::kNotFound);
@@ -276,7 +283,7 @@ TEST_CASE("resource permissions: known resources and permissions; empty removes"
   REQUIRE(h.Run(SetResourcePermissions{"node", "node-1", "ios", {"list"}}).ok());
   REQUIRE(h.Run(DeletePermissionGroup{"controller", "ios"}).ok());
   CHECK_FALSE(h.views().resource_permissions.grants.contains("node/node-1/ios"));
-  CHECK(h.views().resource_permissions.grants.contains("template/tmpl-1/ios"));
+  CHECK(h.views().resource_permissions.grants.contains("template/" + tmpl + "/ios"));
 }
 
 TEST_CASE("an access denial is recorded with the denied principal as the actor") {

@@ -171,16 +171,6 @@ struct RequestNodeUpdate {
   std::string reason;
 };
 
-// Operator: a template tag becomes known (the registry issue records these when images are
-// pushed). An empty template_id with a name not yet known creates a template (its id assigned);
-// a name that is known adds the tag to that template.
-struct RegisterTemplateTag {
-  std::string template_id;
-  std::string name;
-  std::string tag;
-  std::string description;
-};
-
 // A blob or manifest a pushed manifest refers to.
 struct ManifestReference {
   std::string digest;
@@ -427,8 +417,8 @@ struct ChangePolicyAttachment {
 using Command = std::variant<SetConfig, CreateNodeGroup, UpdateNodeGroup, DeleteNodeGroup, JoinNode,
                              RemoveNode, RequestVm, ChangeVmState, TerminateVm, UpdateNodeStatus,
                              ScheduleVms, ChangeGroupMembership, UpdateVm, RestartVm,
-                             ConfigureNode, RequestNodeUpdate, RegisterTemplateTag,
-                             RequestSaveImage, FinishSaveImage, RecordAuthFailure, CreateApiKey,
+                             ConfigureNode, RequestNodeUpdate, RequestSaveImage,
+                             FinishSaveImage, RecordAuthFailure, CreateApiKey,
                              UpdateApiKey, DeleteApiKey, OpenSession, RevokeSession, RevokeKey,
                              RevokeCertificate, RecordCrlLoaded, CreatePermissionGroup,
                              UpdatePermissionGroup, DeletePermissionGroup, SetResourcePermissions,

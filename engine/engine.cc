@@ -73,7 +73,6 @@ std::vector<std::string> ConflictKeys(const Command& command) {
     std::vector<std::string> operator()(const RequestNodeUpdate&) const { return {}; }
     // Template writes are rare: one key serialises them all (names, tags and versions are
     // checked against each other). Templates only grow, so VM requests need not wait for them.
-    std::vector<std::string> operator()(const RegisterTemplateTag&) const { return {"templates"}; }
     std::vector<std::string> operator()(const RequestSaveImage& c) const {
       return {"vm/" + c.instance_id, "templates"};
     }
@@ -207,7 +206,7 @@ const char* CommandName(const Command& command) {
       "set_config",  "create_node_group", "update_node_group", "delete_node_group", "join_node",
       "remove_node", "request_vm",        "change_vm_state",   "terminate_vm",      "update_node_status",
       "schedule_vms", "change_group_membership", "update_vm", "restart_vm", "configure_node",
-      "request_node_update", "register_template_tag", "request_save_image", "finish_save_image",
+      "request_node_update", "request_save_image", "finish_save_image",
       "record_auth_failure", "create_api_key", "update_api_key", "delete_api_key", "open_session",
       "revoke_session", "revoke_key", "revoke_certificate", "record_crl_loaded",
       "create_permission_group", "update_permission_group", "delete_permission_group",

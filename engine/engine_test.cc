@@ -180,6 +180,20 @@ TEST_CASE("a failed append answers with its status and leaves the views as the l
   CHECK(h.engine->stats().commands_failed == 1);
 }
 
+std::string Digest(char c) { return "sha256:" + std::string(64, c); }
+
+PushManifest Push(std::string repository, char digest, std::string tag,
+                  std::vector<ManifestReference> refs = {}) {
+  PushManifest push;
+  push.repository = std::move(repository);
+  push.digest = Digest(digest);
+  push.media_type = "application/vnd.oci.image.manifest.v1+json";
+  push.size = 100;
+  push.references = std::move(refs);
+  push.tag = std::move(tag);
+  return push;
+}
+
 TEST_CASE("restart rebuilds the same views, from a snapshot or from the log alone") {
   testing::TempDir dir;
   std::string before;
@@ -191,9 +205,10 @@ TEST_CASE("restart rebuilds the same views, from a snapshot or from the log alon
     REQUIRE(h.Run(JoinNode{"", "mac-1", "10.0.0.2", 8, 16384, 8, 8192, 2, "", "arm64", "sim",
                            {group.ids[0]}})
                 .ok());
-    REQUIRE(h.Run(RegisterTemplateTag{"tmpl", "macos-15", "v1", ""}).ok());
+    Reply pushed = h.Run(Push("macos-15", 'a', "v1"));
+    REQUIRE(pushed.ok());
     RequestVm request;
-    request.vmid = "tmpl";
+    request.vmid = pushed.ids.at(0);
     request.group_id = group.ids[0];
     request.count = 2;
     Reply vm = h.Run(request);
@@ -285,20 +300,6 @@ TEST_CASE("VM state machine allows exactly the Anka transitions") {
   CHECK(!VmTransitionAllowed(S::Scheduling, S::Stopped));
   CHECK(!VmTransitionAllowed(S::Terminating, S::Started));
   CHECK(!VmTransitionAllowed(S::Stopped, S::Stopping));
-}
-
-std::string Digest(char c) { return "sha256:" + std::string(64, c); }
-
-PushManifest Push(std::string repository, char digest, std::string tag,
-                  std::vector<ManifestReference> refs = {}) {
-  PushManifest push;
-  push.repository = std::move(repository);
-  push.digest = Digest(digest);
-  push.media_type = "application/vnd.oci.image.manifest.v1+json";
-  push.size = 100;
-  push.references = std::move(refs);
-  push.tag = std::move(tag);
-  return push;
 }
 
 TEST_CASE("registry: pushes number tags, tags are immutable, reverts cut the tail") {

@@ -87,7 +87,6 @@ class Validation {
   bool ValidateCommand(const RestartVm& c);
   bool ValidateCommand(const ConfigureNode& c);
   bool ValidateCommand(const RequestNodeUpdate& c);
-  bool ValidateCommand(const RegisterTemplateTag& c);
   bool ValidateCommand(const RequestSaveImage& c);
   bool ValidateCommand(const FinishSaveImage& c);
   bool ValidateCommand(const RecordAuthFailure& c);
@@ -708,50 +707,6 @@ bool Validation::ValidateCommand(const RequestNodeUpdate& c) {
   }
   log::DraftBuilder builder;
   Emit(fb::CreateNodeAgentsUpdateRequestedDirect(builder.fbb(), c.reason.c_str()), &builder);
-  return true;
-}
-
-bool Validation::ValidateCommand(const RegisterTemplateTag& c) {
-  if (!CheckText("id", c.template_id, kIdBytesMax, false) ||
-      !CheckText("name", c.name, kNameBytesMax, false) ||
-      !CheckText("tag", c.tag, kNameBytesMax, true) ||
-      !CheckText("description", c.description, kDescriptionBytesMax, false)) {
-    return false;
-  }
-  std::string id = c.template_id;
-  const reducers::Template* existing = nullptr;
-  if (!id.empty()) {
-    auto it = views_.templates.templates.find(id);
-    existing = it == views_.templates.templates.end() ? nullptr : &it->second;
-  } else if (c.name.empty()) {
-    return Reject(Rejection::kInvalidArgument, "id or name is required");
-  } else {
-    existing = TemplateNamed(c.name);
-    id = existing != nullptr ? existing->template_id : rng_->NewUuid();
-  }
-  if (existing == nullptr && c.name.empty()) {
-    return Reject(Rejection::kInvalidArgument, "name is required for a new template");
-  }
-  if (!c.name.empty() && (existing == nullptr || existing->name != c.name)) {
-    const reducers::Template* named = TemplateNamed(c.name);
-    if (named != nullptr && named->template_id != id) {
-      return Reject(Rejection::kNameTaken, "a template named " + c.name + " exists");
-    }
-  }
-  int32_t version = 0;
-  if (existing != nullptr) {
-    version = static_cast<int32_t>(existing->tags.size());
-    for (const reducers::TemplateTag& tag : existing->tags) {
-      if (tag.tag == c.tag) {
-        version = tag.version;
-      }
-    }
-  }
-  log::DraftBuilder builder;
-  Emit(fb::CreateTemplateTagRegisteredDirect(builder.fbb(), id.c_str(), c.name.c_str(),
-                                             c.tag.c_str(), version, c.description.c_str()),
-       &builder);
-  ids_.push_back(id);
   return true;
 }
 

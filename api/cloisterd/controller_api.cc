@@ -341,7 +341,6 @@ bool ControllerApi::Handle(const api::Request& request, Respond& respond) {
           {"/api/v1/node/update", &ControllerApi::NodeUpdate},
           {"/api/v1/image", &ControllerApi::Images},
           {"/api/v1/registry/vm", &ControllerApi::Templates},
-          {"/api/v1/admin/template", &ControllerApi::RegisterTemplate},
       };
   for (const auto& [path, handle] : kRoutes) {
     if (request.path == path) {
@@ -825,28 +824,6 @@ void ControllerApi::Templates(const api::Request& request, Respond respond) {
             respond, [this](const std::string& id) {
               return Visible("template", id, "list");
             });
-}
-
-void ControllerApi::RegisterTemplate(const api::Request& request, Respond respond) {
-  std::optional<nlohmann::json> body = WriteBody(request, "POST", respond);
-  if (!body) {
-    return;
-  }
-  Fields fields(*body);
-  engine::RegisterTemplateTag reg;
-  if (!fields.String("id", &reg.template_id) || !fields.String("name", &reg.name) ||
-      !fields.String("tag", &reg.tag) || !fields.String("description", &reg.description)) {
-    respond(api::FailResponse(400, fields.error()));
-    return;
-  }
-  Submit(request, std::move(reg), true,
-         [this](const engine::Reply& reply) {
-           const auto& templates = engine_->views().templates.templates;
-           auto found = templates.find(reply.ids.at(0));
-           return found == templates.end() ? std::string("null")
-                                           : TemplateVersionsJson(found->second).dump();
-         },
-         std::move(respond));
 }
 
 }  // namespace cloister::cloisterd

@@ -17,8 +17,7 @@
 //                        needs an approval signed by a policy administrator) · GET [?id=]
 //                        with status pending, done or error
 //   /api/v1/registry/vm  GET [?id=]: the templates the controller knows, and one's versions
-//   /api/v1/admin/template  POST {id | name, tag, description}: register a template tag (until
-//                        the registry records pushes; answers the template with its versions)
+//                        (templates are made by pushes to the registry listener, oci_api.h)
 //
 // Shapes follow what Anka's clients read (docs/api.md): lists are arrays, GET /api/v1/vm?id=
 // answers the instance object itself while the list wraps each in {instance_id, vm}, GET
@@ -99,7 +98,6 @@ class ControllerApi {
   void NodeUpdate(const api::Request& request, Respond respond);
   void Images(const api::Request& request, Respond respond);
   void Templates(const api::Request& request, Respond respond);
-  void RegisterTemplate(const api::Request& request, Respond respond);
 
   // Submits command; on success answers OK with body(reply) (evaluated after the events are
   // applied) and, if reschedule, asks for a scheduler pass.

@@ -69,7 +69,6 @@ constexpr RouteEntry kTable[] = {
     Needs(kC, "GET", "/api/v1/registry/vm/distribute", kCtl, "registry_distribute_status"),
     Needs(kC, "DELETE", "/api/v1/registry/vm/distribute", kCtl, "registry_distribute"),
     Needs(kC, "DELETE", "/api/v1/registry/vm/remove", kCtl, "registry_distribute"),
-    Root(kC, "POST", "/api/v1/admin/template"),
     Root(kC, "GET", "/api/v1/apikey"),
     Root(kC, "POST", "/api/v1/apikey"),
     Root(kC, "PUT", "/api/v1/apikey"),

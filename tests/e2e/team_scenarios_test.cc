@@ -70,7 +70,10 @@ class Fleet {
 
   const WireTarget& api() const { return api_; }
 
-  void Template(const std::string& id) { RegisterTemplate(api_, id, id, "v1", Root()); }
+  // A template pushed to the registry by root as name:v1; its id.
+  std::string Template(const std::string& name) {
+    return PushTemplate(daemon_->registry(), name, "v1", Root());
+  }
 
   // A controller permission group with these permissions (none for a team group).
   void Group(const std::string& name, const std::vector<std::string>& permissions) {
@@ -135,16 +138,17 @@ class Fleet {
 
   // Scenarios 1 and 3: template "macos"; groups team1..3, each may list and pull it; for each
   // team a node key "teamN-nodes" (groups node, teamN) and a service user "teamN-su" (groups
-  // service-user, teamN).
-  void TeamsWithOwnNodes() {
-    Template("macos");
+  // service-user, teamN). Returns the template's id.
+  std::string TeamsWithOwnNodes() {
+    const std::string macos = Template("macos");
     for (int team = 1; team <= 3; team++) {
       const std::string t = "team" + std::to_string(team);
       Group(t, {});
-      Grant(t, "template", "macos", {"list", "pull"});
+      Grant(t, "template", macos, {"list", "pull"});
       Key(t + "-nodes", {"node", t});
       Key(t + "-su", {"service-user", t});
     }
+    return macos;
   }
 
   // POST /api/v1/vm as a credential: the response.
@@ -217,17 +221,21 @@ std::set<std::string> NodesOf(const std::map<std::string, std::string>& placed) 
   return nodes;
 }
 
+// Whether an AccessDenied event names actor, permission and resource. A 403 is answered at once,
+// before its event is durable, so the log is read again (bounded: 10 s) until it shows one.
 bool Denied(Fleet& fleet, const std::string& actor, const std::string& permission,
             const std::string& resource) {
-  for (const auto& [a, p, r] : fleet.Denials()) {
-    if (a == actor && p == permission && r == resource) return true;
-  }
-  return false;
+  return WaitFor(10000, [&] {
+    for (const auto& [a, p, r] : fleet.Denials()) {
+      if (a == actor && p == permission && r == resource) return true;
+    }
+    return false;
+  });
 }
 
 TEST_CASE("seed 002 scenario 1: team-specific nodes") {
   Fleet fleet;
-  fleet.TeamsWithOwnNodes();
+  const std::string macos = fleet.TeamsWithOwnNodes();
   std::map<int, std::string> node_of;
   for (int team = 1; team <= 3; team++) {
     const std::string t = "team" + std::to_string(team);
@@ -239,8 +247,8 @@ TEST_CASE("seed 002 scenario 1: team-specific nodes") {
   const std::string su2 = fleet.Session("team2-su");
 
   // Each team's instances land on its node only.
-  const auto placed1 = fleet.WaitStarted(fleet.StartOk(su1, "macos", "team1", 3));
-  const auto placed2 = fleet.WaitStarted(fleet.StartOk(su2, "macos", "team2", 2));
+  const auto placed1 = fleet.WaitStarted(fleet.StartOk(su1, macos, "team1", 3));
+  const auto placed2 = fleet.WaitStarted(fleet.StartOk(su2, macos, "team2", 2));
   CHECK(NodesOf(placed1) == std::set<std::string>{node_of[1]});
   CHECK(NodesOf(placed2) == std::set<std::string>{node_of[2]});
   for (const auto& [id, vm] : fleet.Instances()) {
@@ -248,10 +256,10 @@ TEST_CASE("seed 002 scenario 1: team-specific nodes") {
   }
 
   // What team1's service user may not do.
-  CHECK(RequireFail(fleet.Start(su1, "macos", "team2", 1), 403) ==
+  CHECK(RequireFail(fleet.Start(su1, macos, "team2", 1), 403) ==
         "permission denied: team1-su is not in group team2");
-  CHECK(RequireFail(fleet.Start(su1, "macos", "", 1), 400).find("group_id is required") == 0);
-  RequireFail(fleet.Start(su1, "macos", "team1", 1, R"("node_id":")" + node_of[2] + "\""), 403);
+  CHECK(RequireFail(fleet.Start(su1, macos, "", 1), 400).find("group_id is required") == 0);
+  RequireFail(fleet.Start(su1, macos, "team1", 1, R"("node_id":")" + node_of[2] + "\""), 403);
   RequireFail(Call(fleet.api(), "DELETE", "/api/v1/node", R"({"node_id":")" + node_of[1] + "\"}",
                    su1),
               403);  // service-user has no delete_node.
@@ -266,7 +274,8 @@ TEST_CASE("seed 002 scenario 1: team-specific nodes") {
 
   // Save image targets only instances of one's own groups.
   const std::string team1_vm = placed1.begin()->first;
-  const std::string image = R"({"id":")" + team1_vm + R"(","tag":"v2","target_vm_id":"macos"})";
+  const std::string image =
+      R"({"id":")" + team1_vm + R"(","tag":"v2","target_vm_id":")" + macos + R"("})";
   CHECK(RequireFail(Call(fleet.api(), "POST", "/api/v1/image", image, su2), 403) ==
         "permission denied: save image targets only instances of your groups, and " + team1_vm +
             " was started for group team1");
@@ -274,7 +283,7 @@ TEST_CASE("seed 002 scenario 1: team-specific nodes") {
 
   // A node's credential runs the node, nothing else: it may not start instances.
   const std::string node_key = fleet.Session("team1-nodes");
-  CHECK(RequireFail(fleet.Start(node_key, "macos", "team1", 1), 403).find("start_vm") !=
+  CHECK(RequireFail(fleet.Start(node_key, macos, "team1", 1), 403).find("start_vm") !=
         std::string::npos);
 
   // Every refusal is an AccessDenied event naming who and what.
@@ -287,9 +296,12 @@ TEST_CASE("seed 002 scenario 1: team-specific nodes") {
 
 TEST_CASE("seed 002 scenario 2: shared nodes, teams limited by template resources") {
   Fleet fleet;
-  for (const char* t : {"tmpl-a", "tmpl-b", "tmpl-c", "tmpl-x"}) fleet.Template(t);
+  const std::string a = fleet.Template("tmpl-a");
+  const std::string b = fleet.Template("tmpl-b");
+  const std::string c = fleet.Template("tmpl-c");
+  const std::string x = fleet.Template("tmpl-x");
   const std::map<std::string, std::string> template_of = {
-      {"team1", "tmpl-a"}, {"team2", "tmpl-b"}, {"team3", "tmpl-c"}, {"team4", "tmpl-x"}};
+      {"team1", a}, {"team2", b}, {"team3", c}, {"team4", x}};
   for (const auto& [team, tmpl] : template_of) {
     fleet.Group(team, {});
     fleet.Grant(team, "template", tmpl, {"list", "pull"});
@@ -305,37 +317,37 @@ TEST_CASE("seed 002 scenario 2: shared nodes, teams limited by template resource
   const std::string su2 = fleet.Session("team2-su");
 
   // Teams share every node: six instances spread over more than one.
-  const auto placed1 = fleet.WaitStarted(fleet.StartOk(su1, "tmpl-a", "team1", 6));
+  const auto placed1 = fleet.WaitStarted(fleet.StartOk(su1, a, "team1", 6));
   CHECK(NodesOf(placed1).size() == 3);
-  const auto placed2 = fleet.WaitStarted(fleet.StartOk(su2, "tmpl-b", "team2", 2));
+  const auto placed2 = fleet.WaitStarted(fleet.StartOk(su2, b, "team2", 2));
   for (const std::string& node : NodesOf(placed2)) CHECK(all_nodes.contains(node));
 
   // Only their own templates: start and list.
-  CHECK(RequireFail(fleet.Start(su1, "tmpl-b", "team1", 1), 403) ==
-        "permission denied: group team1 has no template permission pull on tmpl-b");
+  CHECK(RequireFail(fleet.Start(su1, b, "team1", 1), 403) ==
+        "permission denied: group team1 has no template permission pull on " + b);
   const Json templates = RequireOk(Call(fleet.api(), "GET", "/api/v1/registry/vm", "", su1));
   REQUIRE(templates.size() == 1);
-  CHECK(templates[0]["id"] == "tmpl-a");
-  CHECK(Denied(fleet, "team1-su", "pull", "tmpl-b"));
+  CHECK(templates[0]["id"] == a);
+  CHECK(Denied(fleet, "team1-su", "pull", b));
 
   // team4 may use every node and its template, but the nodes' credential may not pull that
   // template: its instance waits ...
   for (const std::string& node : all_nodes) fleet.Grant("team4", "node", node, {"create_instance"});
   const std::string su4 = fleet.Session("team4-su");
-  const std::vector<std::string> waiting = fleet.StartOk(su4, "tmpl-x", "team4", 1);
+  const std::vector<std::string> waiting = fleet.StartOk(su4, x, "team4", 1);
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // Two scheduler ticks.
   auto vm = fleet.Instances().at(waiting[0]);
   CHECK(vm["instance_state"] == "Scheduling");
   CHECK_FALSE(vm.contains("node_id"));
   // ... until the node group is granted pull on it.
-  fleet.Grant("node", "template", "tmpl-x", {"pull"});
+  fleet.Grant("node", "template", x, {"pull"});
   const auto placed4 = fleet.WaitStarted(waiting);
   CHECK(all_nodes.contains(placed4.at(waiting[0])));
 }
 
 TEST_CASE("seed 002 scenario 3: team nodes plus a dynamic node whose groups change") {
   Fleet fleet;
-  fleet.TeamsWithOwnNodes();
+  const std::string macos = fleet.TeamsWithOwnNodes();
   std::map<int, std::string> node_of;
   fleet.Key("dynamic-nodes", {"node"});
   for (int team = 1; team <= 3; team++) {
@@ -348,7 +360,7 @@ TEST_CASE("seed 002 scenario 3: team nodes plus a dynamic node whose groups chan
   const std::string su3 = fleet.Session("team3-su");
 
   // team3 asks for four: its node takes two, the rest wait (the dynamic node serves nobody).
-  const std::vector<std::string> burst = fleet.StartOk(su3, "macos", "team3", 4);
+  const std::vector<std::string> burst = fleet.StartOk(su3, macos, "team3", 4);
   REQUIRE(WaitFor(20000, [&] {
     size_t on_team3 = 0;
     for (const std::string& id : burst) on_team3 += fleet.Instances()[id].value("node_id", "") ==
@@ -378,15 +390,15 @@ TEST_CASE("seed 002 scenario 3: team nodes plus a dynamic node whose groups chan
   // Capacity moves to team1: its four fill its node and the dynamic node's two free places;
   // team3's next one waits.
   fleet.SetKeyGroups("dynamic-nodes", {"node", "team1"});
-  const auto placed1 = fleet.WaitStarted(fleet.StartOk(su1, "macos", "team1", 4));
+  const auto placed1 = fleet.WaitStarted(fleet.StartOk(su1, macos, "team1", 4));
   per_node.clear();
   for (const auto& [id, node] : placed1) per_node[node]++;
   CHECK(per_node == std::map<std::string, int>{{node_of[1], 2}, {dynamic, 2}});
-  const std::vector<std::string> more3 = fleet.StartOk(su3, "macos", "team3", 1);
+  const std::vector<std::string> more3 = fleet.StartOk(su3, macos, "team3", 1);
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   CHECK_FALSE(fleet.Instances()[more3[0]].contains("node_id"));
   // And team1's service user may not act for team3.
-  CHECK(RequireFail(fleet.Start(su1, "macos", "team3", 1), 403) ==
+  CHECK(RequireFail(fleet.Start(su1, macos, "team3", 1), 403) ==
         "permission denied: team1-su is not in group team3");
 }
 

@@ -69,7 +69,7 @@ TEST_CASE("20 VMs over two agents reach Started, survive an agent crash, and ter
   const WireTarget api = controller->controller();
   const std::string url = api.BaseUrl();
   RequireOk(Call(api, "PUT", "/api/v1/config", R"({"node_heartbeat_timeout":"5s"})"));
-  RegisterTemplate(api, "tmpl-1", "macos-15", "v1");
+  const std::string tmpl = PushTemplate(controller->registry(), "macos-15", "v1");
   const std::string group_a = RequireOk(Call(api, "POST", "/api/v1/group", R"({"name":"a"})"))["id"];
   const std::string group_b = RequireOk(Call(api, "POST", "/api/v1/group", R"({"name":"b"})"))["id"];
 
@@ -93,7 +93,8 @@ TEST_CASE("20 VMs over two agents reach Started, survive an agent crash, and ter
 
   // 8 urgent in group a, 8 in group b, 4 pinned to n2.
   auto request = [&](const std::string& fields) {
-    return RequireOk(Call(api, "POST", "/api/v1/vm", R"({"vmid":"tmpl-1",)" + fields + "}"));
+    return RequireOk(Call(api, "POST", "/api/v1/vm",
+                          R"({"vmid":")" + tmpl + R"(",)" + fields + "}"));
   };
   const Json in_a = request(R"("count":8,"priority":100,"group_id":")" + group_a + R"(")");
   const Json in_b = request(R"("count":8,"priority":2000,"group_id":")" + group_b + R"(")");
@@ -167,7 +168,7 @@ TEST_CASE("through a real agent: restart once, credentials reload, templates, dr
   REQUIRE(started.ok());
   std::unique_ptr<CloisterdProcess> controller = std::move(*started);
   const WireTarget api = controller->controller();
-  RegisterTemplate(api, "tmpl-1", "macos-15", "v1");
+  const std::string tmpl = PushTemplate(controller->registry(), "macos-15", "v1");
   auto agent = StartAgent({"join", api.BaseUrl(), "--name", "n1", "--max-vm-count", "4",
                            "--heartbeat", "300ms", "--data", dir.Sub("n1")},
                           dir.Sub("n1.log"));
@@ -180,7 +181,8 @@ TEST_CASE("through a real agent: restart once, credentials reload, templates, dr
     return nodes.size() == 2 && nodes["n1"]["state"] == "Active" &&
            nodes["n2"]["state"] == "Drain Mode";
   }));
-  const Json ids = RequireOk(Call(api, "POST", "/api/v1/vm", R"({"vmid":"tmpl-1","count":2})"));
+  const Json ids = RequireOk(Call(api, "POST", "/api/v1/vm",
+                                  R"({"vmid":")" + tmpl + R"(","count":2})"));
   REQUIRE(WaitFor(15000, [&] { return CountInState(Instances(api), "Started") == 2; }));
   const std::string n1 = Nodes(api)["n1"]["node_id"];
   CHECK(Nodes(api)["n1"]["agent_version"] == "0.3.0-cloister");
@@ -190,17 +192,19 @@ TEST_CASE("through a real agent: restart once, credentials reload, templates, dr
   }
   // The agent reports the templates it holds with its heartbeat.
   CHECK(WaitFor(5000, [&] {
-    return Nodes(api)["n1"]["templates"] == Json::parse(R"([{"id":"tmpl-1"}])");
+    return Nodes(api)["n1"]["templates"] == Json::array({Json{{"id", tmpl}}});
   }));
 
   // A monitored startup script's result is shown on the instance; a failing one is an Error.
   // The scripts are base64 as Anka sends them: "echo hi" and "exit 3".
   const std::string scripted = RequireOk(Call(
       api, "POST", "/api/v1/vm",
-      R"({"vmid":"tmpl-1","startup_script":"ZWNobyBoaQ==","script_monitoring":true})"))[0];
+      R"({"vmid":")" + tmpl +
+          R"(","startup_script":"ZWNobyBoaQ==","script_monitoring":true})"))[0];
   const std::string failing = RequireOk(Call(
       api, "POST", "/api/v1/vm",
-      R"({"vmid":"tmpl-1","startup_script":"ZXhpdCAz","script_monitoring":true})"))[0];
+      R"({"vmid":")" + tmpl +
+          R"(","startup_script":"ZXhpdCAz","script_monitoring":true})"))[0];
   REQUIRE(WaitFor(15000, [&] {
     auto all = Instances(api);
     return all[scripted]["instance_state"] == "Started" &&

@@ -6,6 +6,7 @@
 // the engine's live views: replay equals live state.
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <dirent.h>
 
 #include <fstream>
@@ -62,6 +63,20 @@ uint64_t Fnv1a(const std::string& text) {
     hash = (hash ^ static_cast<uint8_t>(c)) * 0x100000001b3ULL;
   }
   return hash;
+}
+
+// A manifest digest for a script's push: "sha256:" and 64 hex digits derived from seed. The
+// engine checks a digest's form only (the blobs are the registry's business), so no real
+// content is hashed.
+std::string ScriptDigest(const std::string& seed) {
+  std::string digest = "sha256:";
+  for (int part = 0; part < 4; part++) {
+    char hex[17];
+    std::snprintf(hex, sizeof(hex), "%016llx",
+                  static_cast<unsigned long long>(Fnv1a(std::to_string(part) + ":" + seed)));
+    digest += hex;
+  }
+  return digest;
 }
 
 class Script {
@@ -246,8 +261,18 @@ std::optional<Command> Script::Parse(const std::vector<std::string>& words, std:
     return config;
   }
   if (verb == "node update") return RequestNodeUpdate{get("reason")};
-  if (verb == "template add") {
-    return RegisterTemplateTag{get("id"), get("name"), get("tag"), get("description")};
+  if (verb == "template push") {
+    // A registry push of an image manifest: repo (a template's name or id), tag, description;
+    // digest= seeds the manifest's digest (default: repo:tag).
+    PushManifest push;
+    push.repository = get("repo");
+    push.tag = get("tag");
+    push.description = get("description");
+    push.digest = ScriptDigest(args.contains("digest") ? get("digest")
+                                                       : push.repository + ":" + push.tag);
+    push.media_type = "application/vnd.oci.image.manifest.v1+json";
+    push.size = 512;
+    return push;
   }
   if (verb == "image save") {
     RequestSaveImage save;

@@ -205,14 +205,15 @@ TEST_CASE("an agent joins and runs with the root token") {
   ChildProcess agent({RunfilePath("node/cloister-node"), "join", api.BaseUrl(), "--name", "n1",
                       "--heartbeat", "300ms", "--root-token", kToken, "--data", dir.Sub("n1")},
                      {}, dir.Sub("n1.log"));
-  RegisterTemplate(api, "tmpl-1", "macos-15", "v1", Basic("root", kToken));
+  const std::string template_id =
+      PushTemplate(daemon->registry(), "macos-15", "v1", Basic("root", kToken));
   const int64_t deadline = MonotonicMs() + 15000;
   bool started = false;
   std::string id;
   while (!started && MonotonicMs() < deadline) {
     Json nodes = RequireOk(Call(api, "GET", "/api/v1/node", "", Basic("root", kToken)));
     if (id.empty() && nodes.size() == 1 && nodes[0]["state"] == "Active") {
-      id = RequireOk(Call(api, "POST", "/api/v1/vm", R"({"vmid":"tmpl-1"})",
+      id = RequireOk(Call(api, "POST", "/api/v1/vm", R"({"vmid":")" + template_id + R"("})",
                           Basic("root", kToken)))[0];
     }
     if (!id.empty()) {

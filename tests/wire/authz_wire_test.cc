@@ -214,12 +214,14 @@ TEST_CASE("resource management: node and template lists show only what a group m
                                        R"(","cpu_count":4,"ram_mb":8192})",
                                    Root()))["node_id"]);
   }
-  RegisterTemplate(api, "", "xcode-15", "v1", Root());
-  RegisterTemplate(api, "", "xcode-16", "v1", Root());
+  const std::string xcode15 = PushTemplate(daemon->registry(), "xcode-15", "v1", Root());
+  const std::string xcode16 = PushTemplate(daemon->registry(), "xcode-16", "v1", Root());
   const Json templates = RequireOk(Call(api, "GET", "/api/v1/registry/vm", "", Root()));
   REQUIRE(templates.size() == 2);
-  const std::string xcode15 = templates[0]["name"] == "xcode-15" ? templates[0]["id"]
-                                                                   : templates[1]["id"];
+  CHECK(templates[0]["id"] != templates[1]["id"]);
+  for (const Json& t : templates) {
+    CHECK(t["id"] == (t["name"] == "xcode-15" ? xcode15 : xcode16));
+  }
   CreateGroup(api, "controller", "team1", {"list_nodes", "registry_list"});
   RequireOk(Call(api, "POST", "/admin/api/v1/permission/group/team1/resources",
                  Json({{"resource_type", "node"}, {"resource_id", nodes[0]},
@@ -287,14 +289,17 @@ TEST_CASE("the registry listener administers registry groups only, with registry
   RequireFail(Call(registry, "POST", "/admin/api/v1/permission/group/pullers/resources",
                    R"({"resource_type":"node","resource_id":"n1","permissions":["list"]})", admin),
               400);
-  RegisterTemplate(api, "t1", "macos", "v1", Root());
+  const std::string t1 = PushTemplate(registry, "macos", "v1", Root());
   RequireOk(Call(registry, "POST", "/admin/api/v1/permission/group/pullers/resources",
-                 R"({"resource_type":"template","resource_id":"t1","permissions":["pull"]})",
+                 Json({{"resource_type", "template"}, {"resource_id", t1},
+                       {"permissions", {"pull"}}})
+                     .dump(),
                  admin));
   const Json grants = RequireOk(
       Call(registry, "GET", "/admin/api/v1/permission/group/pullers/resources", "", admin));
   REQUIRE(grants.size() == 1);
   CHECK(grants[0]["resource_type"] == "template");
+  CHECK(grants[0]["resource_id"] == t1);
   for (const Json& g : RequireOk(Call(api, "GET", "/admin/api/v1/permission/groups", "", Root()))) {
     CHECK(g["name"] != "x");
   }
@@ -351,34 +356,6 @@ TEST_CASE("authorization off (Enterprise): every credential may do everything; r
   // Credential management stays the root's.
   RequireFail(Call(api, "GET", "/api/v1/apikey", "", bob), 403);
   RequireOk(Call(api, "GET", "/api/v1/apikey", "", Root()));
-}
-
-// Pushes a one-layer image to repository:tag through the OCI API as headers; its manifest digest.
-std::string PushImage(const WireTarget& registry, const std::string& repository,
-                      const std::string& tag, const std::string& headers) {
-  const std::string config = R"({"architecture":"arm64","os":"darwin"})";
-  const std::string layer = "disk bytes of " + repository + ":" + tag;
-  for (const std::string* blob : {&config, &layer}) {
-    const WireResponse put =
-        Call(registry, "POST",
-             "/v2/" + repository + "/blobs/uploads/?digest=" + Sha256Digest(*blob), *blob,
-             headers + "Content-Type: application/octet-stream\r\n");
-    INFO(put.status << " " << put.body);
-    REQUIRE(put.status == 201);
-  }
-  const Json manifest = {
-      {"schemaVersion", 2},
-      {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-      {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"},
-                  {"digest", Sha256Digest(config)}, {"size", config.size()}}},
-      {"layers", Json::array({{{"mediaType", "application/vnd.oci.image.layer.v1.tar"},
-                               {"digest", Sha256Digest(layer)}, {"size", layer.size()}}})}};
-  const WireResponse put = Call(
-      registry, "PUT", "/v2/" + repository + "/manifests/" + tag, manifest.dump(),
-      headers + "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n");
-  INFO(put.body);
-  REQUIRE(put.status == 201);
-  return put.Header("Docker-Content-Digest");
 }
 
 TEST_CASE("registry authorization: push and pull need the seed's registry permissions, and "

@@ -104,7 +104,8 @@ std::vector<std::string> FixturePaths() {
 struct Setup : TestDaemon {
   std::vector<std::pair<std::string, std::string>> vars;
 
-  Setup() : TestDaemon({{"tmpl-fixture", "macos-15", "v1"}}) {
+  Setup() : TestDaemon(std::vector<std::array<std::string, 2>>{{"macos-15", "v1"}}) {
+    const std::string template_id = TemplateId("macos-15");
     const std::string group =
         RequireOk(Call(api, "POST", "/api/v1/group", R"({"name":"ci"})"))["id"];
     const std::string node =
@@ -113,10 +114,11 @@ struct Setup : TestDaemon {
                        R"("ram_mb":32768,"vcpu_count":8,"vram_mb":30720,"max_vm_count":2,)"
                        R"("arch":"arm64","groups":[")" + group + R"("]})"))["node_id"];
     RequireOk(Call(api, "POST", "/node/v1/heartbeat",
-                   R"({"node_id":")" + node + R"(","vm_count":0,"templates":["tmpl-fixture"]})"));
+                   R"({"node_id":")" + node + R"(","vm_count":0,"templates":[")" + template_id +
+                       R"("]})"));
     const std::string instance =
         RequireOk(Call(api, "POST", "/api/v1/vm",
-                       R"({"vmid":"tmpl-fixture","tag":"v1","group_id":")" + group +
+                       R"({"vmid":")" + template_id + R"(","tag":"v1","group_id":")" + group +
                            R"(","vcpu":2,"vram":4096,"port_forwarding_override":)"
                            R"([{"guest_port":22,"host_port":10022,"protocol":"tcp",)"
                            R"("name":"ssh"}]})"))[0];
@@ -131,7 +133,7 @@ struct Setup : TestDaemon {
             R"(","state":"Started","progress":1,"vm_uuid":"0f1e2d3c","ip":"192.168.64.7",)"
             R"("vnc_port":5901}]})"))["results"];
     REQUIRE(results[0]["status"] == "OK");
-    vars = {{"{template_id}", "tmpl-fixture"},
+    vars = {{"{template_id}", template_id},
             {"{group_id}", group},
             {"{node_id}", node},
             {"{instance_id}", instance}};

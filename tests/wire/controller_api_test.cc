@@ -26,8 +26,15 @@ using Json = nlohmann::json;
 // What the VM requests below name: a VM request for an unknown template is refused.
 struct Daemon : TestDaemon {
   Daemon()
-      : TestDaemon({{"t", "macos-t", "v1"}, {"tmpl-1", "macos-15", "v1"},
-                    {"tmpl-2", "macos-14", "base"}}) {}
+      : TestDaemon({{"macos-t", "v1"}, {"macos-15", "v1"}, {"macos-14", "base"}}),
+        t(TemplateId("macos-t")),
+        tmpl1(TemplateId("macos-15")),
+        tmpl2(TemplateId("macos-14")) {}
+
+  // The templates' ids (fresh UUIDs, given by the registry at their first push).
+  const std::string t;
+  const std::string tmpl1;
+  const std::string tmpl2;
 
   // The events in the log, as JSON lines from the real audit tool (read-only, beside the
   // running daemon).
@@ -79,7 +86,7 @@ TEST_CASE("node groups: create, list, show, update, delete") {
 TEST_CASE("VM instances: start, list (wrapped), show (not wrapped), terminate") {
   Daemon d;
   Json group = RequireOk(Call(d.api, "POST", "/api/v1/group", R"({"name":"mac"})"));
-  const std::string request = R"({"vmid":"tmpl-1","tag":"v1","count":2,"priority":50,)"
+  const std::string request = R"({"vmid":")" + d.tmpl1 + R"(","tag":"v1","count":2,"priority":50,)"
                               R"("group_id":")" + group["id"].get<std::string>() +
                               R"(","name":"build","external_id":"job-7","metadata":{"team":"ios"},)"
                               R"("vcpu":4,"vram":8192,"startup_script":"ZWNobyBoaQ==",)"
@@ -105,7 +112,7 @@ TEST_CASE("VM instances: start, list (wrapped), show (not wrapped), terminate") 
   REQUIRE(vm.is_object());
   CHECK(vm["instance_id"] == id);
   CHECK(vm["instance_state"] == "Scheduling");
-  CHECK(vm["vmid"] == "tmpl-1");
+  CHECK(vm["vmid"] == d.tmpl1);
   CHECK(vm["tag"] == "v1");
   CHECK(vm["group_id"] == group["id"]);
   CHECK(vm["name"] == "build");
@@ -120,7 +127,7 @@ TEST_CASE("VM instances: start, list (wrapped), show (not wrapped), terminate") 
   for (const char* always : {"vmid", "group_id", "instance_state", "ts", "cr_time", "progress"}) {
     CHECK(vm.contains(always));  // ...except these.
   }
-  Json ungrouped = RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":"tmpl-2"})"));
+  Json ungrouped = RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":")" + d.tmpl2 + R"("})"));
   CHECK(RequireOk(Call(d.api, "GET", "/api/v1/vm?id=" + ungrouped[0].get<std::string>()))
             ["group_id"] == "");
 
@@ -143,9 +150,10 @@ TEST_CASE("nodes: an array, also for one id; unknown ids are Not found") {
 
 TEST_CASE("bad input on every endpoint: a clear FAIL, and nothing appended") {
   Daemon d;
+  const std::string with_t = R"({"vmid":")" + d.t + '"';  // A VM request's start.
   Json group = RequireOk(Call(d.api, "POST", "/api/v1/group", R"({"name":"g"})"));
   const std::string g = group["id"];
-  const std::string vm = RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":"t"})"))[0];
+  const std::string vm = RequireOk(Call(d.api, "POST", "/api/v1/vm", with_t + "}"))[0];
   RequireOk(Call(d.api, "PUT", "/api/v1/config", R"({"scheduler_enabled":false})"));
   const size_t events_before = d.Events().size();
   const Json vms_before = RequireOk(Call(d.api, "GET", "/api/v1/vm"));
@@ -178,41 +186,43 @@ TEST_CASE("bad input on every endpoint: a clear FAIL, and nothing appended") {
       {"POST", "/api/v1/vm", "{", 400, "JSON object"},
       {"POST", "/api/v1/vm", R"({"vmid":1})", 400, "vmid"},
       {"POST", "/api/v1/vm", "{}", 200, "vmid"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","count":-5})", 200, "count"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","count":0})", 200, "count"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","count":101})", 200, "count"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","count":4294967296})", 200, "count"},
+      {"POST", "/api/v1/vm", with_t + R"(,"count":-5})", 200, "count"},
+      {"POST", "/api/v1/vm", with_t + R"(,"count":0})", 200, "count"},
+      {"POST", "/api/v1/vm", with_t + R"(,"count":101})", 200, "count"},
+      {"POST", "/api/v1/vm", with_t + R"(,"count":4294967296})", 200, "count"},
       // Beyond 64 bits JSON parsers hold a float: not a whole number.
-      {"POST", "/api/v1/vm", R"({"vmid":"t","count":100000000000000000000})", 400, "count"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","count":1.5})", 400, "count"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","priority":0})", 200, "priority"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","priority":10001})", 200, "priority"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","priority":-1})", 200, "priority"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","priority":"1"})", 400, "priority"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","group_id":"nope"})", 200, "nope"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","node_id":"nope"})", 200, "nope"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","metadata":"x"})", 400, "metadata"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","script_monitoring":"yes"})", 400,
+      {"POST", "/api/v1/vm", with_t + R"(,"count":100000000000000000000})", 400, "count"},
+      {"POST", "/api/v1/vm", with_t + R"(,"count":1.5})", 400, "count"},
+      {"POST", "/api/v1/vm", with_t + R"(,"priority":0})", 200, "priority"},
+      {"POST", "/api/v1/vm", with_t + R"(,"priority":10001})", 200, "priority"},
+      {"POST", "/api/v1/vm", with_t + R"(,"priority":-1})", 200, "priority"},
+      {"POST", "/api/v1/vm", with_t + R"(,"priority":"1"})", 400, "priority"},
+      {"POST", "/api/v1/vm", with_t + R"(,"group_id":"nope"})", 200, "nope"},
+      {"POST", "/api/v1/vm", with_t + R"(,"node_id":"nope"})", 200, "nope"},
+      {"POST", "/api/v1/vm", with_t + R"(,"metadata":"x"})", 400, "metadata"},
+      {"POST", "/api/v1/vm", with_t + R"(,"script_monitoring":"yes"})", 400,
        "script_monitoring"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","port_forwarding_override":{}})", 400,
+      {"POST", "/api/v1/vm", with_t + R"(,"port_forwarding_override":{}})", 400,
        "port_forwarding_override"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","port_forwarding_override":[{"guest_port":"a"}]})",
+      {"POST", "/api/v1/vm", with_t + R"(,"port_forwarding_override":[{"guest_port":"a"}]})",
        400, "guest_port"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","port_forwarding_override":[{"guest_port":0}]})",
+      {"POST", "/api/v1/vm", with_t + R"(,"port_forwarding_override":[{"guest_port":0}]})",
        200, "guest_port"},
       {"POST", "/api/v1/vm",
-       R"({"vmid":"t","port_forwarding_override":[{"guest_port":22,"protocol":"sctp"}]})", 200,
+       with_t + R"(,"port_forwarding_override":[{"guest_port":22,"protocol":"sctp"}]})", 200,
        "protocol"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","name":"a\u0001b"})", 200, "name"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","startup_script":"echo hi"})", 200, "base64"},
+      {"POST", "/api/v1/vm", with_t + R"(,"name":"a\u0001b"})", 200, "name"},
+      {"POST", "/api/v1/vm", with_t + R"(,"startup_script":"echo hi"})", 200, "base64"},
       {"POST", "/api/v1/vm", R"({"vmid":")" + std::string(300, 'v') + R"("})", 200, "vmid"},
       {"DELETE", "/api/v1/vm", "{}", 400, "id"},
       {"DELETE", "/api/v1/vm", R"({"id":"nope"})", 200, "Not found"},
       {"PATCH", "/api/v1/vm", "{}", 405, ""},
       // Templates and tags: the Anka strings clients match.
       {"POST", "/api/v1/vm", R"({"vmid":"unknown"})", 200, "VM not in the registry"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","tag":"v9"})", 200, "No such tag v9"},
-      {"POST", "/api/v1/vm", R"({"vmid":"t","version":7})", 200, "No such version 7"},
+      {"POST", "/api/v1/vm", with_t + R"(,"tag":"v9"})", 200, "No such tag v9"},
+      {"POST", "/api/v1/vm", with_t + R"(,"version":7})", 200, "No such version 7"},
+      // Another template's tag is not this one's.
+      {"POST", "/api/v1/vm", with_t + R"(,"tag":"base"})", 200, "No such tag base"},
       {"PUT", "/api/v1/vm", R"({"name":"x"})", 400, "id"},
       {"PUT", "/api/v1/vm?id=nope", R"({"name":"x"})", 200, "Not found"},
       {"PUT", "/api/v1/vm?id=" + vm, "{}", 400, "nothing to change"},
@@ -238,20 +248,18 @@ TEST_CASE("bad input on every endpoint: a clear FAIL, and nothing appended") {
       {"PUT", "/api/v1/node/update", "not json", 400, "JSON object"},
       {"POST", "/api/v1/node/update", "{}", 405, ""},
       {"POST", "/api/v1/image", "{}", 400, "id"},
-      {"POST", "/api/v1/image", R"({"id":"nope","tag":"x","target_vm_id":"t"})", 200,
+      {"POST", "/api/v1/image", R"({"id":"nope","tag":"x","target_vm_id":")" + d.t + R"("})", 200,
        "Not found"},
-      {"POST", "/api/v1/image", R"({"id":")" + vm + R"(","tag":"x","target_vm_id":"t"})", 200,
-       "Scheduling"},
+      {"POST", "/api/v1/image",
+       R"({"id":")" + vm + R"(","tag":"x","target_vm_id":")" + d.t + R"("})", 200, "Scheduling"},
       {"POST", "/api/v1/image", R"({"id":")" + vm + R"(","suspend":"no"})", 400, "suspend"},
       {"GET", "/api/v1/image?id=nope", "", 200, "Not found"},
       {"DELETE", "/api/v1/image", "", 405, ""},
       {"GET", "/api/v1/registry/vm?id=nope", "", 200, "Not found"},
       {"POST", "/api/v1/registry/vm", "{}", 405, ""},
-      {"POST", "/api/v1/admin/template", R"({"tag":"v1"})", 200, "id or name"},
-      {"POST", "/api/v1/admin/template", R"({"name":"n"})", 200, "tag"},
-      {"POST", "/api/v1/admin/template", R"({"id":"other","name":"macos-t","tag":"v1"})", 200,
-       "macos-t"},
-      {"POST", "/api/v1/admin/template", R"({"name":1,"tag":"v1"})", 400, "name"},
+      // The root-only stand-in that registered templates before the registry is gone: the
+      // router's 404, as for any path outside the table.
+      {"POST", "/api/v1/admin/template", R"({"name":"n","tag":"v1"})", 404, "not found"},
   };
   for (const Case& c : cases) {
     INFO(c.method << " " << c.path << " " << c.body);
@@ -266,7 +274,8 @@ TEST_CASE("PUT /api/v1/vm changes name, external_id and metadata; absent fields 
   Daemon d;
   const std::string id =
       RequireOk(Call(d.api, "POST", "/api/v1/vm",
-                     R"({"vmid":"t","name":"a","external_id":"e1","metadata":{"k":1}})"))[0];
+                     R"({"vmid":")" + d.t +
+                         R"(","name":"a","external_id":"e1","metadata":{"k":1}})"))[0];
   CHECK(RequireOk(Call(d.api, "PUT", "/api/v1/vm?id=" + id, R"({"name":"b"})")).is_null());
   Json vm = RequireOk(Call(d.api, "GET", "/api/v1/vm?id=" + id));
   CHECK(vm["name"] == "b");
@@ -280,29 +289,40 @@ TEST_CASE("PUT /api/v1/vm changes name, external_id and metadata; absent fields 
   CHECK(vm["name"] == "b");
 }
 
-TEST_CASE("templates: registered, listed and shown with their versions as Anka does") {
+TEST_CASE("templates: pushed, listed and shown with their versions as Anka does") {
   Daemon d;
-  Json created = RequireOk(Call(d.api, "POST", "/api/v1/admin/template",
-                                R"({"name":"sonoma","tag":"base","description":"clean"})"));
-  const std::string id = created["id"];
-  CHECK(created["name"] == "sonoma");
-  RequireOk(Call(d.api, "POST", "/api/v1/admin/template",
-                 R"({"id":")" + id + R"(","tag":"xcode"})"));
+  const std::string id = PushTemplate(d.registry, "sonoma", "base", "", "clean");
+  CHECK(id != d.t);
+  CHECK(PushTemplate(d.registry, "sonoma", "xcode") == id);  // The name's template, a new tag.
   Json list = RequireOk(Call(d.api, "GET", "/api/v1/registry/vm"));
   REQUIRE(list.is_array());
-  CHECK(list.size() == 4);  // With the three the fixture registered.
+  CHECK(list.size() == 4);  // With the three the fixture pushed.
   Json shown = RequireOk(Call(d.api, "GET", "/api/v1/registry/vm?id=" + id));
   CHECK(shown["id"] == id);
+  CHECK(shown["name"] == "sonoma");
   REQUIRE(shown["versions"].size() == 2);
   CHECK(shown["versions"][0]["number"] == 0);
   CHECK(shown["versions"][0]["tag"] == "base");
   CHECK(shown["versions"][0]["description"] == "clean");
   CHECK(shown["versions"][1]["number"] == 1);
+  CHECK(shown["versions"][1]["tag"] == "xcode");
   CHECK(IsRfc3339Nano(shown["versions"][1]["creation_date"]));
   // A request by tag or by version number; the latest when neither is given.
   RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":")" + id + R"(","tag":"xcode"})"));
   RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":")" + id + R"(","version":0})"));
   RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":")" + id + R"("})"));
+}
+
+TEST_CASE("POST /api/v1/admin/template, the stand-in before the registry, is an unknown path") {
+  Daemon d;
+  const size_t events_before = d.Events().size();
+  const WireResponse gone = Call(d.api, "POST", "/api/v1/admin/template",
+                                 R"({"id":"tmpl-9","name":"macos-9","tag":"v1"})");
+  CHECK(RequireFail(gone, 404) == "not found");
+  const WireResponse unknown = Call(d.api, "POST", "/api/v1/admin/nope", R"({"tag":"v1"})");
+  CHECK(gone.body == unknown.body);
+  CHECK(RequireOk(Call(d.api, "GET", "/api/v1/registry/vm")).size() == 3);
+  CHECK(d.Events().size() == events_before);
 }
 
 TEST_CASE("node update and save-image list answer in the Anka envelope") {
@@ -320,7 +340,8 @@ TEST_CASE("a VNC password is accepted but never recorded") {
   Daemon d;
   const std::string canary = "vnc-canary-5e1f0a";
   Json ids = RequireOk(
-      Call(d.api, "POST", "/api/v1/vm", R"({"vmid":"t","vnc_password":")" + canary + R"("})"));
+      Call(d.api, "POST", "/api/v1/vm",
+           R"({"vmid":")" + d.t + R"(","vnc_password":")" + canary + R"("})"));
   REQUIRE(ids.size() == 1);
   for (const std::string& line : d.Events()) {
     CHECK(line.find(canary) == std::string::npos);

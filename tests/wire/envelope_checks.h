@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -31,19 +32,39 @@ std::string RequireFail(const WireResponse& response, int status);
 // export`, read-only: the daemon may be running). REQUIREs that the tool succeeds.
 std::vector<std::string> AuditExportLines(const std::string& data_dir);
 
+// A one-layer OCI image pushed to registry (a cloisterd registry listener) the way clients
+// push: its config blob and its layer blob each by POST /v2/<name>/blobs/uploads/ (202 +
+// Location) and PUT <Location>?digest= (201), then its image manifest by
+// PUT /v2/<name>/manifests/<tag> (201). headers ("Name: value\r\n" lines, e.g. Authorization)
+// go on every request. The layer's bytes derive from name and tag, so every tag is a new
+// manifest; a non-empty description becomes the manifest's
+// org.opencontainers.image.description annotation. REQUIREs each answer; returns the manifest's
+// digest.
+std::string PushImage(const WireTarget& registry, const std::string& name, const std::string& tag,
+                      const std::string& headers = "", const std::string& description = "");
+
+// A template made as the registry makes them: PushImage of name:tag (the first push of a name
+// creates the template, named name, with a fresh id; later ones add the tag to it), then the
+// template's id from GET /registry/vm?id=<name> on the same listener, which must list tag
+// among the versions. Returns the id.
+std::string PushTemplate(const WireTarget& registry, const std::string& name,
+                         const std::string& tag, const std::string& headers = "",
+                         const std::string& description = "");
+
 // A cloisterd started for one test (no access log) in its own temporary directory, with the
-// templates named by (id, name, tag) registered; REQUIREs that it starts. Stopped by the
-// CloisterdProcess destructor.
+// templates named by (name, tag) pushed to its registry listener in order (PushTemplate);
+// REQUIREs that it starts. Stopped by the CloisterdProcess destructor.
 struct TestDaemon {
-  explicit TestDaemon(const std::vector<std::array<std::string, 3>>& templates = {});
+  explicit TestDaemon(const std::vector<std::array<std::string, 2>>& templates = {});
+
+  // The id of the template pushed as name; REQUIREs that one was.
+  const std::string& TemplateId(const std::string& name) const;
 
   TempDir dir;
   std::unique_ptr<CloisterdProcess> process;
   WireTarget api;
+  WireTarget registry;
+  std::map<std::string, std::string> template_ids;  // name -> id.
 };
-
-// Registers template id (named name) with tag through the admin endpoint; REQUIREs OK.
-void RegisterTemplate(const WireTarget& target, const std::string& id, const std::string& name,
-                      const std::string& tag, const std::string& headers = "");
 
 }  // namespace cloister::testing

@@ -24,7 +24,14 @@ namespace {
 using Json = nlohmann::json;
 
 struct Daemon : TestDaemon {
-  Daemon() : TestDaemon({{"tmpl-1", "macos-15", "v1"}, {"t", "macos-t", "v1"}}) {}
+  Daemon()
+      : TestDaemon({{"macos-15", "v1"}, {"macos-t", "v1"}}),
+        tmpl1(TemplateId("macos-15")),
+        t(TemplateId("macos-t")) {}
+
+  // The templates' ids (fresh UUIDs, given by the registry at their first push).
+  const std::string tmpl1;
+  const std::string t;
 };
 
 std::string Join(const WireTarget& api, const std::string& name, const std::string& groups) {
@@ -61,11 +68,11 @@ TEST_CASE("join, heartbeat, placement, long-poll, reports and termination") {
       RequireOk(Call(d.api, "POST", "/api/v1/group", R"({"name":"mac"})"))["id"];
   const std::string node_id = Join(d.api, "mac-1", R"(["mac"])");  // By name.
   CHECK(Node(d.api, node_id)["state"] == "Offline");  // Until its first heartbeat.
-  CHECK(Heartbeat(d.api, node_id, R"(,"templates":["tmpl-1"])")["state"] == "Active");
+  CHECK(Heartbeat(d.api, node_id, R"(,"templates":[")" + d.tmpl1 + R"("])")["state"] == "Active");
   Json node = Node(d.api, node_id);
   CHECK(node["state"] == "Active");
   CHECK(node["groups"][0]["id"] == group);
-  CHECK(node["templates"][0]["id"] == "tmpl-1");
+  CHECK(node["templates"][0]["id"] == d.tmpl1);
   CHECK(node["ram"] == 32);
 
   // The agent waits; a VM request (placed on it at once by the scheduler) wakes it.
@@ -81,7 +88,7 @@ TEST_CASE("join, heartbeat, placement, long-poll, reports and termination") {
   const int64_t requested = MonotonicMs();
   const std::string instance = RequireOk(Call(
       d.api, "POST", "/api/v1/vm",
-      R"({"vmid":"tmpl-1","group_id":")" + group + R"(","vcpu":2})"))[0];
+      R"({"vmid":")" + d.tmpl1 + R"(","group_id":")" + group + R"(","vcpu":2})"))[0];
   auto woken = (*poll)->ReadResponse(5000);
   INFO(woken.status().ToString());
   REQUIRE(woken.ok());
@@ -90,7 +97,7 @@ TEST_CASE("join, heartbeat, placement, long-poll, reports and termination") {
   REQUIRE(news["instances"].size() == 1);
   CHECK(news["instances"][0]["instance_id"] == instance);
   CHECK(news["instances"][0]["desired"] == "Started");
-  CHECK(news["instances"][0]["vmid"] == "tmpl-1");
+  CHECK(news["instances"][0]["vmid"] == d.tmpl1);
   CHECK(news["instances"][0]["vcpu"] == 2);
   CHECK(news["seq"].get<uint64_t>() > after);
   CHECK(RequireOk(Call(d.api, "GET", "/api/v1/vm?id=" + instance))["node_id"] == node_id);
@@ -162,7 +169,8 @@ TEST_CASE("an agent joining in drain mode takes nothing until the operator ends 
   const std::string node_id = body["node_id"];
   Heartbeat(d.api, node_id);
   CHECK(Node(d.api, node_id)["state"] == "Drain Mode");
-  const std::string id = RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":"t"})"))[0];
+  const std::string id = RequireOk(
+      Call(d.api, "POST", "/api/v1/vm", R"({"vmid":")" + d.t + R"("})"))[0];
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // A scheduler tick or more.
   CHECK(!RequireOk(Call(d.api, "GET", "/api/v1/vm?id=" + id)).contains("node_id"));
   RequireOk(Call(d.api, "POST", "/api/v1/node/config",
@@ -180,7 +188,8 @@ TEST_CASE("restart, agent update, report resends and save-image outcomes over th
   Daemon d;
   const std::string node_id = Join(d.api, "mac-1", "[]");
   Heartbeat(d.api, node_id);
-  const std::string id = RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":"t"})"))[0];
+  const std::string id = RequireOk(
+      Call(d.api, "POST", "/api/v1/vm", R"({"vmid":")" + d.t + R"("})"))[0];
   Json news;
   const int64_t deadline = MonotonicMs() + 5000;
   do {
@@ -216,7 +225,8 @@ TEST_CASE("restart, agent update, report resends and save-image outcomes over th
   // Save image: pending until the node reports; only the node holding the instance may.
   const std::string request = RequireOk(Call(d.api, "POST", "/api/v1/image",
                                              R"({"id":")" + id + R"(","tag":"saved",)"
-                                             R"("target_vm_id":"t","description":"d"})"));
+                                             R"("target_vm_id":")" + d.t +
+                                                 R"(","description":"d"})"));
   CHECK(RequireOk(Call(d.api, "GET", "/api/v1/image?id=" + request))["status"] == "pending");
   const std::string other = Join(d.api, "mac-2", "[]");
   RequireFail(Call(d.api, "POST", "/node/v1/save_image",
@@ -231,8 +241,8 @@ TEST_CASE("restart, agent update, report resends and save-image outcomes over th
                      R"(","ok":true})"));
   Json done = RequireOk(Call(d.api, "GET", "/api/v1/image?id=" + request));
   CHECK(done["status"] == "done");
-  CHECK(done["vmid"] == "t");
-  Json versions = RequireOk(Call(d.api, "GET", "/api/v1/registry/vm?id=t"))["versions"];
+  CHECK(done["vmid"] == d.t);
+  Json versions = RequireOk(Call(d.api, "GET", "/api/v1/registry/vm?id=" + d.t))["versions"];
   REQUIRE(versions.size() == 2);
   CHECK(versions[1]["tag"] == "saved");
   CHECK(versions[1]["number"] == 1);
@@ -243,9 +253,9 @@ TEST_CASE("node protocol bad input: clear FAILs") {
   const std::string node_id = Join(d.api, "mac-1", "[]");
   const std::string other = Join(d.api, "mac-2", "[]");
   Heartbeat(d.api, other);
-  const std::string instance =
-      RequireOk(Call(d.api, "POST", "/api/v1/vm", R"({"vmid":"t","node_id":")" + other +
-                                                      R"("})"))[0];
+  const std::string instance = RequireOk(
+      Call(d.api, "POST", "/api/v1/vm",
+           R"({"vmid":")" + d.t + R"(","node_id":")" + other + R"("})"))[0];
   struct Case {
     const char* method;
     std::string path;
