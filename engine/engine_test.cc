@@ -398,8 +398,10 @@ MirroredTemplate Mirrored(std::string id, std::string name,
 TEST_CASE("mirror: a followed registry's catalogue records only its differences") {
   testing::TempDir dir;
   Harness h(dir.path());
-  // A template registered here (not mirrored) is never touched by the mirror.
-  REQUIRE(h.Run(RegisterTemplateTag{"local", "local-only", "v1", ""}).ok());
+  // A template pushed here (not mirrored) is never touched by the mirror.
+  Reply pushed = h.Run(Push("local-only", 'f', "v1"));
+  REQUIRE(pushed.ok());
+  const std::string local = pushed.ids.at(0);
   MirrorRegistryTemplates catalogue{{Mirrored("reg-1", "macos", {{"v1", 'a'}, {"v2", 'b'}}),
                                      Mirrored("reg-2", "linux", {{"base", 'c'}})}};
   Reply first = h.Run(catalogue);
@@ -415,7 +417,7 @@ TEST_CASE("mirror: a followed registry's catalogue records only its differences"
   CHECK(macos.tags[1].version == 1);
   CHECK(macos.tags[1].digest == Digest('b'));
   CHECK(macos.tags[1].registered.time_ns == kStartNs + 1);
-  CHECK_FALSE(templates.at("local").mirrored);
+  CHECK_FALSE(templates.at(local).mirrored);
 
   // The same catalogue again: no event, however often.
   const uint64_t seq = h.engine->views().seq;
@@ -434,7 +436,7 @@ TEST_CASE("mirror: a followed registry's catalogue records only its differences"
   CHECK(h.engine->views().seq == seq + 2);
   CHECK(templates.at("reg-1").tags.size() == 1);
   CHECK_FALSE(templates.contains("reg-2"));
-  CHECK(templates.contains("local"));
+  CHECK(templates.contains(local));
 
   // A changed description or digest of a tag is a difference too.
   catalogue.templates[0].tags[0].description = "golden";
@@ -456,7 +458,7 @@ TEST_CASE("mirror: a followed registry's catalogue records only its differences"
   // An empty catalogue removes every mirrored template and keeps the local one.
   REQUIRE(h.Run(MirrorRegistryTemplates{}).ok());
   CHECK(templates.size() == 1);
-  CHECK(templates.contains("local"));
+  CHECK(templates.contains(local));
 
   // Replay: the log alone gives the same views, byte for byte.
   const std::string views = reducers::EncodeViews(h.engine->views());
