@@ -30,7 +30,7 @@
 
 namespace cloister::reducers {
 
-inline constexpr uint8_t kViewsEncodingVersion = 8;
+inline constexpr uint8_t kViewsEncodingVersion = 9;  // 9: the files view.
 
 // Encodes views. Byte-identical output for equal Views.
 std::string EncodeViews(const Views& views);
