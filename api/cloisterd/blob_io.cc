@@ -4,8 +4,27 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
+#include <utility>
 
 namespace cloister::cloisterd {
+
+void CommitOffLoop(const Offload& offload, registry::BlobStore::Sealed sealed,
+                   std::function<void(const Status&)> done) {
+  struct Job {
+    registry::BlobStore::Sealed blob;
+    Status status;
+  };
+  auto job = std::make_shared<Job>(Job{std::move(sealed), Status::Ok()});
+  auto work = [job] { job->status = registry::BlobStore::Commit(&job->blob); };
+  auto after = [job, done = std::move(done)] { done(job->status); };
+  if (offload) {
+    offload(std::move(work), std::move(after));
+  } else {
+    work();
+    after();
+  }
+}
 
 FileSource::~FileSource() { ::close(fd_); }
 

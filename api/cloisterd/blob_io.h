@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -19,6 +20,14 @@
 #include "registry/blob_store.h"
 
 namespace cloister::cloisterd {
+
+// Runs work on another thread, then after on the loop's (the loop's thread pool).
+using Offload = std::function<void(std::function<void()> work, std::function<void()> after)>;
+
+// Commits sealed (fsync, rename: BlobStore::Commit) through offload (at once, here, when it is
+// empty), then calls done with the outcome on the loop thread.
+void CommitOffLoop(const Offload& offload, registry::BlobStore::Sealed sealed,
+                   std::function<void(const Status&)> done);
 
 class FileSource final : public api::BodySource {
  public:

@@ -16,11 +16,6 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-api::Response StorageFailure(const Status& status) {
-  return api::FailResponse(status.code() == StatusCode::kNoSpace ? 507 : 500,
-                           "storage: " + status.message());
-}
-
 // The path parameter, checked; nullopt once *reject holds the 400.
 std::optional<std::string> PathParam(const api::Request& request,
                                      std::optional<api::Response>* reject) {
@@ -46,7 +41,7 @@ bool DigestParam(const api::Request& request, std::optional<api::Response>* reje
 
 }  // namespace
 
-FileApi::FileApi(engine::Engine* engine, registry::BlobStore* blobs, OciApi::Offload offload)
+FileApi::FileApi(engine::Engine* engine, registry::BlobStore* blobs, Offload offload)
     : engine_(engine), blobs_(blobs), offload_(std::move(offload)) {}
 
 std::shared_ptr<api::BodySink> FileApi::StreamBody(const api::Request& head,
@@ -130,33 +125,26 @@ void FileApi::Store(const api::Request& request, const std::string& path,
     respond(StorageFailure(sealed.status()));
     return;
   }
-  struct Job {
-    registry::BlobStore::Sealed blob;
-    Status status;
-  };
-  auto job = std::make_shared<Job>(Job{std::move(sealed.value()), Status::Ok()});
-  auto work = [job] { job->status = registry::BlobStore::Commit(&job->blob); };
   engine::StoreFile store{path, *actual, size};
-  auto after = [this, job, store = std::move(store), request_id = request.id,
-                principal = *principal_, respond = std::move(respond)]() mutable {
-    if (!job->status.ok()) {
-      respond(StorageFailure(job->status));
-      return;
-    }
-    // The blob is durable; the event makes it the path's (gc spares it: it is young).
-    blobs_->Touch(store.digest);
-    Json body{{"path", store.path}, {"size", store.size}, {"digest", store.digest}};
-    engine_->Submit(principal, std::move(store), request_id,
-                    [body = body.dump(), respond = std::move(respond)](engine::Reply reply) {
-                      respond(reply.ok() ? OkResponse(body) : FailedReplyResponse(reply));
-                    });
-  };
-  if (offload_) {
-    offload_(std::move(work), std::move(after));
-  } else {
-    work();
-    after();
-  }
+  CommitOffLoop(offload_, std::move(sealed.value()),
+                [this, store = std::move(store), request_id = request.id,
+                 principal = *principal_,
+                 respond = std::move(respond)](const Status& status) mutable {
+                  if (!status.ok()) {
+                    respond(StorageFailure(status));
+                    return;
+                  }
+                  // Durable; the event makes it the path's (gc spares it meanwhile: it is young).
+                  blobs_->Touch(store.digest);
+                  const std::string body =
+                      Json{{"path", store.path}, {"size", store.size}, {"digest", store.digest}}
+                          .dump();
+                  engine_->Submit(principal, std::move(store), request_id,
+                                  [body, respond = std::move(respond)](engine::Reply reply) {
+                                    respond(reply.ok() ? OkResponse(body)
+                                                       : FailedReplyResponse(reply));
+                                  });
+                });
 }
 
 void FileApi::Get(const api::Request& request, Respond respond) {

@@ -22,7 +22,7 @@
 #include <memory>
 #include <optional>
 
-#include "api/cloisterd/oci_api.h"
+#include "api/cloisterd/blob_io.h"
 #include "api/http_types.h"
 #include "engine/engine.h"
 #include "registry/blob_store.h"
@@ -34,7 +34,7 @@ class FileApi {
   using Respond = std::function<void(api::Response)>;
 
   // blobs must outlive this. offload: as OciApi's (nullptr: run inline).
-  FileApi(engine::Engine* engine, registry::BlobStore* blobs, OciApi::Offload offload);
+  FileApi(engine::Engine* engine, registry::BlobStore* blobs, Offload offload);
 
   void SetPrincipal(const engine::Principal* principal) { principal_ = principal; }
 
@@ -58,7 +58,7 @@ class FileApi {
 
   engine::Engine* engine_;
   registry::BlobStore* blobs_;
-  OciApi::Offload offload_;
+  Offload offload_;
   const engine::Principal* principal_ = &engine::kAnonymous;
 };
 

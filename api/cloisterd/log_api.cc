@@ -20,11 +20,6 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-api::Response StorageFailure(const Status& status) {
-  return api::FailResponse(status.code() == StatusCode::kNoSpace ? 507 : 500,
-                           "storage: " + status.message());
-}
-
 // The page GET /log/streamer serves: no external assets; FILE is replaced by the file's name
 // as a JSON string (names hold only [A-Za-z0-9._@/-], so nothing in it can close the script).
 constexpr const char* kStreamerPage = R"html(<!doctype html>
@@ -69,6 +64,18 @@ bool NameParam(const api::Request& request, const char* key, bool required, std:
   const std::string problem = registry::LogStore::NameProblem(*out);
   if (!problem.empty()) {
     *error = std::string(key) + ": " + problem;
+    return false;
+  }
+  return true;
+}
+
+// The optional host and service filters; false once it answered 400.
+bool FilterParams(const api::Request& request, std::string* host, std::string* service,
+                  const LogApi::Respond& respond) {
+  std::string error;
+  if (!NameParam(request, "host", false, host, &error) ||
+      !NameParam(request, "service", false, service, &error)) {
+    respond(api::FailResponse(400, error));
     return false;
   }
   return true;
@@ -136,7 +143,7 @@ class LogApi::Follower final : public api::BodySource {
   std::function<void()> wake_;
 };
 
-LogApi::LogApi(registry::LogStore* store, engine::Clock* clock, OciApi::Offload offload)
+LogApi::LogApi(registry::LogStore* store, engine::Clock* clock, Offload offload)
     : store_(store), clock_(clock), offload_(std::move(offload)) {}
 
 LogApi::~LogApi() { *alive_ = false; }
@@ -265,10 +272,7 @@ void LogApi::AppendEvents(const api::Request& request, Respond respond) {
 void LogApi::Files(const api::Request& request, Respond respond) {
   std::string host;
   std::string service;
-  std::string error;
-  if (!NameParam(request, "host", false, &host, &error) ||
-      (!NameParam(request, "service", false, &service, &error))) {
-    respond(api::FailResponse(400, error));
+  if (!FilterParams(request, &host, &service, respond)) {
     return;
   }
   Json list = Json::array();
@@ -351,10 +355,7 @@ void LogApi::Stream(const api::Request& request, Respond respond) {
 void LogApi::Archive(const api::Request& request, Respond respond) {
   std::string host;
   std::string service;
-  std::string error;
-  if (!NameParam(request, "host", false, &host, &error) ||
-      (!NameParam(request, "service", false, &service, &error))) {
-    respond(api::FailResponse(400, error));
+  if (!FilterParams(request, &host, &service, respond)) {
     return;
   }
   if (archives_ >= kArchivesMax) {

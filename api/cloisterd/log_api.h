@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "api/cloisterd/oci_api.h"
+#include "api/cloisterd/blob_io.h"
 #include "api/http_types.h"
 #include "engine/clock.h"
 #include "registry/log_store.h"
@@ -58,7 +58,7 @@ class LogApi {
   static constexpr size_t kArchivesMax = 4;
 
   // store and clock must outlive this. offload: as OciApi's (nullptr: run inline).
-  LogApi(registry::LogStore* store, engine::Clock* clock, OciApi::Offload offload);
+  LogApi(registry::LogStore* store, engine::Clock* clock, Offload offload);
   ~LogApi();
 
   // Answers /log and /log/... (the route table has admitted the request). False: not ours.
@@ -82,7 +82,7 @@ class LogApi {
 
   registry::LogStore* store_;
   engine::Clock* clock_;
-  OciApi::Offload offload_;
+  Offload offload_;
   std::vector<std::weak_ptr<Follower>> followers_;
   size_t archives_ = 0;
   // Cleared on destruction: work finishing after it must not touch this.

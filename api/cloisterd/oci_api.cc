@@ -621,29 +621,18 @@ void OciApi::FinishUpload(const api::Request& request, const OciPath& path,
     return;
   }
   // The blob is acknowledged only once durable; the commit runs off the loop.
-  struct Job {
-    registry::BlobStore::Sealed blob;
-    Status status;
-  };
-  auto job = std::make_shared<Job>(Job{std::move(sealed.value()), Status::Ok()});
-  auto work = [job] { job->status = registry::BlobStore::Commit(&job->blob); };
-  auto after = [job, location = "/v2/" + path.name + "/blobs/" + digest, digest,
-                respond = std::move(respond)] {
-    if (!job->status.ok()) {
-      respond(StorageError(job->status));
-      return;
-    }
-    api::Response response = Empty(201);
-    response.headers.Add("Location", location);
-    response.headers.Add("Docker-Content-Digest", digest);
-    respond(std::move(response));
-  };
-  if (offload_) {
-    offload_(std::move(work), std::move(after));
-  } else {
-    work();
-    after();
-  }
+  CommitOffLoop(offload_, std::move(sealed.value()),
+                [location = "/v2/" + path.name + "/blobs/" + digest, digest,
+                 respond = std::move(respond)](const Status& status) {
+                  if (!status.ok()) {
+                    respond(StorageError(status));
+                    return;
+                  }
+                  api::Response response = Empty(201);
+                  response.headers.Add("Location", location);
+                  response.headers.Add("Docker-Content-Digest", digest);
+                  respond(std::move(response));
+                });
 }
 
 void OciApi::CancelUpload(const OciPath& path, Respond respond) {

@@ -53,7 +53,7 @@ struct OffloadJob {
   std::function<void()> after;
 };
 
-void Offload(uv_loop_t* loop, std::function<void()> work, std::function<void()> after) {
+void RunOffLoop(uv_loop_t* loop, std::function<void()> work, std::function<void()> after) {
   auto* job = new OffloadJob{{}, std::move(work), std::move(after)};
   job->request.data = job;
   const int rc = uv_queue_work(
@@ -375,7 +375,7 @@ Status Service::StartServers(const Listeners& listeners) {
     logs_ = std::move(logs.value());
     routes_->SetBlobStore(blobs_.get(), logs_.get(),
                           [this](std::function<void()> work, std::function<void()> after) {
-                            Offload(&loop_, std::move(work), std::move(after));
+                            RunOffLoop(&loop_, std::move(work), std::move(after));
                           });
   }
   if (ca_ != nullptr) {
