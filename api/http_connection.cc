@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
 #include <string>
 #include <utility>
@@ -78,7 +79,11 @@ std::string Serialize(const Response& response, bool head_request, int version_m
   if (!no_body) {
     const uint64_t length = response.body_source != nullptr ? response.body_source->size()
                                                             : response.body.size();
-    out.append("Content-Length: ").append(std::to_string(length)).append("\r\n");
+    if (length == BodySource::kSizeUnknown) {
+      out.append("Transfer-Encoding: chunked\r\n");
+    } else {
+      out.append("Content-Length: ").append(std::to_string(length)).append("\r\n");
+    }
   }
   if (close) {
     out.append("Connection: close\r\n");
@@ -184,6 +189,7 @@ void Connection::Close() {
   exchanges_.clear();
   // A body being streamed either way is abandoned: its source or sink is released now.
   body_source_.reset();
+  body_chunked_ = false;
   body_record_.reset();
   current_.body_sink.reset();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &Connection::OnClosed);
@@ -220,6 +226,10 @@ void Connection::BeginShutdown() {
   }
   // A request still arriving is dropped (its sink, if any, released); requests already
   // received are answered.
+  if (body_chunked_) {
+    Close();  // A response of unknown length (a followed log) is for this client only.
+    return;
+  }
   input_open_ = false;
   expect_continue_wait_ = false;
   current_.body_sink.reset();
@@ -826,6 +836,11 @@ Response Connection::CheckedResponse(Response response) const {
 
 void Connection::WriteResponse(Exchange& exchange, bool close) {
   Response response = CheckedResponse(std::move(*exchange.response));
+  const bool chunked = response.body_source != nullptr &&
+                       response.body_source->size() == BodySource::kSizeUnknown;
+  if (chunked && exchange.version_minor == 0) {
+    response = FailResponse(500, "the server produced a chunked response for HTTP/1.0");
+  }
   auto record = std::make_unique<WriteRequest>();
   record->ends_response = true;
   record->method = std::move(exchange.method);
@@ -849,6 +864,16 @@ void Connection::WriteResponse(Exchange& exchange, bool close) {
   }
   body_source_ = std::move(response.body_source);
   body_left_ = body_size;
+  body_chunked_ = body_size == BodySource::kSizeUnknown;
+  if (body_chunked_) {
+    // The source holds this only while the connection holds the source (http_types.h).
+    body_source_->SetWake([this] {
+      if (!closing_ && body_source_ != nullptr) {
+        Flush();
+        Settle();
+      }
+    });
+  }
   body_last_ = close;
   body_record_ = std::move(record);  // Logged once the last body byte is written.
 }
@@ -862,6 +887,11 @@ void Connection::PumpBody() {
   pumping_ = true;
   // Close (from a failed write, or from here) releases body_source_: hold it while reading.
   std::shared_ptr<BodySource> source = body_source_;
+  if (body_chunked_) {
+    PumpChunkedBody(source);
+    pumping_ = false;
+    return;
+  }
   while (!closing_ && body_source_ != nullptr && write_bytes_pending_ < kBodyBacklogBytesMax) {
     uint64_t file_offset = 0;
     const bool file = tls_ == nullptr && source->File(&file_offset) >= 0;
@@ -903,6 +933,38 @@ void Connection::PumpBody() {
     SendPlain(std::move(chunk), std::move(record), /*queue=*/true);
   }
   pumping_ = false;
+}
+
+void Connection::PumpChunkedBody(const std::shared_ptr<BodySource>& source) {
+  while (!closing_ && body_source_ != nullptr && write_bytes_pending_ < kBodyBacklogBytesMax) {
+    std::string data(kBodyProbeBytes, '\0');
+    const int64_t n = source->Read(data.data(), data.size());
+    if (n == BodySource::kPending) {
+      break;  // The source wakes the connection when it has more.
+    }
+    if (n < 0 || static_cast<uint64_t>(n) > data.size()) {
+      Close();  // The client sees the response end without its last chunk.
+      break;
+    }
+    std::string framed;
+    std::unique_ptr<WriteRequest> record;
+    if (n == 0) {
+      framed = "0\r\n\r\n";
+      body_record_->response_bytes += framed.size();
+      record = std::move(body_record_);
+      body_source_.reset();
+      body_chunked_ = false;
+    } else {
+      char size_line[24];
+      const int length = std::snprintf(size_line, sizeof(size_line), "%llx\r\n",
+                                       static_cast<unsigned long long>(n));
+      framed.reserve(static_cast<size_t>(n) + 32);
+      framed.append(size_line, static_cast<size_t>(length));
+      framed.append(data.data(), static_cast<size_t>(n)).append("\r\n");
+      body_record_->response_bytes += framed.size();
+    }
+    SendPlain(std::move(framed), std::move(record), /*queue=*/true);
+  }
 }
 
 int64_t Connection::SendFileBody(BodySource* source) {
@@ -1154,7 +1216,7 @@ Connection::Deadline Connection::CurrentDeadline() const {
     }
   } else if (head_bytes_ > 0) {
     consider(DeadlineKind::kHead, head_start_ms_ + limit.header_timeout_ms);
-  } else if (exchanges_.empty() && writes_pending_ == 0) {
+  } else if (exchanges_.empty() && writes_pending_ == 0 && body_source_ == nullptr) {
     if (requests_seen_ == 0) {
       consider(DeadlineKind::kFirstRequest, ready_ms_ + limit.header_timeout_ms);
     } else {

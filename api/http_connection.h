@@ -134,6 +134,8 @@ class Connection {
   void Flush();
   // Writes the head and (unless it streams from a BodySource) the body.
   void WriteResponse(Exchange& exchange, bool close);
+  // PumpBody for a source of unknown length: chunked framing; stops when the source is pending.
+  void PumpChunkedBody(const std::shared_ptr<BodySource>& source);
   // Writes body_source_ chunks while the backlog allows; releases the source when done.
   void PumpBody();
   // Plain TCP with nothing queued and a file source: sendfile(2) as much as the socket takes.
@@ -237,6 +239,7 @@ class Connection {
   uint64_t body_left_ = 0;                     // Bytes still to read from it.
   bool body_last_ = false;                     // Its response is the connection's last.
   bool pumping_ = false;                       // In PumpBody.
+  bool body_chunked_ = false;                  // body_source_ is of unknown length.
   std::unique_ptr<WriteRequest> body_record_;  // Access-log record, sent with the last chunk.
 };
 

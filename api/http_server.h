@@ -4,8 +4,9 @@
 // mode (no lenient flag anywhere: request smuggling, shared/RELIABILITY.md T12), and hands each
 // complete request to a Handler with a ResponseWriter. Keep-alive and pipelining are supported;
 // responses go out strictly in request order even when handlers answer out of order. Every
-// response carries Content-Length (none for 204 and 304), a streamed one too: its BodySource
-// states its size up front, so there is no chunked response encoding. Every limit (limits.h) is
+// response carries Content-Length (none for 204 and 304), a streamed one too when its BodySource
+// states its size up front; one of unknown length (a followed log) is sent with
+// Transfer-Encoding: chunked (http_types.h). Every limit (limits.h) is
 // enforced here, so a Handler only ever sees a complete, bounded request, except that a handler
 // that takes a body as a stream (Handler::StreamBody) bounds that body itself, through its
 // BodySink; the server still bounds the head, the time between body bytes, and its own memory.

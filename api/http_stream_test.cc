@@ -14,6 +14,7 @@
 
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -307,7 +308,62 @@ struct DelayTimer {
   ResponseWriter writer;
 };
 
+// A body of unknown length: "piece <i>\n" for i in [0, pieces), each ms after the one before;
+// kPending between them, woken by a timer on the loop. Its timer goes with it.
+class ChunkedSource : public BodySource {
+ public:
+  ChunkedSource(Counters* counters, uv_loop_t* loop, uint64_t pieces, uint64_t ms)
+      : counters_(counters), pieces_(pieces), ms_(ms) {
+    counters_->sources_alive++;
+    timer_ = new uv_timer_t;
+    timer_->data = this;
+    CL_ASSERT(uv_timer_init(loop, timer_) == 0);
+  }
+  ~ChunkedSource() override {
+    counters_->sources_alive--;
+    timer_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+             [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
+  }
+
+  uint64_t size() const override { return kSizeUnknown; }
+  void SetWake(std::function<void()> wake) override { wake_ = std::move(wake); }
+
+  int64_t Read(char* buffer, size_t max) override {
+    counters_->source_reads++;
+    if (next_ == pieces_) {
+      return 0;
+    }
+    if (!ready_) {
+      uv_timer_start(timer_, [](uv_timer_t* timer) {
+        auto* self = static_cast<ChunkedSource*>(timer->data);
+        if (self != nullptr) {
+          self->ready_ = true;
+          self->wake_();  // May release self: nothing after this.
+        }
+      }, ms_, 0);
+      return kPending;
+    }
+    ready_ = false;
+    const std::string piece = "piece " + std::to_string(next_++) + "\n";
+    CL_ASSERT(piece.size() <= max);
+    std::memcpy(buffer, piece.data(), piece.size());
+    counters_->source_bytes += piece.size();
+    return static_cast<int64_t>(piece.size());
+  }
+
+ private:
+  Counters* counters_;
+  uint64_t pieces_;
+  uint64_t ms_;
+  uint64_t next_ = 0;
+  bool ready_ = false;
+  uv_timer_t* timer_;
+  std::function<void()> wake_;
+};
+
 // Routes:
+//   GET /chunked?pieces=N&ms=M        a ChunkedSource (Transfer-Encoding: chunked)
 //   POST /sink?refuse_after=N&keep=N  body streamed to a PatternSink; 200 "bytes=N bad=M", or
 //                                     507 "refused at N" when the sink refused
 //   POST /reject                      refused on its head: 401 (the sink it returns is unused)
@@ -403,6 +459,12 @@ class StreamHandler : public Handler {
       }, QueryNumber(query, "ms", 0), 0);
     } else if (path == "/small") {
       writer.Send(Text(200, "small"));
+    } else if (path == "/chunked") {
+      Response response;
+      response.content_type = "text/plain";
+      response.body_source = std::make_shared<ChunkedSource>(
+          &counters, loop_, QueryNumber(query, "pieces", 0), QueryNumber(query, "ms", 0));
+      writer.Send(std::move(response));
     } else {
       writer.Send(FailResponse(404, "not found"));
     }
@@ -993,6 +1055,46 @@ TEST_CASE("a source with a body, or on a 204, is a handler bug: 500") {
   REQUIRE(Read(*connection).body == "small");
   REQUIRE(server->counters().source_reads == 0);
   REQUIRE(server->counters().sources_alive == 0);
+}
+
+TEST_CASE("a source of unknown length is sent chunked, pausing until it wakes the connection") {
+  auto server = StreamServer::Start();
+  auto connection = Connect(*server);
+  Send(*connection, MakeRequest("GET", "/chunked?pieces=3&ms=20", "", "Connection: close\r\n"));
+  auto raw = connection->ReadUntilClose(10000);
+  REQUIRE(raw.ok());
+  const size_t head_end = raw->find("\r\n\r\n");
+  REQUIRE(head_end != std::string::npos);
+  const std::string head = raw->substr(0, head_end + 4);
+  CHECK(head.find("\r\nTransfer-Encoding: chunked\r\n") != std::string::npos);
+  CHECK(head.find("Content-Length") == std::string::npos);
+  CHECK(raw->substr(head.size()) ==
+        "8\r\npiece 0\n\r\n8\r\npiece 1\n\r\n8\r\npiece 2\n\r\n0\r\n\r\n");
+  REQUIRE(Eventually([&] { return server->AccessLog().size() == 1; }));
+  CHECK(server->AccessLog()[0].response_bytes == raw->size());
+  CHECK(server->counters().sources_alive == 0);
+
+  // Kept alive: the next request on the connection follows the last chunk.
+  auto again = Connect(*server);
+  Send(*again, MakeRequest("GET", "/chunked?pieces=1&ms=1") +
+                   MakeRequest("GET", "/small", "", "Connection: close\r\n"));
+  auto both = again->ReadUntilClose(10000);
+  REQUIRE(both.ok());
+  CHECK(both->find("8\r\npiece 0\n\r\n0\r\n\r\nHTTP/1.1 200") != std::string::npos);
+  CHECK(both->ends_with("small"));
+}
+
+TEST_CASE("a chunked source: HTTP/1.0 gets a 500; a client that goes away releases it") {
+  auto server = StreamServer::Start();
+  auto old = Connect(*server);
+  Send(*old, "GET /chunked?pieces=2&ms=1 HTTP/1.0\r\n\r\n");
+  CHECK(Read(*old).status == 500);
+  auto connection = Connect(*server);
+  Send(*connection, MakeRequest("GET", "/chunked?pieces=100000&ms=10"));
+  REQUIRE(Eventually([&] { return server->counters().source_bytes >= 16; }));
+  CHECK(server->counters().sources_alive == 1);
+  connection->Reset();
+  REQUIRE(Eventually([&] { return server->counters().sources_alive == 0; }));
 }
 
 TEST_CASE("responses pipelined after a streamed one follow its last byte, in order") {

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -54,8 +55,19 @@ class BodySink {
 
 // A response body produced on demand (a file, a range of one), read as the client drains the
 // connection: bounded memory for any size, and a slow reader slows the reads. Loop thread only.
+//
+// A source may also be of unknown length (size() == kSizeUnknown: a log file followed as it
+// grows). Its response is sent with Transfer-Encoding: chunked (HTTP/1.1 requests only; a
+// handler must not give one to an HTTP/1.0 request, which gets a 500 instead). Its Read returns
+// 0 at the end of the body, or kPending when it has nothing yet: the server then stops reading
+// it until the source calls the function SetWake gave it (on the loop thread, while the
+// connection still holds the source), and the connection has no idle deadline meanwhile: the
+// source bounds its own waiting. The client closing its side ends such a response at once.
 class BodySource {
  public:
+  static constexpr uint64_t kSizeUnknown = UINT64_MAX;
+  static constexpr int64_t kPending = -2;
+
   virtual ~BodySource() = default;
   // The body's length in bytes: the Content-Length sent.
   virtual uint64_t size() const = 0;
@@ -73,6 +85,8 @@ class BodySource {
     return -1;
   }
   virtual void Advance(uint64_t bytes) { (void)bytes; }
+  // For a source of unknown length: how to tell the server that Read has more (see above).
+  virtual void SetWake(std::function<void()> wake) { (void)wake; }
 };
 
 // One complete request, with its body read in full (bounded by HttpLimits::body_bytes_max), or

@@ -257,6 +257,24 @@ struct ClearDistributions {
   std::vector<std::string> request_ids;
 };
 
+// PUT /file?path=: the registry made the bytes durable as blob digest (registry/blob_store.h);
+// path now names them (replacing what it named). path must pass FilePathProblem.
+struct StoreFile {
+  std::string path;
+  std::string digest;
+  uint64_t size = 0;
+};
+
+// DELETE /file?path=: path names nothing any more. kNotFound if it names nothing now.
+struct DeleteFile {
+  std::string path;
+};
+
+// Why path is not a file server path, or "" when it is one: relative ("a/b.txt"), at most
+// kFilePathBytesMax bytes and kFilePathSegmentsMax segments, no empty, "." or ".." segment, no
+// backslash, no NUL or other control character. The message never repeats the path.
+std::string FilePathProblem(std::string_view path);
+
 // POST /api/v1/image: save a running instance's VM as a new tag of target_vm_id, or as a new
 // template named new_template_name (exactly one of the two). Pending until the node finishes.
 struct RequestSaveImage {
@@ -424,7 +442,8 @@ using Command = std::variant<SetConfig, CreateNodeGroup, UpdateNodeGroup, Delete
                              UpdatePermissionGroup, DeletePermissionGroup, SetResourcePermissions,
                              RecordAccessDenied, PutPolicy, ChangePolicyAttachment, PushManifest,
                              RemoveTemplateContent, RequestDistribution, ReportDistribution,
-                             ClearDistributions, MirrorRegistryTemplates>;
+                             ClearDistributions, MirrorRegistryTemplates, StoreFile,
+                             DeleteFile>;
 
 // The Anka instance state machine: may an instance in `from` move to `to`? Staying in the same
 // state (a progress or message update) is allowed, except once Terminated.

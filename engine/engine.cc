@@ -137,6 +137,9 @@ std::vector<std::string> ConflictKeys(const Command& command) {
     std::vector<std::string> operator()(const MirrorRegistryTemplates&) const {
       return {"templates"};
     }
+    // One key for all files: kFilesMax is counted across them.
+    std::vector<std::string> operator()(const StoreFile&) const { return {"files"}; }
+    std::vector<std::string> operator()(const DeleteFile&) const { return {"files"}; }
     std::vector<std::string> operator()(const ScheduleVms&) const {
       // One pass at a time: a pass counts capacity from the views, so a second pass in flight
       // would count without the first one's placements.
@@ -213,7 +216,7 @@ const char* CommandName(const Command& command) {
       "set_resource_permissions", "record_access_denied", "put_policy",
       "change_policy_attachment", "push_manifest", "remove_template_content",
       "request_distribution", "report_distribution", "clear_distributions",
-      "mirror_registry_templates"};
+      "mirror_registry_templates", "store_file", "delete_file"};
   static_assert(std::size(kNames) == std::variant_size_v<Command>);
   return kNames[command.index()];
 }

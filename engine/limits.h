@@ -36,6 +36,11 @@ inline constexpr size_t kScriptOutputBytesMax = 16 * 1024;  // A startup script'
 // which must stay under log::kEventBytesMax (an administrator's record is ~3 KB).
 inline constexpr size_t kPolicyEventsMax = 4096;
 inline constexpr size_t kPolicyBytesMax = 512 * 1024;
+// A file server path (PUT /file?path=): bytes in all, and segments.
+inline constexpr size_t kFilePathBytesMax = 1024;
+inline constexpr size_t kFilePathSegmentsMax = 32;
+// Files the file server holds: bounds the files view.
+inline constexpr size_t kFilesMax = 100'000;
 
 // Commands whose events are appended but not yet durable. Past it, commands wait in the engine's
 // own queue, so the log's producer queue (which blocks) is never filled from the event loop.

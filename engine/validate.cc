@@ -111,6 +111,8 @@ class Validation {
   bool ValidateCommand(const ReportDistribution& c);
   bool ValidateCommand(const ClearDistributions& c);
   bool ValidateCommand(const MirrorRegistryTemplates& c);
+  bool ValidateCommand(const StoreFile& c);
+  bool ValidateCommand(const DeleteFile& c);
 
  private:
   bool GroupNameTaken(const std::string& name, const std::string& except_id) const;
@@ -1746,6 +1748,70 @@ bool Validation::ValidateCommand(const ClearDistributions& c) {
   Emit(fb::CreateDistributionsCleared(builder.fbb(), builder.fbb().CreateVectorOfStrings(ids)),
        &builder);
   ids_ = ids;
+  return true;
+}
+
+std::string FilePathProblem(std::string_view path) {
+  if (path.empty()) {
+    return "the path is required";
+  }
+  if (path.size() > kFilePathBytesMax) {
+    return "the path is longer than " + std::to_string(kFilePathBytesMax) + " bytes";
+  }
+  if (path.front() == '/') {
+    return "the path must be relative (no leading /)";
+  }
+  const bool bad_byte = std::any_of(path.begin(), path.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '\\';
+  });
+  if (bad_byte) {
+    return "the path must not contain control characters or backslashes";
+  }
+  size_t segments = 0;
+  size_t start = 0;
+  while (start <= path.size()) {
+    const size_t end = std::min(path.find('/', start), path.size());
+    const std::string_view segment = path.substr(start, end - start);
+    if (segment.empty() || segment == "." || segment == "..") {
+      return "the path must not have empty, \".\" or \"..\" segments";
+    }
+    if (++segments > kFilePathSegmentsMax) {
+      return "the path has more than " + std::to_string(kFilePathSegmentsMax) + " segments";
+    }
+    start = end + 1;
+  }
+  return "";
+}
+
+bool Validation::ValidateCommand(const StoreFile& c) {
+  const std::string problem = FilePathProblem(c.path);
+  if (!problem.empty()) {
+    return Reject(Rejection::kInvalidArgument, problem);
+  }
+  if (!IsDigest(c.digest)) {
+    return Reject(Rejection::kInvalidArgument, "digest must be sha256:<64 lowercase hex>");
+  }
+  if (!views_.files.files.contains(c.path) && views_.files.files.size() >= kFilesMax) {
+    return Reject(Rejection::kOverloaded, "the file server holds " +
+                                              std::to_string(kFilesMax) +
+                                              " files; delete some first");
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreateFileStoredDirect(builder.fbb(), c.path.c_str(), c.digest.c_str(), c.size),
+       &builder);
+  return true;
+}
+
+bool Validation::ValidateCommand(const DeleteFile& c) {
+  const std::string problem = FilePathProblem(c.path);
+  if (!problem.empty()) {
+    return Reject(Rejection::kInvalidArgument, problem);
+  }
+  if (!views_.files.files.contains(c.path)) {
+    return Reject(Rejection::kNotFound, "no such file");
+  }
+  log::DraftBuilder builder;
+  Emit(fb::CreateFileDeletedDirect(builder.fbb(), c.path.c_str()), &builder);
   return true;
 }
 

@@ -225,6 +225,14 @@ void Write(Writer* w, const Distribution& d) {
   w->Stamp(d.updated);
 }
 
+void Write(Writer* w, const StoredFile& f) {
+  w->Str(f.path);
+  w->Str(f.digest);
+  w->U64(f.size);
+  w->Str(f.stored_by);
+  w->Stamp(f.stored);
+}
+
 void Write(Writer* w, const Template& t) {
   w->Str(t.template_id);
   w->Str(t.name);
@@ -617,6 +625,14 @@ void Read(Reader* r, Distribution* d) {
   r->Stamp(&d->updated);
 }
 
+void Read(Reader* r, StoredFile* f) {
+  r->Str(&f->path);
+  r->Str(&f->digest);
+  r->U64(&f->size);
+  r->Str(&f->stored_by);
+  r->Stamp(&f->stored);
+}
+
 void Read(Reader* r, Template* t) {
   r->Str(&t->template_id);
   r->Str(&t->name);
@@ -763,6 +779,7 @@ std::string EncodeViews(const Views& views) {
   WriteMap(&w, views.policies.policies);
   WriteMap(&w, views.policy_attachments.attachments);
   WriteMap(&w, views.distributions.requests);
+  WriteMap(&w, views.files.files);
   w.U64(views.authz_seq);
   const uint64_t checksum = Checksum(reinterpret_cast<const uint8_t*>(out.data()), out.size());
   for (int i = 0; i < 8; i++) {
@@ -806,6 +823,7 @@ Result<Views> DecodeViews(std::span<const uint8_t> bytes) {
   ReadMap(&r, &views.policies.policies);
   ReadMap(&r, &views.policy_attachments.attachments);
   ReadMap(&r, &views.distributions.requests);
+  ReadMap(&r, &views.files.files);
   r.U64(&views.authz_seq);
   for (const auto& [digest, session] : views.sessions.sessions) {
     views.sessions.by_expiry.emplace(session.expires_ns, digest);

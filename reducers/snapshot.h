@@ -30,7 +30,7 @@
 
 namespace cloister::reducers {
 
-inline constexpr uint8_t kViewsEncodingVersion = 9;
+inline constexpr uint8_t kViewsEncodingVersion = 10;  // 9: mirrored templates; 10: files.
 
 // Encodes views. Byte-identical output for equal Views.
 std::string EncodeViews(const Views& views);

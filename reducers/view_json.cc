@@ -462,6 +462,16 @@ Json DistributionJson(const Distribution& d) {
   return j;
 }
 
+Json StoredFileJson(const StoredFile& f) {
+  Json j = Json::object();
+  j["path"] = f.path;
+  j["digest"] = f.digest;
+  j["size"] = f.size;
+  j["stored_by"] = f.stored_by;
+  j["stored"] = StampJson(f.stored);
+  return j;
+}
+
 namespace {
 
 // Calls visit(name, map of a, same map of b, its pre-images, to-JSON function) for every view,
@@ -490,6 +500,7 @@ void VisitViews(const Views& a, const Views& b, const PreImages& pre, Visit visi
         pre.policy_attachments, &PolicyAttachmentJson);
   visit("distributions", a.distributions.requests, b.distributions.requests, pre.distributions,
         &DistributionJson);
+  visit("files", a.files.files, b.files.files, pre.files, &StoredFileJson);
 }
 
 const PreImages kNoPreImages;

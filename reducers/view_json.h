@@ -67,6 +67,7 @@ Json ApiKeyJson(const ApiKey& key);
 Json SessionJson(const Session& session);  // Digests only: a session id or token never is here.
 Json RevocationJson(const CertificateRevocation& revocation);
 Json DistributionJson(const Distribution& d);
+Json StoredFileJson(const StoredFile& f);
 
 // "pending", "done" or "error" (the Anka save-image status words).
 const char* SaveImageStatusName(SaveImageStatus status);

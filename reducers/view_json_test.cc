@@ -60,7 +60,7 @@ TEST_CASE("views as JSON: keyed by view and id, enums as names, times as RFC 333
                                          "vm_instances", "templates", "save_images", "api_keys",
                                          "sessions", "revocations", "permission_groups",
                                          "resource_permissions", "policies",
-                                         "policy_attachments", "distributions"});
+                                         "policy_attachments", "distributions", "files"});
   CHECK(j["config"]["ANKA_ENABLE_API_KEYS"]["value"] == "true");
   CHECK(j["config"]["ANKA_ENABLE_API_KEYS"]["changed"]["time"] == "2026-11-18T12:00:00Z");
   CHECK(j["config"]["ANKA_ROOT_TOKEN"]["changed"]["time"] == "2026-11-18T12:00:00.0015Z");
@@ -99,7 +99,7 @@ TEST_CASE("a single view name gives only that view; every name is valid, others 
   CHECK(ViewNameList() ==
         "config, nodes, node_groups, vm_instances, templates, save_images, "
         "api_keys, sessions, revocations, permission_groups, resource_permissions, policies, "
-        "policy_attachments, distributions, all");
+        "policy_attachments, distributions, files, all");
 }
 
 TEST_CASE("an enum value this build does not know shows as Unknown(N)") {

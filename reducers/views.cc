@@ -155,6 +155,10 @@ class Reducer {
         return OnDistributionsCleared(*event.payload_as_DistributionsCleared());
       case fb::Payload::TemplateMirrored:
         return OnTemplateMirrored(*event.payload_as_TemplateMirrored());
+      case fb::Payload::FileStored:
+        return OnFileStored(*event.payload_as_FileStored(), event.actor());
+      case fb::Payload::FileDeleted:
+        return OnFileDeleted(*event.payload_as_FileDeleted());
       default:
         return;
     }
@@ -682,6 +686,29 @@ class Reducer {
         requests.erase(id->str());
       }
     }
+  }
+
+  void OnFileStored(const fb::FileStored& p, const fb::Actor* actor) {
+    if (!Given(p.path())) {
+      return;
+    }
+    Remember(views_.files.files, p.path()->str(), before_ ? &before_->files : nullptr);
+    StoredFile* f = &views_.files.files[p.path()->str()];  // A new upload replaces it whole.
+    f->path = p.path()->str();
+    f->digest = Str(p.digest());
+    f->size = p.size();
+    f->stored_by = actor != nullptr ? Str(actor->id()) : "";
+    f->stored = stamp_;
+  }
+
+  void OnFileDeleted(const fb::FileDeleted& p) {
+    auto& files = views_.files.files;
+    const std::string path = Str(p.path());
+    if (!files.contains(path)) {
+      return;
+    }
+    Remember(files, path, before_ ? &before_->files : nullptr);
+    files.erase(path);
   }
 
   void OnSaveImageRequested(const fb::SaveImageRequested& p) {

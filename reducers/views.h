@@ -266,6 +266,26 @@ struct DistributionsView {
   bool operator==(const DistributionsView&) const = default;
 };
 
+// ---- central files ------------------------------------------------------------------------
+
+// A file of the registry's file server (PUT /file): its bytes are the blob digest in the blob
+// store, outside the log.
+struct StoredFile {
+  std::string path;
+  std::string digest;
+  uint64_t size = 0;
+  std::string stored_by;  // The actor id of the upload ("root", a key id, a certificate's CN).
+  Stamp stored;
+
+  bool operator==(const StoredFile&) const = default;
+};
+
+struct FilesView {
+  std::map<std::string, StoredFile> files;  // By path.
+
+  bool operator==(const FilesView&) const = default;
+};
+
 // ---- save-image requests --------------------------------------------------------------------
 
 enum class SaveImageStatus : uint8_t { kPending = 0, kDone = 1, kError = 2 };
@@ -453,6 +473,7 @@ struct Views {
   PoliciesView policies;
   PolicyAttachmentsView policy_attachments;
   DistributionsView distributions;
+  FilesView files;
   // The seq of the last event that changed permission_groups or resource_permissions (0: none):
   // a generation number that caches of authorization decisions compare (engine/authorization.h).
   uint64_t authz_seq = 0;
@@ -464,7 +485,8 @@ struct Views {
 inline constexpr const char* kViewNames[] = {
     "config",      "nodes",       "node_groups",       "vm_instances",        "templates",
     "save_images", "api_keys",    "sessions",          "revocations",         "permission_groups",
-    "resource_permissions", "policies", "policy_attachments", "distributions"};
+    "resource_permissions", "policies", "policy_attachments", "distributions",
+    "files"};
 
 // Applies one verified event. Precondition: seq == views->seq + 1. Sets views->seq = seq and
 // views->hash = hash. Payload types that no view of this issue uses change only seq and hash.
@@ -513,6 +535,8 @@ inline constexpr const char* kViewNames[] = {
 //  * DistributionRequested: creates the request with each named node pending.
 //    DistributionProgressed: sets that node's status, progress and message (for a node the
 //    request names). DistributionsCleared: erases the named requests.
+//  * FileStored: sets files[path] (digest, size, stored_by = the actor's id, stored = stamp).
+//    FileDeleted: erases files[path]. An empty path changes nothing.
 //  * SaveImageRequested: creates the request (keyed by request_id), status pending.
 //  * SaveImageFinished: status done (ok) or error, message, result_vmid = vmid.
 //  * ApiKeyCreated: creates (or replaces) the key, enabled. ApiKeyUpdated: groups and expires_ns
@@ -561,12 +585,14 @@ struct PreImages {
   std::map<std::string, std::optional<StoredPolicy>> policies;
   std::map<std::string, std::optional<PolicyAttachment>> policy_attachments;
   std::map<std::string, std::optional<Distribution>> distributions;
+  std::map<std::string, std::optional<StoredFile>> files;
 
   bool empty() const {
     return config.empty() && nodes.empty() && node_groups.empty() && vm_instances.empty() &&
            templates.empty() && save_images.empty() && api_keys.empty() && sessions.empty() &&
            revocations.empty() && permission_groups.empty() && resource_permissions.empty() &&
-           policies.empty() && policy_attachments.empty() && distributions.empty();
+           policies.empty() && policy_attachments.empty() && distributions.empty() &&
+           files.empty();
   }
 };
 

@@ -999,4 +999,40 @@ TEST_CASE("distributions: requested per node, progress only for named nodes, cle
   CHECK(v.distributions.requests.empty());
 }
 
+TEST_CASE("files: stored by the actor, replaced by a new upload, deleted; survive encoding") {
+  Views v;
+  auto store = [&](const char* path, const std::string& digest, uint64_t size) {
+    log::DraftBuilder b;
+    ApplyNext(&v, b, fb::CreateFileStoredDirect(b.fbb(), path, digest.c_str(), size));
+  };
+  const std::string d1 = "sha256:" + std::string(64, '1');
+  const std::string d2 = "sha256:" + std::string(64, '2');
+  store("a/b.txt", d1, 10);
+  store("c", d1, 10);
+  store("a/b.txt", d2, 20);  // A replacement.
+  store("", d2, 20);         // No path: nothing.
+  REQUIRE(v.files.files.size() == 2);
+  const StoredFile& f = v.files.files.at("a/b.txt");
+  CHECK(f.digest == d2);
+  CHECK(f.size == 20);
+  CHECK(f.stored_by == "test");
+  CHECK(f.stored.seq == 3);
+  const std::string encoded = EncodeViews(v);
+  Result<Views> decoded = DecodeViews(std::span<const uint8_t>(
+      reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size()));
+  REQUIRE(decoded.ok());
+  CHECK(*decoded == v);
+  {
+    log::DraftBuilder b;
+    ApplyNext(&v, b, fb::CreateFileDeletedDirect(b.fbb(), "c"));
+  }
+  {
+    log::DraftBuilder b;
+    ApplyNext(&v, b, fb::CreateFileDeletedDirect(b.fbb(), "never"));  // Unknown: nothing.
+  }
+  CHECK(v.files.files.size() == 1);
+  CHECK(v.files.files.contains("a/b.txt"));
+  CHECK(v.seq == 6);
+}
+
 }  // namespace cloister::reducers

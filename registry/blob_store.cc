@@ -184,6 +184,19 @@ BlobStore::Sealed::~Sealed() {
   if (!committed && !temp_path.empty()) unlink(temp_path.c_str());
 }
 
+Result<std::string> BlobStore::UploadDigest(const std::string& upload_id) const {
+  auto it = uploads_.find(upload_id);
+  if (it == uploads_.end()) return Status::NotFound("upload " + upload_id + " not found");
+  EVP_MD_CTX* copy = EVP_MD_CTX_new();
+  unsigned char sum[EVP_MAX_MD_SIZE];
+  unsigned int sum_size = 0;
+  const bool ok = copy != nullptr && EVP_MD_CTX_copy_ex(copy, it->second->sha) == 1 &&
+                  EVP_DigestFinal_ex(copy, sum, &sum_size) == 1;
+  EVP_MD_CTX_free(copy);
+  if (!ok) return Status::IoError("sha256 of upload " + upload_id + " failed");
+  return "sha256:" + Hex(sum, sum_size);
+}
+
 Result<BlobStore::Sealed> BlobStore::Seal(const std::string& upload_id,
                                           std::string_view digest) {
   auto it = uploads_.find(upload_id);

@@ -44,6 +44,9 @@ class BlobStore {
   // Appends bytes at offset, which must be the upload's current size (kInvalidArgument naming
   // both otherwise: OCI answers 416). Returns the new size.
   Result<uint64_t> Append(const std::string& upload_id, uint64_t offset, std::string_view bytes);
+  // "sha256:<hex>" of the bytes received so far (the upload carries on); kNotFound for an
+  // unknown upload. For a client that names no digest: Seal with this one.
+  Result<std::string> UploadDigest(const std::string& upload_id) const;
   // The bytes received so far; kNotFound for an unknown upload.
   Result<uint64_t> UploadSize(const std::string& upload_id) const;
   // Completes the upload as blob `digest` ("sha256:..."). A mismatch is kInvalidArgument

@@ -91,6 +91,20 @@ TEST_CASE("a blob uploaded in one piece or in chunks is stored under its digest"
   CHECK(store->uploads_in_progress() == 0);
 }
 
+TEST_CASE("UploadDigest is the digest of the bytes so far, and the upload carries on") {
+  TempDir dir;
+  auto store = OpenStore(dir.Sub("registry"));
+  auto id = store->StartUpload();
+  REQUIRE(id.ok());
+  CHECK(*store->UploadDigest(*id) == DigestOf(""));
+  REQUIRE(store->Append(*id, 0, "abc").ok());
+  CHECK(*store->UploadDigest(*id) == DigestOf("abc"));
+  REQUIRE(store->Append(*id, 3, "def").ok());
+  CHECK(*store->UploadDigest(*id) == DigestOf("abcdef"));
+  REQUIRE(store->Finish(*id, DigestOf("abcdef")).ok());
+  CHECK(store->UploadDigest(*id).status().code() == StatusCode::kNotFound);
+}
+
 TEST_CASE("a digest mismatch or a bad digest keeps nothing") {
   TempDir dir;
   auto store = OpenStore(dir.Sub("registry"));

@@ -293,6 +293,10 @@ std::vector<std::string> LiveDigests(const reducers::Views& views) {
       }
     }
   }
+  // The file server's files are blobs too (PUT /file).
+  for (const auto& [path, file] : views.files.files) {
+    live.insert(file.digest);
+  }
   return {live.begin(), live.end()};
 }
 

@@ -6,7 +6,8 @@
 //
 // What is live: the views are rebuilt from the log (opened read-only, with its snapshots), and
 // every digest that is a manifest stored in any template, or that such a manifest refers to (a
-// config, a layer, an index's child), or that a tag names, is live. A blob is a candidate when it
+// config, a layer, an index's child), or that a tag names, or that a file of the file server
+// names (FileStored, until FileDeleted), is live. A blob is a candidate when it
 // is not live AND its file's mtime is at least `grace` old: a push uploads its blobs before its
 // manifest, so blobs that arrived within the grace period are never collected, whatever the log
 // says yet.

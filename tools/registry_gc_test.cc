@@ -164,6 +164,37 @@ TEST_CASE("LiveDigests: stored manifests, their references and tags' digests, in
   b.tags.push_back({"v1", 0, "", {}, "sha256:t-only"});
   CHECK(LiveDigests(views) == std::vector<std::string>{"sha256:c1", "sha256:i", "sha256:l1",
                                                        "sha256:m1", "sha256:m2", "sha256:t-only"});
+  views.files.files["docs/a.txt"].digest = "sha256:f1";
+  views.files.files["docs/b.txt"].digest = "sha256:l1";  // Shared with a layer: listed once.
+  CHECK(LiveDigests(views) == std::vector<std::string>{"sha256:c1", "sha256:f1", "sha256:i",
+                                                       "sha256:l1", "sha256:m1", "sha256:m2",
+                                                       "sha256:t-only"});
+}
+
+TEST_CASE("registry gc: a blob a file names is kept; once the file is deleted it goes") {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  std::unique_ptr<Daemon> daemon = Daemon::Start(data, dir.path());
+  const RunResult kept = RunCloister(
+      {"call", "PUT", "/file?path=keep/me.txt", "kept bytes", "--url", daemon->registry_url()});
+  INFO(kept.out + kept.err);
+  REQUIRE(kept.exit_code == 0);
+  const RunResult gone = RunCloister(
+      {"call", "PUT", "/file?path=drop.txt", "dropped bytes", "--url", daemon->registry_url()});
+  REQUIRE(gone.exit_code == 0);
+  const std::string kept_digest = Json::parse(kept.out)["body"]["digest"];
+  const std::string gone_digest = Json::parse(gone.out)["body"]["digest"];
+  REQUIRE(RunCloister({"call", "DELETE", "/file?path=drop.txt", "--url",
+                       daemon->registry_url()})
+              .exit_code == 0);
+  SetAge(BlobPathIn(data, kept_digest), 2 * 3600);
+  SetAge(BlobPathIn(data, gone_digest), 2 * 3600);
+  const RunResult gc = RunCloister({"registry", "gc", "--data", data, "--delete"});
+  INFO(gc.out + gc.err);
+  REQUIRE(gc.exit_code == 0);
+  CHECK(Exists(BlobPathIn(data, kept_digest)));
+  CHECK_FALSE(Exists(BlobPathIn(data, gone_digest)));
+  CHECK(ReadFile(BlobPathIn(data, kept_digest)) == "kept bytes");
 }
 
 TEST_CASE("registry gc: a dry run lists, --delete removes exactly the unreferenced old blobs") {

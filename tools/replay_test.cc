@@ -359,7 +359,7 @@ TEST_CASE("replay bad arguments exit 2 with a one-line message") {
                   "--view: unknown view 'bogus'; valid views: config, nodes, node_groups, "
                   "vm_instances, templates, save_images, api_keys, sessions, revocations, "
                   "permission_groups, resource_permissions, policies, policy_attachments, "
-                  "distributions, all");
+                  "distributions, files, all");
   CheckUsageError(RunCloister({"replay", "--data", dir, "--format", "yaml"}),
                   "--format: unknown format 'yaml'; expected json or text");
   CheckUsageError(RunCloister({"replay", "--data", dir, "--to", "13"}),

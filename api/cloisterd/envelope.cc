@@ -9,6 +9,11 @@ api::Response OkResponse(const std::string& body_json) {
   return response;
 }
 
+api::Response StorageFailure(const Status& status) {
+  return api::FailResponse(status.code() == StatusCode::kNoSpace ? 507 : 500,
+                           "storage: " + status.message());
+}
+
 api::Response FailedReplyResponse(const engine::Reply& reply) {
   if (!reply.status.ok()) {
     return api::FailResponse(503, "the change could not be recorded: " + reply.status.message());

@@ -19,6 +19,9 @@ namespace cloister::cloisterd {
 // {"status":"OK","message":"","body":<body_json>} as a 200 application/json response.
 api::Response OkResponse(const std::string& body_json);
 
+// A storage failure of the registry's files in the envelope: 507 when the disk is full, else 500.
+api::Response StorageFailure(const Status& status);
+
 // The answer for a reply that is not ok(): storage failure or rejection.
 api::Response FailedReplyResponse(const engine::Reply& reply);
 

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/cloisterd/blob_io.h"
 #include "api/cloisterd/request_fields.h"
 
 namespace cloister::cloisterd {
@@ -16,66 +17,6 @@ namespace {
 using Json = nlohmann::ordered_json;
 using registry::OciPath;
 using Kind = registry::OciPath::Kind;
-
-// Streams one file (or a range of it) as a response body, with pread: no buffer of its own.
-class FileSource final : public api::BodySource {
- public:
-  FileSource(int fd, uint64_t offset, uint64_t length)
-      : fd_(fd), offset_(offset), length_(length) {}
-  ~FileSource() override { ::close(fd_); }
-  uint64_t size() const override { return length_; }
-  int64_t Read(char* buffer, size_t max) override {
-    const uint64_t left = length_ - done_;
-    if (left == 0) {
-      return 0;
-    }
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(left, max));
-    ssize_t got;
-    do {
-      got = ::pread(fd_, buffer, want, static_cast<off_t>(offset_ + done_));
-    } while (got < 0 && errno == EINTR);
-    if (got <= 0) {
-      return -1;  // An error, or the file is shorter than it was: the response cannot finish.
-    }
-    done_ += static_cast<uint64_t>(got);
-    return got;
-  }
-  int File(uint64_t* offset) const override {
-    *offset = offset_ + done_;
-    return fd_;
-  }
-  void Advance(uint64_t bytes) override { done_ += std::min(bytes, length_ - done_); }
-
- private:
-  int fd_;
-  uint64_t offset_;
-  uint64_t length_;
-  uint64_t done_ = 0;
-};
-
-// Appends a request body to an upload as it arrives.
-class UploadSink final : public api::BodySink {
- public:
-  UploadSink(registry::BlobStore* blobs, std::string upload_id, uint64_t offset)
-      : blobs_(blobs), upload_id_(std::move(upload_id)), offset_(offset) {}
-  bool Write(std::string_view bytes) override {
-    Result<uint64_t> size = blobs_->Append(upload_id_, offset_, bytes);
-    if (!size.ok()) {
-      error_ = size.status();
-      return false;
-    }
-    offset_ = *size;
-    return true;
-  }
-  const Status& error() const { return error_; }
-  const std::string& upload_id() const { return upload_id_; }
-
- private:
-  registry::BlobStore* blobs_;
-  std::string upload_id_;
-  uint64_t offset_;
-  Status error_;
-};
 
 api::Response Empty(int status) {
   api::Response response;
@@ -680,29 +621,18 @@ void OciApi::FinishUpload(const api::Request& request, const OciPath& path,
     return;
   }
   // The blob is acknowledged only once durable; the commit runs off the loop.
-  struct Job {
-    registry::BlobStore::Sealed blob;
-    Status status;
-  };
-  auto job = std::make_shared<Job>(Job{std::move(sealed.value()), Status::Ok()});
-  auto work = [job] { job->status = registry::BlobStore::Commit(&job->blob); };
-  auto after = [job, location = "/v2/" + path.name + "/blobs/" + digest, digest,
-                respond = std::move(respond)] {
-    if (!job->status.ok()) {
-      respond(StorageError(job->status));
-      return;
-    }
-    api::Response response = Empty(201);
-    response.headers.Add("Location", location);
-    response.headers.Add("Docker-Content-Digest", digest);
-    respond(std::move(response));
-  };
-  if (offload_) {
-    offload_(std::move(work), std::move(after));
-  } else {
-    work();
-    after();
-  }
+  CommitOffLoop(offload_, std::move(sealed.value()),
+                [location = "/v2/" + path.name + "/blobs/" + digest, digest,
+                 respond = std::move(respond)](const Status& status) {
+                  if (!status.ok()) {
+                    respond(StorageError(status));
+                    return;
+                  }
+                  api::Response response = Empty(201);
+                  response.headers.Add("Location", location);
+                  response.headers.Add("Docker-Content-Digest", digest);
+                  respond(std::move(response));
+                });
 }
 
 void OciApi::CancelUpload(const OciPath& path, Respond respond) {

@@ -36,6 +36,7 @@
 #include <string>
 #include <string_view>
 
+#include "api/cloisterd/blob_io.h"
 #include "api/http_types.h"
 #include "engine/clock.h"
 #include "engine/engine.h"
@@ -74,7 +75,7 @@ class OciApi {
   // Runs work on another thread, then after on this one (the event loop's thread pool); by
   // default both run at once, here. Blob commits (fsync, rename) go there, so that one
   // upload's fsync neither stalls the loop nor waits for another's.
-  using Offload = std::function<void(std::function<void()> work, std::function<void()> after)>;
+  using Offload = cloisterd::Offload;
 
   void SetPrincipal(const engine::Principal* principal) { principal_ = principal; }
   void SetResourceCheck(ResourceCheck check) { resource_check_ = std::move(check); }

@@ -134,6 +134,17 @@ constexpr RouteEntry kTable[] = {
     Needs(kR, "PATCH", "/v2/{name}/blobs/uploads/{uuid}", kReg, "push_vm"),
     Needs(kR, "PUT", "/v2/{name}/blobs/uploads/{uuid}", kReg, "push_vm"),
     Needs(kR, "DELETE", "/v2/{name}/blobs/uploads/{uuid}", kReg, "push_vm"),
+    // The central file and log servers (api/cloisterd/file_api.h, log_api.h; the paths are
+    // cloister's): the seed's File Server and Log Server permissions.
+    Needs(kR, "PUT", "/file", kReg, "upload_file"),
+    Needs(kR, "GET", "/file", kReg, "download_file"),
+    Needs(kR, "DELETE", "/file", kReg, "upload_file"),
+    Needs(kR, "POST", "/log", kReg, "send_log"),
+    Needs(kR, "POST", "/log/event", kReg, "send_log_event"),
+    Needs(kR, "GET", "/log/files", kReg, "get_streamer"),
+    Needs(kR, "GET", "/log/streamer", kReg, "get_streamer"),
+    Needs(kR, "GET", "/log/stream", kReg, "stream_log"),
+    Needs(kR, "GET", "/log/archive", kReg, "get_log_archive"),
     // The registry's own copy of the permission administration, for registry groups only.
     CLOISTER_PERMISSION_ADMIN(kR, kReg, "/admin/api/v1/permission"),
     CLOISTER_PERMISSION_ADMIN(kR, kReg, "/admin/v1/api/permission"),

@@ -66,6 +66,18 @@ bool ConfigTextValue(const std::string& key, const nlohmann::json& value, std::s
 
 std::shared_ptr<api::BodySink> Routes::StreamBody(Listener listener, const api::Request& head,
                                                   std::optional<api::Response>* reject) {
+  if (listener == Listener::kRegistry && files_ != nullptr && head.path == "/file" &&
+      head.method == "PUT") {
+    // Credentials and upload_file before a byte of the file is read.
+    Respond refuse = [reject](api::Response response) { *reject = std::move(response); };
+    bool path_known = false;
+    const RouteEntry* route = FindRoute(listener, head.method, head.path, &path_known);
+    if (route == nullptr || !Admit(head, refuse) || !Permit(head, *route, refuse)) {
+      return nullptr;
+    }
+    files_->SetPrincipal(&principal_);
+    return files_->StreamBody(head, reject);
+  }
   if (listener != Listener::kRegistry || oci_ == nullptr || !head.path.starts_with("/v2/")) {
     return nullptr;
   }
@@ -86,7 +98,11 @@ std::shared_ptr<api::BodySink> Routes::StreamBody(Listener listener, const api::
   return oci_->StreamBody(head, reject);
 }
 
-void Routes::SetBlobStore(registry::BlobStore* blobs, OciApi::Offload offload) {
+void Routes::SetBlobStore(registry::BlobStore* blobs, registry::LogStore* logs,
+                          OciApi::Offload offload) {
+  files_ = std::make_unique<FileApi>(engine_, blobs, offload);
+  files_->SetPrincipal(&principal_);
+  logs_ = std::make_unique<LogApi>(logs, clock_, offload);
   registry_api_ = RegistryApi(engine_, blobs, options_.data_dir);
   registry_api_.SetPrincipal(&principal_);
   oci_ = std::make_unique<OciApi>(engine_, blobs, clock_);
@@ -163,6 +179,14 @@ void Routes::Handle(Listener listener, api::Request request, Respond respond) {
         return;
       }
       oci_->Handle(request, std::move(respond));
+      return;
+    }
+    if (path == "/file" || path == "/log" || path.starts_with("/log/")) {
+      if (files_ == nullptr || logs_ == nullptr) {
+        respond(api::FailResponse(404, "this process serves no registry storage"));
+      } else if (!files_->Handle(request, respond) && !logs_->Handle(request, respond)) {
+        respond(api::FailResponse(404, "not found"));
+      }
       return;
     }
     if (path == "/registry/status") {

@@ -25,6 +25,8 @@
 #include "api/cloisterd/controller_api.h"
 #include "api/cloisterd/envelope.h"
 #include "api/cloisterd/node_api.h"
+#include "api/cloisterd/file_api.h"
+#include "api/cloisterd/log_api.h"
 #include "api/cloisterd/oci_api.h"
 #include "api/cloisterd/registry_api.h"
 #include "api/cloisterd/options.h"
@@ -82,9 +84,11 @@ class Routes {
   std::shared_ptr<api::BodySink> StreamBody(Listener listener, const api::Request& head,
                                             std::optional<api::Response>* reject);
 
-  // The registry's blob storage: enables the OCI data plane (/v2/) on the registry listener.
-  // blobs must outlive the routes.
-  void SetBlobStore(registry::BlobStore* blobs, OciApi::Offload offload);
+  // The registry's blob storage and log files: enable the OCI data plane (/v2/), the file
+  // server (/file) and the log server (/log...) on the registry listener. Both must outlive the
+  // routes.
+  void SetBlobStore(registry::BlobStore* blobs, registry::LogStore* logs,
+                    OciApi::Offload offload);
 
   // Client certificates (see Authenticator::SetCertificates). An expired CRL makes /readyz fail.
   void SetCertificates(const CertificateAuthority* ca, const TrustedProxies* ingress) {
@@ -112,6 +116,7 @@ class Routes {
   void Tick() {
     if (tap_ != nullptr) tap_->Tick(clock_->NowNs());
     if (oci_ != nullptr) oci_->Tick(clock_->NowNs());
+    if (logs_ != nullptr) logs_->Tick();
     if (options_.role == Role::kRegistry) {
       return;  // A standalone registry schedules no VMs and serves no nodes.
     }
@@ -175,6 +180,8 @@ class Routes {
   PolicyApi policy_api_;
   RegistryApi registry_api_;
   std::unique_ptr<OciApi> oci_;  // With a blob store (SetBlobStore).
+  std::unique_ptr<FileApi> files_;
+  std::unique_ptr<LogApi> logs_;
   bool draining_ = false;
   std::string own_registry_url_;
   // Serialised bodies, valid while the views' seq is the one recorded: both derive only from

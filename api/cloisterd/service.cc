@@ -17,6 +17,7 @@
 #include "api/cloisterd/logging.h"
 #include "api/cloisterd/registry_probe.h"
 #include "registry/blob_store.h"
+#include "registry/log_store.h"
 #include "api/cloisterd/routes.h"
 #include "api/cloisterd/version.h"
 #include "api/http_server.h"
@@ -52,7 +53,7 @@ struct OffloadJob {
   std::function<void()> after;
 };
 
-void Offload(uv_loop_t* loop, std::function<void()> work, std::function<void()> after) {
+void RunOffLoop(uv_loop_t* loop, std::function<void()> work, std::function<void()> after) {
   auto* job = new OffloadJob{{}, std::move(work), std::move(after)};
   job->request.data = job;
   const int rc = uv_queue_work(
@@ -192,6 +193,7 @@ class Service {
   std::string mirror_failure_;  // The last mirror rejection logged (logged once each).
   bool crl_expired_logged_ = false;
   std::unique_ptr<registry::BlobStore> blobs_;  // The registry listener's storage.
+  std::unique_ptr<registry::LogStore> logs_;    // Its central log server's files.
   std::unique_ptr<Routes> routes_;
   std::optional<TokenDigest> root_digest_;  // Authentication on: the root token's SHA-256.
   std::vector<std::unique_ptr<ListenerHandler>> handlers_;
@@ -383,10 +385,16 @@ Status Service::StartServers(const Listeners& listeners) {
       return blobs.status();
     }
     blobs_ = std::move(blobs.value());
-    routes_->SetBlobStore(blobs_.get(), [this](std::function<void()> work,
-                                               std::function<void()> after) {
-      Offload(&loop_, std::move(work), std::move(after));
-    });
+    Result<std::unique_ptr<registry::LogStore>> logs =
+        registry::LogStore::Open(options_.data_dir + "/logs");
+    if (!logs.ok()) {
+      return logs.status();
+    }
+    logs_ = std::move(logs.value());
+    routes_->SetBlobStore(blobs_.get(), logs_.get(),
+                          [this](std::function<void()> work, std::function<void()> after) {
+                            RunOffLoop(&loop_, std::move(work), std::move(after));
+                          });
   }
   if (ca_ != nullptr) {
     routes_->SetCertificates(ca_.get(), proxies_.get());
