@@ -370,7 +370,7 @@ Status Service::StartServers(const Listeners& listeners) {
   if (registry_probe_ != nullptr) {
     routes_->SetRegistryProbe(registry_probe_.get(), [this](std::function<void()> work,
                                                             std::function<void()> after) {
-      Offload(&loop_, std::move(work), std::move(after));
+      RunOffLoop(&loop_, std::move(work), std::move(after));
     });
     // No storage here: the template view follows the registry's catalogue.
     registry_probe_->Follow([poster = loop_poster_.get(), this](
