@@ -4,6 +4,7 @@
 #include "node/qemu_driver.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -108,6 +109,12 @@ bool ProcessExists(int pid) {
   return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
 }
 
+// Writes an executable shell script.
+void WriteScript(const std::string& path, const std::string& body) {
+  std::ofstream(path) << "#!/bin/sh\n" << body;
+  std::filesystem::permissions(path, std::filesystem::perms::owner_all);
+}
+
 TEST_CASE("qemu: clone, start, run, suspend and resume keep guest memory, stop, delete",
           "[qemu]") {
   Fixture f;
@@ -204,9 +211,7 @@ TEST_CASE("qemu: strict errors change nothing", "[qemu]") {
   // A QEMU that refuses to start: kIoError with its own words, the VM still stopped, and the
   // VNC password nowhere in the message.
   const std::string fake = f.tmp.Sub("fake-qemu");
-  std::ofstream(fake) << "#!/bin/sh\necho 'qemu-system-x86_64: -drive file=x: no such thing' >&2\n"
-                         "exit 1\n";
-  std::filesystem::permissions(fake, std::filesystem::perms::owner_all);
+  WriteScript(fake, "echo 'qemu-system-x86_64: -drive file=x: no such thing' >&2\nexit 1\n");
   f.options.qemu_binary = fake;
   f.Reopen();
   Status refused = f.driver->Start("vm1");
@@ -270,6 +275,31 @@ TEST_CASE("qemu: a new driver re-attaches to running VMs; a killed QEMU is stopp
   REQUIRE_OK(f.driver->Delete("vm1"));
   CHECK_FALSE(ProcessExists(third));
   CHECK(f.driver->List()->empty());
+}
+
+TEST_CASE("qemu: auto takes kvm only when a probe boot reaches the guest's marker", "[qemu]") {
+  Fixture f;
+  REQUIRE_OK(f.driver->Clone(Spec("vm1")));
+  const int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  const bool have_kvm = kvm >= 0;
+  if (kvm >= 0) close(kvm);
+  // A "QEMU" whose guest boots (prints the marker on its serial file) and one that refuses KVM.
+  WriteScript(f.tmp.Sub("boots"), "echo AGENT-BOOT-OK > serial.log\nexec sleep 60\n");
+  WriteScript(f.tmp.Sub("refuses"), "echo 'failed to set MSR' >&2\nexit 1\n");
+  for (const char* fake : {"boots", "refuses"}) {
+    f.options.accel = QemuAccel::kAuto;
+    f.options.qemu_binary = f.tmp.Sub(fake);
+    f.Reopen();
+    auto accel = f.driver->ResolveAccel("vm1");
+    REQUIRE(accel.ok());
+    INFO(fake << " /dev/kvm " << have_kvm);
+    const bool expect_kvm = have_kvm && std::string(fake) == "boots";
+    CHECK(*accel == (expect_kvm ? QemuAccel::kKvm : QemuAccel::kTcg));
+    CHECK(std::filesystem::is_empty(f.options.vm_dir + "/.staging"));
+  }
+  f.options.accel = QemuAccel::kTcg;
+  f.Reopen();
+  CHECK(*f.driver->ResolveAccel("vm1") == QemuAccel::kTcg);  // An explicit choice: no probe.
 }
 
 // GET path from 127.0.0.1:port; the whole answer, or empty.
