@@ -74,7 +74,7 @@ struct CloneSpec {
   // Drivers that run real guests (qemu) use these; sim ignores them.
   bool copy = false;     // An independent copy of the template's disk, not a CoW overlay.
   bool network = false;  // A NIC with outbound networking; off: no NIC unless forwards need one.
-  std::vector<PortForward> port_forwards;  // host_port 0: a free port chosen at each start.
+  std::vector<PortForward> port_forwards{};  // host_port 0: a free port chosen at each start.
 };
 
 // One entry of List.

@@ -704,19 +704,34 @@ Status QemuDriver::KillLocked(const std::string& dir, int pid) {
   return Status::Ok();
 }
 
-Status QemuDriver::Start(const std::string& name) {
-  if (!ValidQemuVmName(name)) return Status::InvalidArgument("start " + name + ": bad VM name");
-  auto locks = LocksFor(name);
-  std::lock_guard<std::mutex> lock(locks->op);
-  return StartLocked(name);
+struct QemuDriver::Entered {
+  std::shared_ptr<VmLocks> locks;
+  std::unique_lock<std::mutex> lock;
+  std::string dir;
+  Config config;
+  Observed seen;
+};
+
+Result<QemuDriver::Entered> QemuDriver::Enter(const std::string& op, const std::string& name) {
+  if (!ValidQemuVmName(name)) return Status::InvalidArgument(op + "malformed VM name");
+  Entered e;
+  e.locks = LocksFor(name);
+  e.lock = std::unique_lock<std::mutex>(e.locks->op);
+  e.dir = VmPath(name);
+  auto config = LoadVm(e.dir, op);
+  if (!config.ok()) return config.status();
+  e.config = std::move(*config);
+  e.seen = Observe(e.dir, e.config);
+  return e;
 }
 
-Status QemuDriver::StartLocked(const std::string& name) {
+Status QemuDriver::Start(const std::string& name) {
   const std::string op = "start " + name + ": ";
-  const std::string dir = VmPath(name);
-  auto config = LoadVm(dir, op);
-  if (!config.ok()) return config.status();
-  const Observed seen = Observe(dir, *config);
+  auto entered = Enter(op, name);
+  if (!entered.ok()) return entered.status();
+  const std::string& dir = entered->dir;
+  const Config* config = &entered->config;
+  const Observed& seen = entered->seen;
   if (seen.pid != 0) {
     if (seen.status == VmStatus::kRunning) {
       return Status::InvalidArgument(op + "the VM is running");
@@ -837,13 +852,11 @@ Status QemuDriver::StartLocked(const std::string& name) {
 
 Status QemuDriver::Stop(const std::string& name) {
   const std::string op = "stop " + name + ": ";
-  if (!ValidQemuVmName(name)) return Status::InvalidArgument(op + "bad VM name");
-  auto locks = LocksFor(name);
-  std::lock_guard<std::mutex> lock(locks->op);
-  const std::string dir = VmPath(name);
-  auto config = LoadVm(dir, op);
-  if (!config.ok()) return config.status();
-  const Observed seen = Observe(dir, *config);
+  auto entered = Enter(op, name);
+  if (!entered.ok()) return entered.status();
+  const std::string& dir = entered->dir;
+  const Config* config = &entered->config;
+  const Observed& seen = entered->seen;
   if (seen.status == VmStatus::kStopped) {
     return Status::InvalidArgument(op + "the VM is stopped");
   }
@@ -866,13 +879,10 @@ Status QemuDriver::Stop(const std::string& name) {
 
 Status QemuDriver::Suspend(const std::string& name) {
   const std::string op = "suspend " + name + ": ";
-  if (!ValidQemuVmName(name)) return Status::InvalidArgument(op + "bad VM name");
-  auto locks = LocksFor(name);
-  std::lock_guard<std::mutex> lock(locks->op);
-  const std::string dir = VmPath(name);
-  auto config = LoadVm(dir, op);
-  if (!config.ok()) return config.status();
-  const Observed seen = Observe(dir, *config);
+  auto entered = Enter(op, name);
+  if (!entered.ok()) return entered.status();
+  const std::string& dir = entered->dir;
+  const Observed& seen = entered->seen;
   if (seen.status != VmStatus::kRunning || seen.pid == 0) {
     return Status::InvalidArgument(op + "the VM is not running");
   }

@@ -106,6 +106,7 @@ class QemuDriver final : public Driver {
 
   struct Config;  // config.json (qemu_driver.cc).
   struct Observed;
+  struct Entered;
 
  private:
   QemuDriver(QemuOptions options, int lock_fd);
@@ -116,7 +117,9 @@ class QemuDriver final : public Driver {
   std::shared_ptr<VmLocks> LocksFor(const std::string& name);
   std::string VmPath(const std::string& name) const { return options_.vm_dir + "/" + name; }
   Result<VmInfo> ShowLocked(const std::string& name);
-  Status StartLocked(const std::string& name);
+  // The start of every call on an existing VM: checks the name, takes the VM's op lock (held by
+  // the returned value), loads its config and observes its QEMU. Errors are prefixed with op.
+  Result<Entered> Enter(const std::string& op, const std::string& name);
   Status KillLocked(const std::string& dir, int pid);
 
   const QemuOptions options_;
