@@ -476,19 +476,23 @@ namespace {
 QemuDriver::Observed Observe(const std::string& dir, const QemuDriver::Config& config) {
   QemuDriver::Observed seen;
   const int pid = ReadPid(dir);
+  const bool state_file = access((dir + "/vm.state").c_str(), F_OK) == 0;
   if (ProcessAlive(pid, config.uuid)) {
     seen.pid = pid;
     seen.status = VmStatus::kRunning;
     auto status = QmpOnce(dir, "query-status", nullptr, milliseconds(5000));
     if (status.ok()) {
       seen.qmp_status = status->value("status", "");
-      if (seen.qmp_status != "running") seen.status = VmStatus::kSuspended;
+      if (seen.qmp_status == "prelaunch" || seen.qmp_status == "inmigrate") {
+        // A start that never finished (its caller died): the VM is still in its old state.
+        seen.status = state_file ? VmStatus::kSuspended : VmStatus::kStopped;
+      } else if (seen.qmp_status != "running") {
+        seen.status = VmStatus::kSuspended;  // Paused.
+      }
     }
     return seen;
   }
-  if (access((dir + "/vm.state").c_str(), F_OK) == 0) {
-    seen.status = VmStatus::kSuspended;
-  }
+  if (state_file) seen.status = VmStatus::kSuspended;
   return seen;
 }
 
@@ -736,13 +740,16 @@ Status QemuDriver::Start(const std::string& name) {
     if (seen.status == VmStatus::kRunning) {
       return Status::InvalidArgument(op + "the VM is running");
     }
-    if (seen.qmp_status != "paused") {
-      return Status::IoError(op + "QEMU is in state " + seen.qmp_status);
+    if (seen.qmp_status == "paused") {
+      auto resumed = QmpOnce(dir, "cont", nullptr, milliseconds(10'000));
+      if (!resumed.ok()) return Status::IoError(op + resumed.status().message());
+      unlink((dir + "/vm.state").c_str());  // A suspend that stopped short of quitting.
+      return Status::Ok();
     }
-    auto resumed = QmpOnce(dir, "cont", nullptr, milliseconds(10'000));
-    if (!resumed.ok()) return Status::IoError(op + resumed.status().message());
-    unlink((dir + "/vm.state").c_str());  // A suspend that stopped short of quitting.
-    return Status::Ok();
+    // Left over from a start that never finished: replace it.
+    if (Status killed = KillLocked(dir, seen.pid); !killed.ok()) {
+      return Status::IoError(op + killed.message());
+    }
   }
   const bool resume = access((dir + "/vm.state").c_str(), F_OK) == 0;
   auto accel = ResolveAccel(name);
@@ -858,6 +865,8 @@ Status QemuDriver::Stop(const std::string& name) {
   const Config* config = &entered->config;
   const Observed& seen = entered->seen;
   if (seen.status == VmStatus::kStopped) {
+    // A process left by a start that never finished is not a running VM; it goes quietly.
+    if (seen.pid != 0) (void)KillLocked(dir, seen.pid);
     return Status::InvalidArgument(op + "the VM is stopped");
   }
   if (seen.pid != 0) {

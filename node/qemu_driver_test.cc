@@ -253,6 +253,20 @@ TEST_CASE("qemu: a new driver re-attaches to running VMs; a killed QEMU is stopp
   REQUIRE(vms->size() == 1);
   CHECK((*vms)[0].status == VmStatus::kRunning);
 
+  // Paused behind the driver's back (QMP stop): suspended; Start continues the same process.
+  {
+    auto qmp = QmpClient::Connect(f.options.vm_dir + "/vm1/qmp.sock",
+                                  DeadlineIn(std::chrono::seconds(10)));
+    REQUIRE(qmp.ok());
+    REQUIRE((*qmp)->Execute("stop", nullptr, DeadlineIn(std::chrono::seconds(10))).ok());
+  }
+  CHECK(f.StatusOf("vm1") == VmStatus::kSuspended);
+  CHECK(f.driver->Run("vm1", "true").status().code() == StatusCode::kInvalidArgument);
+  REQUIRE_OK(f.driver->Start("vm1"));
+  CHECK(f.StatusOf("vm1") == VmStatus::kRunning);
+  CHECK(f.driver->QemuPid("vm1") == pid);
+  CHECK(f.Run("vm1", "cat /tmp/m").output == "before\n");
+
   // Suspended, then stopped: the state file goes.
   REQUIRE_OK(f.driver->Suspend("vm1"));
   f.Reopen();
