@@ -22,10 +22,13 @@
 // State is observed, never remembered: a VM runs when its pidfile names a live process whose
 // command line carries the VM's uuid; then QMP query-status says running (kRunning) or paused
 // (kSuspended). With no live process, vm.state means kSuspended, else kStopped (a QEMU that
-// died or was killed is stopped). A new driver over the same DIR therefore re-attaches to the
+// died or was killed is stopped). A QEMU still in prelaunch or inmigrate is a start that never
+// finished: the VM is in its old state, and the next Start (or Stop, Delete) kills it. A new driver over the same DIR therefore re-attaches to the
 // VMs a previous one started (the agent restarted) and never starts them twice.
 //
-// Start: QEMU -daemonize with -S (paused), the VNC password set over QMP, then `cont`; for a
+// Start: QEMU as a detached grandchild (its own session; not -daemonize, which ignores SIGCHLD
+// and so breaks migrations to "exec:"), paused (-S) until the VNC password is set over QMP,
+// then `cont`; for a
 // suspended VM with -incoming defer and migrate-incoming from vm.state (guest memory kept), which
 // is removed once the VM runs. Returns when QMP reports running (the guest may still boot).
 // Accelerator: tcg, kvm, or auto (kvm only if /dev/kvm opens and a probe boot of the VM's kernel
