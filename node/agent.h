@@ -134,8 +134,8 @@ inline constexpr int kPullAttempts = 3;
 
 class Agent {
  public:
-  // Opens the store and the driver (config.driver: sim in DIR/sim, or qemu) in dir (kBusy if another agent runs there); checks the
-  // credentials (ClientOptionsFor's errors).
+  // Opens the store and the driver (config.driver: sim in DIR/sim, or qemu; OpenDriver) in dir
+  // (kBusy if another agent runs there); checks the credentials (ClientOptionsFor's errors).
   static Result<std::unique_ptr<Agent>> Open(const std::string& dir, AgentConfig config);
 
   // Registers the node (again, with its id, if it has one) and saves the configuration.

@@ -1,4 +1,4 @@
-// QemuDriver ("qemu"): real VMs with QEMU on Linux, one daemonized QEMU process per VM, driven
+// QemuDriver ("qemu"): real VMs with QEMU on Linux, one detached QEMU process per VM, driven
 // over QMP on a unix socket; commands run through a guest agent on a virtio-serial port.
 //
 // Templates, in TEMPLATES (QemuOptions::templates_dir): TEMPLATES/<template id>/<tag>/ holding
@@ -23,8 +23,9 @@
 // command line carries the VM's uuid; then QMP query-status says running (kRunning) or paused
 // (kSuspended). With no live process, vm.state means kSuspended, else kStopped (a QEMU that
 // died or was killed is stopped). A QEMU still in prelaunch or inmigrate is a start that never
-// finished: the VM is in its old state, and the next Start (or Stop, Delete) kills it. A new driver over the same DIR therefore re-attaches to the
-// VMs a previous one started (the agent restarted) and never starts them twice.
+// finished: the VM is in its old state, and the next Start (or Stop, Delete) kills it. A new
+// driver over the same DIR therefore re-attaches to the VMs a previous one started (the agent
+// restarted) and never starts them twice.
 //
 // Start: QEMU as a detached grandchild (its own session; not -daemonize, which ignores SIGCHLD
 // and so breaks migrations to "exec:"), paused (-S) until the VNC password is set over QMP,
