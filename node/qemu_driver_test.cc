@@ -359,6 +359,17 @@ TEST_CASE("qemu: a port forward reaches a guest service; without it nothing list
   }));
   INFO(answer);
   CHECK(answer.find("200 OK") != std::string::npos);
+  // With networking asked for, Show's IP is the one the guest got by DHCP.
+  CloneSpec net = Spec("net");
+  net.network = true;
+  REQUIRE_OK(f.driver->Clone(net));
+  REQUIRE_OK(f.driver->Start("net"));
+  auto net_info = f.driver->Show("net");
+  REQUIRE(net_info.ok());
+  CHECK(net_info->ip == "10.0.2.15");
+  CHECK(f.Run("net", "for i in $(seq 100); do ip -4 addr show eth0 | grep -q 'inet " +
+                         net_info->ip + "/' && echo has-ip && break; sleep 0.1; done")
+            .output == "has-ip\n");
   // The restricted NIC reaches nothing outside (slirp's gateway refuses).
   CHECK(f.Run("web", "nc -w 2 10.0.2.2 " + std::to_string(port) + " </dev/null; echo $?")
             .output.find("0\n") != 0);
