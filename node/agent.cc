@@ -16,6 +16,7 @@
 
 #include "log/atomic_file.h"
 #include "log/base64.h"
+#include "node/qemu_driver.h"
 #include "node/sim_image.h"
 
 namespace cloister::node {
@@ -121,6 +122,10 @@ Result<AgentConfig> LoadAgentConfig(const std::string& dir) {
     c.reserve_space_mb = j.value("reserve_space_mb", uint64_t{0});
     c.ip_address = j.value("ip_address", "");
     c.sim_delay_ms = j.value("sim_delay_ms", uint64_t{0});
+    c.driver = j.value("driver", "sim");
+    c.qemu_vm_dir = j.value("qemu_vm_dir", "");
+    c.qemu_templates_dir = j.value("qemu_templates_dir", "");
+    c.qemu_accel = j.value("qemu_accel", "auto");
     c.update_seq = j.value("update_seq", uint64_t{0});
     c.cert_file = j.value("cert_file", "");
     c.cert_key_file = j.value("cert_key_file", "");
@@ -150,6 +155,12 @@ Status SaveAgentConfig(const std::string& dir, const AgentConfig& c) {
   j["reserve_space_mb"] = c.reserve_space_mb;
   j["ip_address"] = c.ip_address;
   j["sim_delay_ms"] = c.sim_delay_ms;
+  j["driver"] = c.driver;
+  if (c.driver == "qemu") {
+    j["qemu_vm_dir"] = c.qemu_vm_dir;
+    j["qemu_templates_dir"] = c.qemu_templates_dir;
+    j["qemu_accel"] = c.qemu_accel;
+  }
   j["update_seq"] = c.update_seq;
   // Credentials only when set: a node.json without them is the same as before they existed.
   const std::pair<const char*, const std::string*> credentials[] = {
@@ -161,6 +172,33 @@ Status SaveAgentConfig(const std::string& dir, const AgentConfig& c) {
   }
   j["api_key_session_max_age_ms"] = c.api_key_session_max_age_ms;
   return log::WriteFileAtomic(ConfigPath(dir), j.dump(2) + "\n", 0600);
+}
+
+Result<std::unique_ptr<Driver>> OpenDriver(const std::string& dir, const AgentConfig& config) {
+  if (config.driver == "qemu") {
+    QemuOptions qemu;
+    qemu.vm_dir = config.qemu_vm_dir.empty() ? dir + "/qemu" : config.qemu_vm_dir;
+    qemu.templates_dir =
+        config.qemu_templates_dir.empty() ? dir + "/qemu-templates" : config.qemu_templates_dir;
+    if (!ParseQemuAccel(config.qemu_accel, &qemu.accel)) {
+      return Status::InvalidArgument("qemu accelerator " + config.qemu_accel +
+                                     ": expected auto, tcg or kvm");
+    }
+    auto driver = QemuDriver::Open(qemu);
+    if (!driver.ok()) return driver.status();
+    return std::unique_ptr<Driver>(std::move(*driver));
+  }
+  if (config.driver != "sim") {
+    return Status::InvalidArgument("driver " + config.driver + ": expected sim or qemu");
+  }
+  SimOptions sim;
+  const auto half = std::chrono::microseconds(config.sim_delay_ms * 500);
+  for (SimOp op : {SimOp::kClone, SimOp::kStart}) {
+    sim.delays[static_cast<size_t>(op)] = SimDelay{half, half};
+  }
+  auto driver = SimDriver::Open(dir + "/sim", sim);
+  if (!driver.ok()) return driver.status();
+  return std::unique_ptr<Driver>(std::move(*driver));
 }
 
 Result<std::unique_ptr<Agent>> Agent::Open(const std::string& dir, AgentConfig config) {
@@ -180,12 +218,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const std::string& dir, AgentConfig c
     return store.status();
   }
   agent->store_ = std::move(*store);
-  SimOptions sim;
-  const auto half = std::chrono::microseconds(agent->config_.sim_delay_ms * 500);
-  for (SimOp op : {SimOp::kClone, SimOp::kStart}) {
-    sim.delays[static_cast<size_t>(op)] = SimDelay{half, half};
-  }
-  auto driver = SimDriver::Open(dir + "/sim", sim);
+  auto driver = OpenDriver(dir, agent->config_);
   if (!driver.ok()) {
     return driver.status();
   }

@@ -187,5 +187,38 @@ TEST_CASE("join with --api-key-string keeps the key itself in node.json") {
   CHECK_FALSE(saved.contains("root_token"));
 }
 
+TEST_CASE("join --driver qemu keeps the driver settings and opens its VM directory") {
+  TempDir dir;
+  const client::testing::Pkey key = client::testing::GenerateRsaKey();
+  client::testing::FakeController controller;
+  controller.AddApiKey("node-uak", key);
+  const std::string data = dir.Sub("data");
+  const std::string pem = client::testing::PemPkcs8(key);
+  const Run agent = JoinUntilSuccess(
+      {"join", controller.url(), "--data", data, "--api-key-id", "node-uak", "--api-key-string",
+       pem, "--driver", "qemu", "--qemu-accel", "tcg", "--qemu-templates", dir.Sub("templates")});
+  INFO(agent.out << agent.err);
+  CHECK(Contains(agent.out, "Cluster join success"));
+  const nlohmann::json saved = nlohmann::json::parse(ReadFile(data + "/node.json"));
+  CHECK(saved["driver"] == "qemu");
+  CHECK(saved["qemu_accel"] == "tcg");
+  CHECK(saved["qemu_templates_dir"] == dir.Sub("templates"));
+  CHECK(saved["qemu_vm_dir"] == "");  // DATA/qemu.
+  struct stat info {};
+  CHECK(stat((data + "/qemu/qemu.lock").c_str(), &info) == 0);  // The qemu driver ran there.
+  CHECK(stat((data + "/sim").c_str(), &info) != 0);
+
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"--driver", "vmware"},
+        std::vector<std::string>{"--driver", "qemu", "--qemu-accel", "fast"}}) {
+    std::vector<std::string> args = {"join", controller.url(), "--data", dir.Sub("bad")};
+    args.insert(args.end(), bad.begin(), bad.end());
+    const Run run = Node(args);
+    INFO(run.err);
+    CHECK(run.exit_code == 2);
+    CHECK(stat(dir.Sub("bad/node.json").c_str(), &info) != 0);
+  }
+}
+
 }  // namespace
 }  // namespace cloister::node

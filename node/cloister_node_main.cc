@@ -7,6 +7,8 @@
 //                 [--cert PEM [--cert-key PEM]]      a client certificate (mTLS), or
 //                 [--root-token T]                   the root token, or
 //                 [--api-key-id ID (--api-key-string KEY | --api-key-file PATH)]  a UAK (TAP)
+//                 [--driver sim|qemu [--qemu-dir DIR] [--qemu-templates DIR]
+//                  [--qemu-accel auto|tcg|kvm]]      the hypervisor (default sim)
 //   cloister-node run [--data DIR]                   run the agent with the saved config
 //   cloister-node status [--data DIR]                the saved config and the controller's view
 //   cloister-node disjoin [--data DIR]               remove the node from the controller
@@ -184,6 +186,21 @@ int Main(int argc, char** argv) {
   uint64_t sim_delay_ms = 0;
   join->add_option("--sim-delay", sim_delay_ms,
                    "sim driver: milliseconds each clone and start takes (for tests)");
+  std::string driver = "sim";
+  std::string qemu_dir;
+  std::string qemu_templates;
+  std::string qemu_accel = "auto";
+  join->add_option("--driver", driver, "Hypervisor driver: sim (simulated VMs) or qemu")
+      ->check(CLI::IsMember({"sim", "qemu"}))
+      ->capture_default_str();
+  join->add_option("--qemu-dir", qemu_dir, "qemu driver: the VMs' directory (default DATA/qemu)");
+  join->add_option("--qemu-templates", qemu_templates,
+                   "qemu driver: templates, TEMPLATES/<id>/<tag>/template.json (default "
+                   "DATA/qemu-templates; scripts/guest/build-image makes one)");
+  join->add_option("--qemu-accel", qemu_accel,
+                   "qemu driver: tcg, kvm, or auto (kvm only if a probe boot works)")
+      ->check(CLI::IsMember({"auto", "tcg", "kvm"}))
+      ->capture_default_str();
   auto* run = app.add_subcommand("run", "Run the agent with the config join saved");
   auto* status = app.add_subcommand("status", "Show the saved config and the controller's view");
   auto* disjoin = app.add_subcommand("disjoin", "Remove this node from the controller");
@@ -238,6 +255,13 @@ int Main(int argc, char** argv) {
     }
     config.reserve_space_mb = *reserve_space_mb;
     config.sim_delay_ms = sim_delay_ms;
+    config.driver = driver;
+    config.qemu_accel = qemu_accel;
+    for (auto [from, to] : {std::pair{&qemu_dir, &config.qemu_vm_dir},
+                            std::pair{&qemu_templates, &config.qemu_templates_dir}}) {
+      std::error_code error;
+      if (!from->empty()) *to = std::filesystem::absolute(*from, error).lexically_normal();
+    }
     config.heartbeat_ms = ParseDurationMs(heartbeat);
     if (config.heartbeat_ms == 0) {
       std::fprintf(stderr, "cloister-node: --heartbeat %s: expected e.g. 5s or 500ms\n",

@@ -55,15 +55,6 @@ inline const char* VmStatusName(VmStatus status) {
   return "unknown";
 }
 
-// What Clone makes: a new VM called `name` from template `template_id` at `tag`.
-struct CloneSpec {
-  std::string name;
-  std::string template_id;
-  std::string tag;         // Empty: the template's latest tag.
-  uint32_t cpu_cores = 0;  // 0: the template's own setting.
-  uint32_t ram_mb = 0;     // 0: the template's own setting.
-};
-
 struct PortForward {
   std::string name;
   std::string protocol;  // "tcp" or "udp".
@@ -71,6 +62,19 @@ struct PortForward {
   uint16_t host_port = 0;
 
   bool operator==(const PortForward&) const = default;
+};
+
+// What Clone makes: a new VM called `name` from template `template_id` at `tag`.
+struct CloneSpec {
+  std::string name;
+  std::string template_id;
+  std::string tag;         // Empty: the template's latest tag.
+  uint32_t cpu_cores = 0;  // 0: the template's own setting.
+  uint32_t ram_mb = 0;     // 0: the template's own setting.
+  // Drivers that run real guests (qemu) use these; sim ignores them.
+  bool copy = false;     // An independent copy of the template's disk, not a CoW overlay.
+  bool network = false;  // A NIC with outbound networking; off: no NIC unless forwards need one.
+  std::vector<PortForward> port_forwards{};  // host_port 0: a free port chosen at each start.
 };
 
 // One entry of List.
