@@ -73,7 +73,8 @@ inline constexpr uint64_t kBodyBacklogBytesMax = 4 * 1024 * 1024;
 // A file sent with sendfile(2) over plain TCP: when the socket is full, a watcher waits for it to
 // take more. Only if no watcher can be made is a chunk of this size queued the ordinary way, its
 // completion telling when the socket takes more (waiting on that chunk's completion cost 13% of
-// the pull rate of a 1 GiB blob).
+// the pull rate of a 1 GiB blob). A source of unknown length (a followed log, sent chunked) is
+// read in pieces of this size too.
 inline constexpr uint64_t kBodyProbeBytes = 64 * 1024;
 // Connections beyond connections_max that are still answered 503; past this many more, a new
 // connection is closed at once without a response, so an overload cannot exhaust descriptors
