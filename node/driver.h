@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/vm_enforcement.h"
 #include "log/status.h"
 
 namespace cloister::node {
@@ -55,15 +56,6 @@ inline const char* VmStatusName(VmStatus status) {
   return "unknown";
 }
 
-// What Clone makes: a new VM called `name` from template `template_id` at `tag`.
-struct CloneSpec {
-  std::string name;
-  std::string template_id;
-  std::string tag;         // Empty: the template's latest tag.
-  uint32_t cpu_cores = 0;  // 0: the template's own setting.
-  uint32_t ram_mb = 0;     // 0: the template's own setting.
-};
-
 struct PortForward {
   std::string name;
   std::string protocol;  // "tcp" or "udp".
@@ -71,6 +63,22 @@ struct PortForward {
   uint16_t host_port = 0;
 
   bool operator==(const PortForward&) const = default;
+};
+
+// What Clone makes: a new VM called `name` from template `template_id` at `tag`.
+struct CloneSpec {
+  std::string name;
+  std::string template_id;
+  std::string tag;         // Empty: the template's latest tag.
+  uint32_t cpu_cores = 0;  // 0: the template's own setting.
+  uint32_t ram_mb = 0;     // 0: the template's own setting.
+  bool copy = false;       // An independent copy of the template's disk, not copy-on-write.
+  bool network = false;    // The VM asks for a network interface.
+  std::vector<PortForward> port_forwards;  // Asked; only those the policy allows are made.
+  // What the VM policy lets this VM have (engine/vm_enforcement.h; default: everything). A
+  // driver obeys it or refuses: what it cannot enforce fails Clone (or Start) with
+  // kUnsupported naming the rule, never a VM with less protection than the policy asks.
+  engine::VmEnforcement enforcement;
 };
 
 // One entry of List.
