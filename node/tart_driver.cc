@@ -268,7 +268,7 @@ Status TartDriver::CloneLocked(const CloneSpec& spec) {
   json state = {{"template_id", spec.template_id}, {"tag", spec.tag}, {"run_flags", *flags}};
   Status done = set.size() > 2 ? Call(what, set).status() : Status::Ok();
   if (done.ok()) {
-    done = WriteFileAtomic(StateFile(spec.name, ".json"), state.dump() + "\n");
+    done = log::WriteFileAtomic(StateFile(spec.name, ".json"), state.dump() + "\n");
   }
   if (done.ok()) {
     done = Call(what, {"rename", scratch, spec.name}).status();
