@@ -16,7 +16,9 @@
 
 #include "log/atomic_file.h"
 #include "log/base64.h"
+#include "node/anka_driver.h"
 #include "node/sim_image.h"
+#include "node/tart_driver.h"
 
 namespace cloister::node {
 namespace {
@@ -121,6 +123,8 @@ Result<AgentConfig> LoadAgentConfig(const std::string& dir) {
     c.reserve_space_mb = j.value("reserve_space_mb", uint64_t{0});
     c.ip_address = j.value("ip_address", "");
     c.sim_delay_ms = j.value("sim_delay_ms", uint64_t{0});
+    c.driver = j.value("driver", std::string("sim"));
+    c.driver_program = j.value("driver_program", std::string());
     c.update_seq = j.value("update_seq", uint64_t{0});
     c.cert_file = j.value("cert_file", "");
     c.cert_key_file = j.value("cert_key_file", "");
@@ -150,6 +154,8 @@ Status SaveAgentConfig(const std::string& dir, const AgentConfig& c) {
   j["reserve_space_mb"] = c.reserve_space_mb;
   j["ip_address"] = c.ip_address;
   j["sim_delay_ms"] = c.sim_delay_ms;
+  j["driver"] = c.driver;
+  j["driver_program"] = c.driver_program;
   j["update_seq"] = c.update_seq;
   // Credentials only when set: a node.json without them is the same as before they existed.
   const std::pair<const char*, const std::string*> credentials[] = {
@@ -161,6 +167,41 @@ Status SaveAgentConfig(const std::string& dir, const AgentConfig& c) {
   }
   j["api_key_session_max_age_ms"] = c.api_key_session_max_age_ms;
   return log::WriteFileAtomic(ConfigPath(dir), j.dump(2) + "\n", 0600);
+}
+
+Result<std::unique_ptr<Driver>> OpenDriver(const std::string& dir, const AgentConfig& config) {
+  if (config.driver == "anka") {
+    AnkaDriverOptions anka;
+    if (!config.driver_program.empty()) {
+      anka.program = config.driver_program;
+    }
+    return std::unique_ptr<Driver>(new AnkaDriver(anka));
+  }
+  if (config.driver == "tart") {
+    TartDriverOptions tart;
+    if (!config.driver_program.empty()) {
+      tart.program = config.driver_program;
+    }
+    tart.state_dir = dir + "/tart";
+    auto driver = TartDriver::Open(tart);
+    if (!driver.ok()) {
+      return driver.status();
+    }
+    return std::unique_ptr<Driver>(std::move(*driver));
+  }
+  if (config.driver != "sim") {
+    return Status::InvalidArgument("unknown driver \"" + config.driver + "\" (sim, anka, tart)");
+  }
+  SimOptions sim;
+  const auto half = std::chrono::microseconds(config.sim_delay_ms * 500);
+  for (SimOp op : {SimOp::kClone, SimOp::kStart}) {
+    sim.delays[static_cast<size_t>(op)] = SimDelay{half, half};
+  }
+  auto driver = SimDriver::Open(dir + "/sim", sim);
+  if (!driver.ok()) {
+    return driver.status();
+  }
+  return std::unique_ptr<Driver>(std::move(*driver));
 }
 
 Result<std::unique_ptr<Agent>> Agent::Open(const std::string& dir, AgentConfig config) {
@@ -180,12 +221,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const std::string& dir, AgentConfig c
     return store.status();
   }
   agent->store_ = std::move(*store);
-  SimOptions sim;
-  const auto half = std::chrono::microseconds(agent->config_.sim_delay_ms * 500);
-  for (SimOp op : {SimOp::kClone, SimOp::kStart}) {
-    sim.delays[static_cast<size_t>(op)] = SimDelay{half, half};
-  }
-  auto driver = SimDriver::Open(dir + "/sim", sim);
+  auto driver = OpenDriver(dir, agent->config_);
   if (!driver.ok()) {
     return driver.status();
   }

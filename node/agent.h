@@ -88,6 +88,8 @@ struct AgentConfig {
   uint64_t reserve_space_mb = 0;  // Subtracted from the free disk space reported at join.
   std::string ip_address;         // Empty: the address the controller sees is not guessed here.
   uint64_t sim_delay_ms = 0;      // The sim driver's clone and start take this long (tests).
+  std::string driver = "sim";     // The hypervisor: "sim", "anka" or "tart".
+  std::string driver_program;     // anka/tart: the CLI's path; empty: its name on PATH.
   uint64_t update_seq = 0;        // The controller's last "reload credentials" request applied.
   // Client TLS certificate (mTLS; PEM files, absolute paths).
   std::string cert_file;
@@ -118,12 +120,16 @@ Result<AgentConfig> LoadAgentConfig(const std::string& dir);
 // Written atomically (temporary file, fsync, rename).
 Status SaveAgentConfig(const std::string& dir, const AgentConfig& config);
 
+// The driver config names, with its state under dir (sim/, tart/). kInvalidArgument for an
+// unknown name.
+Result<std::unique_ptr<Driver>> OpenDriver(const std::string& dir, const AgentConfig& config);
+
 // A pull that fails with a transport error (kIoError) is tried this many times in all.
 inline constexpr int kPullAttempts = 3;
 
 class Agent {
  public:
-  // Opens the store and the sim driver in dir (kBusy if another agent runs there); checks the
+  // Opens the store and the driver (config.driver) in dir (kBusy if another agent runs there); checks the
   // credentials (ClientOptionsFor's errors).
   static Result<std::unique_ptr<Agent>> Open(const std::string& dir, AgentConfig config);
 
@@ -195,7 +201,7 @@ class Agent {
 
   std::string dir_;
   AgentConfig config_;
-  std::unique_ptr<SimDriver> driver_;
+  std::unique_ptr<Driver> driver_;
   std::unique_ptr<AgentStore> store_;
   std::unique_ptr<Reconciler> reconciler_;
   std::unique_ptr<ImageCache> cache_;

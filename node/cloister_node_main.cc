@@ -184,6 +184,13 @@ int Main(int argc, char** argv) {
   uint64_t sim_delay_ms = 0;
   join->add_option("--sim-delay", sim_delay_ms,
                    "sim driver: milliseconds each clone and start takes (for tests)");
+  std::string driver = "sim";
+  join->add_option("--driver", driver, "Hypervisor driver: sim, anka (Anka CLI) or tart")
+      ->check(CLI::IsMember({"sim", "anka", "tart"}))
+      ->capture_default_str();
+  std::string driver_program;
+  join->add_option("--driver-program", driver_program,
+                   "anka/tart: absolute path of the CLI (default: its name on PATH)");
   auto* run = app.add_subcommand("run", "Run the agent with the config join saved");
   auto* status = app.add_subcommand("status", "Show the saved config and the controller's view");
   auto* disjoin = app.add_subcommand("disjoin", "Remove this node from the controller");
@@ -238,6 +245,8 @@ int Main(int argc, char** argv) {
     }
     config.reserve_space_mb = *reserve_space_mb;
     config.sim_delay_ms = sim_delay_ms;
+    config.driver = driver;
+    config.driver_program = driver_program;
     config.heartbeat_ms = ParseDurationMs(heartbeat);
     if (config.heartbeat_ms == 0) {
       std::fprintf(stderr, "cloister-node: --heartbeat %s: expected e.g. 5s or 500ms\n",
