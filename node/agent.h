@@ -55,6 +55,7 @@
 #include "client/registry_client.h"
 #include "log/status.h"
 #include "node/agent_store.h"
+#include "node/driver.h"
 #include "node/image_cache.h"
 #include "node/reconciler.h"
 #include "node/sim_driver.h"
@@ -129,8 +130,8 @@ inline constexpr int kPullAttempts = 3;
 
 class Agent {
  public:
-  // Opens the store and the driver (config.driver) in dir (kBusy if another agent runs there); checks the
-  // credentials (ClientOptionsFor's errors).
+  // Opens the store and the driver config.driver names (OpenDriver) in dir (kBusy if another
+  // agent runs there); checks the credentials (ClientOptionsFor's errors).
   static Result<std::unique_ptr<Agent>> Open(const std::string& dir, AgentConfig config);
 
   // Registers the node (again, with its id, if it has one) and saves the configuration.

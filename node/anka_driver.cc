@@ -15,9 +15,6 @@ using nlohmann::json;
 
 constexpr int kAnkaNotFound = 3;
 constexpr int kAnkaNameExists = 18;
-constexpr size_t kWordsMax = 400;  // Of a CLI's own output quoted in an error.
-
-std::string ScratchName(const std::string& name) { return name + ".cloister-clone"; }
 
 // The last non-empty line of text.
 std::string LastLine(const std::string& text) {
@@ -30,17 +27,6 @@ std::string LastLine(const std::string& text) {
                                                                   (start == std::string::npos
                                                                        ? 0
                                                                        : start + 1));
-}
-
-std::string Words(const std::string& text) {
-  std::string words = text;
-  while (!words.empty() && (words.back() == '\n' || words.back() == '\r')) {
-    words.pop_back();
-  }
-  if (words.size() > kWordsMax) {
-    words = words.substr(0, kWordsMax) + "...";
-  }
-  return words.empty() ? "(no output)" : words;
 }
 
 VmStatus AnkaStatus(const std::string& status) {
@@ -136,8 +122,14 @@ Result<std::vector<std::vector<std::string>>> AnkaModifyArgs(const std::string& 
 }
 
 AnkaDriver::AnkaDriver(AnkaDriverOptions options)
-    : options_(std::move(options)),
-      runner_(CliRunnerOptions{options_.program, options_.path, options_.timeout_ms}) {}
+    : CliDriver(CliRunnerOptions{options.program, options.path, options.timeout_ms},
+                options.run_timeout_ms),
+      options_(std::move(options)) {}
+
+std::vector<CliArg> AnkaDriver::GuestCommand(const std::string& name,
+                                             const std::string& script) const {
+  return {"run", name, "/bin/sh", "-c", script};
+}
 
 Result<AnkaDriver::Reply> AnkaDriver::Call(const std::string& what,
                                            const std::vector<std::string>& args) {
@@ -151,13 +143,13 @@ Result<AnkaDriver::Reply> AnkaDriver::Call(const std::string& what,
   if (!reply.is_object() || !reply.contains("status") || !reply["status"].is_string()) {
     const std::string words = !ran->err.empty() ? ran->err : ran->out;
     return Status::IoError(what + ": anka exited " + std::to_string(ran->exit_status) +
-                           " without a machine-readable reply: " + Words(words));
+                           " without a machine-readable reply: " + CliWords(words));
   }
   if (reply["status"] == "OK") {
     return Reply{reply.value("body", json())};
   }
   const int code = reply.value("code", -1);
-  const std::string message = Words(reply.value("message", std::string()));
+  const std::string message = CliWords(reply.value("message", std::string()));
   if (code == kAnkaNotFound) {
     return Status::NotFound(what + ": " + message);
   }
@@ -174,7 +166,7 @@ Result<VmInfo> AnkaDriver::ShowLocked(const std::string& name) {
   }
   const json& body = shown->body;
   if (!body.is_object()) {
-    return Status::IoError("show " + name + ": anka's reply has no VM: " + Words(body.dump()));
+    return Status::IoError("show " + name + ": anka's reply has no VM: " + CliWords(body.dump()));
   }
   VmInfo info;
   info.uuid = StringOf(body, "uuid");
@@ -227,7 +219,7 @@ Result<VmStatus> AnkaDriver::StatusOf(const std::string& what, const std::string
   }
   if (!shown->body.is_object() || !shown->body.contains("status")) {
     return Status::IoError(what + " " + name + ": anka's reply has no status: " +
-                           Words(shown->body.dump()));
+                           CliWords(shown->body.dump()));
   }
   return AnkaStatus(StringOf(shown->body, "status"));
 }
@@ -242,7 +234,7 @@ Status AnkaDriver::CloneLocked(const CloneSpec& spec) {
   if (spec.name.empty() || spec.template_id.empty()) {
     return Status::InvalidArgument(what + ": a name and a template are needed");
   }
-  const std::string scratch = ScratchName(spec.name);
+  const std::string scratch = CliScratchName(spec.name);
   Result<std::vector<std::vector<std::string>>> modify = AnkaModifyArgs(scratch, spec);
   if (!modify.ok()) {
     return modify.status();  // Refused before anything was made.
@@ -290,24 +282,19 @@ Status AnkaDriver::CloneLocked(const CloneSpec& spec) {
 
 Status AnkaDriver::Start(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
-  Result<VmStatus> status = StatusOf("start", name);
-  if (!status.ok()) {
-    return status.status();
-  }
-  if (*status == VmStatus::kRunning) {
-    return Status::InvalidArgument("start " + name + ": VM is already running");
-  }
-  return Call("start " + name, {"start", name}).status();
+  Status checked = CheckedStatus("start", name, {VmStatus::kStopped, VmStatus::kSuspended},
+                                 "VM is already running")
+                       .status();
+  return checked.ok() ? Call("start " + name, {"start", name}).status() : checked;
 }
 
 Status AnkaDriver::Stop(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
-  Result<VmStatus> status = StatusOf("stop", name);
-  if (!status.ok()) {
-    return status.status();
-  }
-  if (*status == VmStatus::kStopped) {
-    return Status::InvalidArgument("stop " + name + ": VM is not running");
+  Status checked = CheckedStatus("stop", name, {VmStatus::kRunning, VmStatus::kSuspended},
+                                 "VM is not running")
+                       .status();
+  if (!checked.ok()) {
+    return checked;
   }
   Status graceful = Call("stop " + name, {"stop", name}).status();
   if (graceful.ok() || graceful.code() == StatusCode::kNotFound) {
@@ -318,36 +305,14 @@ Status AnkaDriver::Stop(const std::string& name) {
 
 Status AnkaDriver::Suspend(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
-  Result<VmStatus> status = StatusOf("suspend", name);
-  if (!status.ok()) {
-    return status.status();
-  }
-  if (*status != VmStatus::kRunning) {
-    return Status::InvalidArgument("suspend " + name + ": VM is not running");
-  }
-  return Call("suspend " + name, {"suspend", name}).status();
+  Status checked =
+      CheckedStatus("suspend", name, {VmStatus::kRunning}, "VM is not running").status();
+  return checked.ok() ? Call("suspend " + name, {"suspend", name}).status() : checked;
 }
 
 Status AnkaDriver::Delete(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
   return Call("delete " + name, {"delete", "--yes", name}).status();
-}
-
-Result<GuestResult> AnkaDriver::Run(const std::string& name, const std::string& script) {
-  std::lock_guard<std::mutex> lock(mu_);
-  Result<VmStatus> status = StatusOf("run", name);
-  if (!status.ok()) {
-    return status.status();
-  }
-  if (*status != VmStatus::kRunning) {
-    return Status::InvalidArgument("run " + name + ": VM is not running");
-  }
-  Result<CliResult> ran = runner_.Run({"run", name, "/bin/sh", "-c", script},
-                                      options_.run_timeout_ms);
-  if (!ran.ok()) {
-    return Status::IoError("run " + name + ": " + ran.status().message());
-  }
-  return GuestResult{ran->exit_status, ran->out + ran->err};
 }
 
 Result<std::vector<VmSummary>> AnkaDriver::List() {
@@ -362,11 +327,11 @@ Result<std::vector<VmSummary>> AnkaDriver::List() {
     return vms;  // No VMs.
   }
   if (!body.is_array()) {
-    return Status::IoError("list: anka's reply is not a list: " + Words(body.dump()));
+    return Status::IoError("list: anka's reply is not a list: " + CliWords(body.dump()));
   }
   for (const json& vm : body) {
     if (!vm.is_object() || StringOf(vm, "name").empty()) {
-      return Status::IoError("list: an entry without a name: " + Words(vm.dump()));
+      return Status::IoError("list: an entry without a name: " + CliWords(vm.dump()));
     }
     vms.push_back({StringOf(vm, "name"), StringOf(vm, "uuid"), AnkaStatus(StringOf(vm, "status"))});
   }

@@ -29,11 +29,11 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "log/status.h"
+#include "node/cli_driver.h"
 #include "node/cli_runner.h"
 #include "node/driver.h"
 
@@ -52,7 +52,7 @@ struct AnkaDriverOptions {
 Result<std::vector<std::vector<std::string>>> AnkaModifyArgs(const std::string& vm,
                                                              const CloneSpec& spec);
 
-class AnkaDriver : public Driver {
+class AnkaDriver : public CliDriver {
  public:
   explicit AnkaDriver(AnkaDriverOptions options);
 
@@ -62,9 +62,13 @@ class AnkaDriver : public Driver {
   Status Stop(const std::string& name) override;
   Status Suspend(const std::string& name) override;
   Status Delete(const std::string& name) override;
-  Result<GuestResult> Run(const std::string& name, const std::string& script) override;
   Result<std::vector<VmSummary>> List() override;
   Result<VmInfo> Show(const std::string& name) override;
+
+ protected:
+  Result<VmStatus> StatusOf(const std::string& what, const std::string& name) override;
+  std::vector<CliArg> GuestCommand(const std::string& name,
+                                   const std::string& script) const override;
 
  private:
   struct Reply;
@@ -72,13 +76,9 @@ class AnkaDriver : public Driver {
   // "<what>: <anka's message>".
   Result<Reply> Call(const std::string& what, const std::vector<std::string>& args);
   Result<VmInfo> ShowLocked(const std::string& name);
-  // The state check every strict call makes first.
-  Result<VmStatus> StatusOf(const std::string& what, const std::string& name);
   Status CloneLocked(const CloneSpec& spec);
 
   AnkaDriverOptions options_;
-  CliRunner runner_;
-  std::mutex mu_;
 };
 
 }  // namespace cloister::node

@@ -13,6 +13,7 @@
 
 #include "engine/vm_enforcement.h"
 #include "log/status.h"
+#include "node/agent.h"
 #include "node/anka_driver.h"
 #include "node/cli_fake.h"
 #include "node/driver.h"
@@ -482,6 +483,29 @@ TEST_CASE("tart: the policy becomes run flags; what tart cannot enforce is refus
   denied.enforcement.refusals.push_back(Refusal("net.fwd.2222.0.0.0.0.22"));
   CHECK(TartRunFlags(denied, false).ok());
   CheckAllConsumed(f.cli);
+}
+
+TEST_CASE("the agent opens the driver node.json names; an unknown name is refused") {
+  testing::TempDir dir;
+  AgentConfig config;
+  for (const char* name : {"sim", "anka", "tart"}) {
+    config.driver = name;
+    Result<std::unique_ptr<Driver>> driver = OpenDriver(dir.path(), config);
+    REQUIRE(driver.ok());
+    CHECK(std::string((*driver)->name()) == name);
+  }
+  config.driver = "hyperv";
+  Result<std::unique_ptr<Driver>> unknown = OpenDriver(dir.path(), config);
+  CHECK(unknown.status().code() == StatusCode::kInvalidArgument);
+  CHECK(unknown.status().message() == "unknown driver \"hyperv\" (sim, anka, tart)");
+  // A configured CLI path is used as given: a missing one fails each call, in the CLI's words.
+  config.driver = "anka";
+  config.driver_program = dir.Sub("no-anka");
+  Result<std::unique_ptr<Driver>> anka = OpenDriver(dir.path(), config);
+  REQUIRE(anka.ok());
+  CHECK((*anka)->List().status().message() ==
+        "list: " + dir.Sub("no-anka") + " -j list: " + dir.Sub("no-anka") +
+            " is not an executable file");
 }
 
 }  // namespace

@@ -248,7 +248,8 @@ Result<pid_t> CliRunner::Spawn(const std::vector<CliArg>& args, const std::strin
     const int pid_fd = open(pid_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (null_fd < 0 || log_fd < 0 || pid_fd < 0 || dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 ||
         dup2(log_fd, 2) < 0 || write(pid_fd, pid_text, pid_len) != static_cast<ssize_t>(pid_len) ||
-        fsync(pid_fd) != 0 || close(pid_fd) != 0 || rename(pid_tmp.c_str(), pid_file.c_str()) != 0) {
+        fsync(pid_fd) != 0 || close(pid_fd) != 0 ||
+        rename(pid_tmp.c_str(), pid_file.c_str()) != 0) {
       const char bad = 'x';
       (void)!write(report[1], &bad, 1);
       _exit(126);

@@ -24,21 +24,8 @@ namespace {
 
 using nlohmann::json;
 
-constexpr size_t kWordsMax = 400;     // Of a CLI's own output quoted in an error.
 constexpr size_t kLogTailBytes = 400;  // Of a dead `tart run`'s log quoted in an error.
 
-std::string ScratchName(const std::string& name) { return name + ".cloister-clone"; }
-
-std::string Words(const std::string& text) {
-  std::string words = text;
-  while (!words.empty() && (words.back() == '\n' || words.back() == '\r')) {
-    words.pop_back();
-  }
-  if (words.size() > kWordsMax) {
-    words = words.substr(0, kWordsMax) + "...";
-  }
-  return words.empty() ? "(no output)" : words;
-}
 
 VmStatus TartStatus(const std::string& state, bool running) {
   if (running || state == "running") {
@@ -86,7 +73,7 @@ std::string TailOf(const std::string& file) {
   if (text.size() > kLogTailBytes) {
     text = "..." + text.substr(text.size() - kLogTailBytes);
   }
-  return Words(text);
+  return CliWords(text);
 }
 
 }  // namespace
@@ -152,8 +139,14 @@ Result<std::unique_ptr<TartDriver>> TartDriver::Open(TartDriverOptions options) 
 }
 
 TartDriver::TartDriver(TartDriverOptions options)
-    : options_(std::move(options)),
-      runner_(CliRunnerOptions{options_.program, options_.path, options_.timeout_ms}) {}
+    : CliDriver(CliRunnerOptions{options.program, options.path, options.timeout_ms},
+                options.run_timeout_ms),
+      options_(std::move(options)) {}
+
+std::vector<CliArg> TartDriver::GuestCommand(const std::string& name,
+                                             const std::string& script) const {
+  return {"exec", name, "/bin/sh", "-c", script};
+}
 
 std::string TartDriver::StateFile(const std::string& name, const char* suffix) const {
   return options_.state_dir + "/" + name + suffix;
@@ -166,7 +159,7 @@ Result<CliResult> TartDriver::Call(const std::string& what, const std::vector<st
     return Status::IoError(what + ": " + ran.status().message());
   }
   if (ran->exit_status != 0) {
-    const std::string words = Words(!ran->err.empty() ? ran->err : ran->out);
+    const std::string words = CliWords(!ran->err.empty() ? ran->err : ran->out);
     if (words.find("does not exist") != std::string::npos) {
       return Status::NotFound(what + ": " + words);
     }
@@ -183,7 +176,7 @@ Result<VmStatus> TartDriver::StatusOf(const std::string& what, const std::string
   }
   const json body = json::parse(got->out, nullptr, /*allow_exceptions=*/false);
   if (!body.is_object() || !body.contains("State") || !body["State"].is_string()) {
-    return Status::IoError(what + " " + name + ": tart get gave no state: " + Words(got->out));
+    return Status::IoError(what + " " + name + ": tart get gave no state: " + CliWords(got->out));
   }
   return TartStatus(body["State"].get<std::string>(), body.value("Running", false));
 }
@@ -195,12 +188,12 @@ Result<std::vector<VmSummary>> TartDriver::ListLocked() {
   }
   const json body = json::parse(listed->out, nullptr, /*allow_exceptions=*/false);
   if (!body.is_array()) {
-    return Status::IoError("list: tart's output is not a JSON list: " + Words(listed->out));
+    return Status::IoError("list: tart's output is not a JSON list: " + CliWords(listed->out));
   }
   std::vector<VmSummary> vms;
   for (const json& vm : body) {
     if (!vm.is_object() || !vm.contains("Name") || !vm["Name"].is_string()) {
-      return Status::IoError("list: an entry without a name: " + Words(vm.dump()));
+      return Status::IoError("list: an entry without a name: " + CliWords(vm.dump()));
     }
     const std::string state = vm.contains("State") && vm["State"].is_string()
                                   ? vm["State"].get<std::string>()
@@ -234,7 +227,7 @@ Status TartDriver::CloneLocked(const CloneSpec& spec) {
   if (!flags.ok()) {
     return flags.status();  // Refused before anything was made.
   }
-  const std::string scratch = ScratchName(spec.name);
+  const std::string scratch = CliScratchName(spec.name);
   Result<std::vector<VmSummary>> vms = ListLocked();
   if (!vms.ok()) {
     return vms.status();
@@ -327,14 +320,10 @@ Status TartDriver::StartLocked(const std::string& name) {
 
 Status TartDriver::Start(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
-  Result<VmStatus> status = StatusOf("start", name);
-  if (!status.ok()) {
-    return status.status();
-  }
-  if (*status == VmStatus::kRunning) {
-    return Status::InvalidArgument("start " + name + ": VM is already running");
-  }
-  return StartLocked(name);
+  Status checked = CheckedStatus("start", name, {VmStatus::kStopped, VmStatus::kSuspended},
+                                 "VM is already running")
+                       .status();
+  return checked.ok() ? StartLocked(name) : checked;
 }
 
 Status TartDriver::StopRunning(const std::string& name) {
@@ -346,12 +335,10 @@ Status TartDriver::StopRunning(const std::string& name) {
 
 Status TartDriver::Stop(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
-  Result<VmStatus> status = StatusOf("stop", name);
+  Result<VmStatus> status = CheckedStatus("stop", name, {VmStatus::kRunning, VmStatus::kSuspended},
+                                          "VM is not running");
   if (!status.ok()) {
     return status.status();
-  }
-  if (*status == VmStatus::kStopped) {
-    return Status::InvalidArgument("stop " + name + ": VM is not running");
   }
   if (*status == VmStatus::kSuspended) {
     if (Status resumed = StartLocked(name); !resumed.ok()) {
@@ -363,12 +350,10 @@ Status TartDriver::Stop(const std::string& name) {
 
 Status TartDriver::Suspend(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
-  Result<VmStatus> status = StatusOf("suspend", name);
-  if (!status.ok()) {
-    return status.status();
-  }
-  if (*status != VmStatus::kRunning) {
-    return Status::InvalidArgument("suspend " + name + ": VM is not running");
+  Status checked =
+      CheckedStatus("suspend", name, {VmStatus::kRunning}, "VM is not running").status();
+  if (!checked.ok()) {
+    return checked;
   }
   if (Result<CliResult> done = Call("suspend " + name, {"suspend", name}); !done.ok()) {
     return done.status();
@@ -396,23 +381,6 @@ Status TartDriver::Delete(const std::string& name) {
   return Status::Ok();
 }
 
-Result<GuestResult> TartDriver::Run(const std::string& name, const std::string& script) {
-  std::lock_guard<std::mutex> lock(mu_);
-  Result<VmStatus> status = StatusOf("run", name);
-  if (!status.ok()) {
-    return status.status();
-  }
-  if (*status != VmStatus::kRunning) {
-    return Status::InvalidArgument("run " + name + ": VM is not running");
-  }
-  Result<CliResult> ran = runner_.Run({"exec", name, "/bin/sh", "-c", script},
-                                      options_.run_timeout_ms);
-  if (!ran.ok()) {
-    return Status::IoError("run " + name + ": " + ran.status().message());
-  }
-  return GuestResult{ran->exit_status, ran->out + ran->err};
-}
-
 Result<VmInfo> TartDriver::Show(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
   Result<CliResult> got = Call("show " + name, {"get", name, "--format", "json"});
@@ -421,7 +389,7 @@ Result<VmInfo> TartDriver::Show(const std::string& name) {
   }
   const json body = json::parse(got->out, nullptr, /*allow_exceptions=*/false);
   if (!body.is_object() || !body.contains("State") || !body["State"].is_string()) {
-    return Status::IoError("show " + name + ": tart get gave no state: " + Words(got->out));
+    return Status::IoError("show " + name + ": tart get gave no state: " + CliWords(got->out));
   }
   VmInfo info;
   info.uuid = name;

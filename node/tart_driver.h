@@ -32,11 +32,11 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "log/status.h"
+#include "node/cli_driver.h"
 #include "node/cli_runner.h"
 #include "node/driver.h"
 
@@ -59,7 +59,7 @@ struct TartDriverOptions {
 // be written as a --dir value; kUnsupported: something tart cannot enforce, named by its rule.
 Result<std::vector<std::string>> TartRunFlags(const CloneSpec& spec, bool suspendable);
 
-class TartDriver : public Driver {
+class TartDriver : public CliDriver {
  public:
   // Makes options.state_dir. kIoError if it cannot.
   static Result<std::unique_ptr<TartDriver>> Open(TartDriverOptions options);
@@ -70,16 +70,19 @@ class TartDriver : public Driver {
   Status Stop(const std::string& name) override;
   Status Suspend(const std::string& name) override;
   Status Delete(const std::string& name) override;
-  Result<GuestResult> Run(const std::string& name, const std::string& script) override;
   Result<std::vector<VmSummary>> List() override;
   Result<VmInfo> Show(const std::string& name) override;
+
+ protected:
+  Result<VmStatus> StatusOf(const std::string& what, const std::string& name) override;
+  std::vector<CliArg> GuestCommand(const std::string& name,
+                                   const std::string& script) const override;
 
  private:
   explicit TartDriver(TartDriverOptions options);
   // Runs `tart args...`: kIoError unless it exits 0 (kNotFound for "does not exist").
   Result<CliResult> Call(const std::string& what, const std::vector<std::string>& args,
                          uint64_t timeout_ms = 0);
-  Result<VmStatus> StatusOf(const std::string& what, const std::string& name);
   Result<std::vector<VmSummary>> ListLocked();
   Status CloneLocked(const CloneSpec& spec);
   Status StartLocked(const std::string& name);
@@ -91,8 +94,6 @@ class TartDriver : public Driver {
   std::string StateFile(const std::string& name, const char* suffix) const;
 
   TartDriverOptions options_;
-  CliRunner runner_;
-  std::mutex mu_;
 };
 
 }  // namespace cloister::node
