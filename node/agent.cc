@@ -605,6 +605,11 @@ Result<std::string> Agent::SaveImage(const Json& item, const std::string& regist
   if (!ValidCacheName(request_id)) {
     return Status::InvalidArgument("request id " + request_id.substr(0, 64) + " is malformed");
   }
+  if (std::string(driver_->name()) != "sim") {
+    // The image pushed below is the sim VM's; a real hypervisor's disk is not exported yet.
+    return Status::Unsupported(std::string("saving an image is not supported with the ") +
+                               driver_->name() + " driver yet");
+  }
   auto record = reconciler_->Instance(instance_id);
   if (!record.ok()) {
     return record.status();
