@@ -16,8 +16,10 @@
 
 #include "log/atomic_file.h"
 #include "log/base64.h"
+#include "node/anka_driver.h"
 #include "node/qemu_driver.h"
 #include "node/sim_image.h"
+#include "node/tart_driver.h"
 
 namespace cloister::node {
 namespace {
@@ -122,10 +124,11 @@ Result<AgentConfig> LoadAgentConfig(const std::string& dir) {
     c.reserve_space_mb = j.value("reserve_space_mb", uint64_t{0});
     c.ip_address = j.value("ip_address", "");
     c.sim_delay_ms = j.value("sim_delay_ms", uint64_t{0});
-    c.driver = j.value("driver", "sim");
+    c.driver = j.value("driver", std::string("sim"));
     c.qemu_vm_dir = j.value("qemu_vm_dir", "");
     c.qemu_templates_dir = j.value("qemu_templates_dir", "");
     c.qemu_accel = j.value("qemu_accel", "auto");
+    c.driver_program = j.value("driver_program", std::string());
     c.update_seq = j.value("update_seq", uint64_t{0});
     c.cert_file = j.value("cert_file", "");
     c.cert_key_file = j.value("cert_key_file", "");
@@ -161,6 +164,7 @@ Status SaveAgentConfig(const std::string& dir, const AgentConfig& c) {
     j["qemu_templates_dir"] = c.qemu_templates_dir;
     j["qemu_accel"] = c.qemu_accel;
   }
+  j["driver_program"] = c.driver_program;
   j["update_seq"] = c.update_seq;
   // Credentials only when set: a node.json without them is the same as before they existed.
   const std::pair<const char*, const std::string*> credentials[] = {
@@ -188,8 +192,28 @@ Result<std::unique_ptr<Driver>> OpenDriver(const std::string& dir, const AgentCo
     if (!driver.ok()) return driver.status();
     return std::unique_ptr<Driver>(std::move(*driver));
   }
+  if (config.driver == "anka") {
+    AnkaDriverOptions anka;
+    if (!config.driver_program.empty()) {
+      anka.program = config.driver_program;
+    }
+    return std::unique_ptr<Driver>(new AnkaDriver(anka));
+  }
+  if (config.driver == "tart") {
+    TartDriverOptions tart;
+    if (!config.driver_program.empty()) {
+      tart.program = config.driver_program;
+    }
+    tart.state_dir = dir + "/tart";
+    auto driver = TartDriver::Open(tart);
+    if (!driver.ok()) {
+      return driver.status();
+    }
+    return std::unique_ptr<Driver>(std::move(*driver));
+  }
   if (config.driver != "sim") {
-    return Status::InvalidArgument("driver " + config.driver + ": expected sim or qemu");
+    return Status::InvalidArgument("unknown driver \"" + config.driver +
+                                   "\" (sim, qemu, anka, tart)");
   }
   SimOptions sim;
   const auto half = std::chrono::microseconds(config.sim_delay_ms * 500);
@@ -197,7 +221,9 @@ Result<std::unique_ptr<Driver>> OpenDriver(const std::string& dir, const AgentCo
     sim.delays[static_cast<size_t>(op)] = SimDelay{half, half};
   }
   auto driver = SimDriver::Open(dir + "/sim", sim);
-  if (!driver.ok()) return driver.status();
+  if (!driver.ok()) {
+    return driver.status();
+  }
   return std::unique_ptr<Driver>(std::move(*driver));
 }
 
@@ -601,6 +627,11 @@ Result<std::string> Agent::SaveImage(const Json& item, const std::string& regist
   }
   if (!ValidCacheName(request_id)) {
     return Status::InvalidArgument("request id " + request_id.substr(0, 64) + " is malformed");
+  }
+  if (std::string(driver_->name()) != "sim") {
+    // The image pushed below is the sim VM's; a real hypervisor's disk is not exported yet.
+    return Status::Unsupported(std::string("saving an image is not supported with the ") +
+                               driver_->name() + " driver yet");
   }
   auto record = reconciler_->Instance(instance_id);
   if (!record.ok()) {

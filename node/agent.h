@@ -55,6 +55,7 @@
 #include "client/registry_client.h"
 #include "log/status.h"
 #include "node/agent_store.h"
+#include "node/driver.h"
 #include "node/image_cache.h"
 #include "node/reconciler.h"
 #include "node/sim_driver.h"
@@ -88,13 +89,15 @@ struct AgentConfig {
   uint64_t reserve_space_mb = 0;  // Subtracted from the free disk space reported at join.
   std::string ip_address;         // Empty: the address the controller sees is not guessed here.
   uint64_t sim_delay_ms = 0;      // The sim driver's clone and start take this long (tests).
-  // The hypervisor: "sim" (default) or "qemu" (node/qemu_driver.h). For qemu: its VMs in
-  // qemu_vm_dir (default DATA/qemu), its templates in qemu_templates_dir (default
-  // DATA/qemu-templates: <template id>/<tag>/template.json), accelerator auto|tcg|kvm.
+  // The hypervisor: "sim" (default), "qemu" (node/qemu_driver.h), "anka" or "tart" (the macOS
+  // CLIs, node/anka_driver.h, node/tart_driver.h). For qemu: its VMs in qemu_vm_dir (default
+  // DATA/qemu), its templates in qemu_templates_dir (default DATA/qemu-templates:
+  // <template id>/<tag>/template.json), accelerator auto|tcg|kvm.
   std::string driver = "sim";
   std::string qemu_vm_dir;
   std::string qemu_templates_dir;
   std::string qemu_accel = "auto";
+  std::string driver_program;     // anka/tart: the CLI's path; empty: its name on PATH.
   uint64_t update_seq = 0;        // The controller's last "reload credentials" request applied.
   // Client TLS certificate (mTLS; PEM files, absolute paths).
   std::string cert_file;
@@ -125,8 +128,9 @@ Result<AgentConfig> LoadAgentConfig(const std::string& dir);
 // Written atomically (temporary file, fsync, rename).
 Status SaveAgentConfig(const std::string& dir, const AgentConfig& config);
 
-// The driver config names, opened over DIR (sim: DIR/sim; qemu: see AgentConfig). Errors: the
-// driver's Open errors; kInvalidArgument for an unknown driver or accelerator.
+// The driver config names, opened over DIR (sim: DIR/sim; qemu: see AgentConfig; tart keeps its
+// state in DIR/tart). Errors: the driver's Open errors; kInvalidArgument for an unknown driver or
+// accelerator.
 Result<std::unique_ptr<Driver>> OpenDriver(const std::string& dir, const AgentConfig& config);
 
 // A pull that fails with a transport error (kIoError) is tried this many times in all.
@@ -134,8 +138,8 @@ inline constexpr int kPullAttempts = 3;
 
 class Agent {
  public:
-  // Opens the store and the driver (config.driver: sim in DIR/sim, or qemu; OpenDriver) in dir
-  // (kBusy if another agent runs there); checks the credentials (ClientOptionsFor's errors).
+  // Opens the store and the driver config.driver names (OpenDriver) in dir (kBusy if another
+  // agent runs there); checks the credentials (ClientOptionsFor's errors).
   static Result<std::unique_ptr<Agent>> Open(const std::string& dir, AgentConfig config);
 
   // Registers the node (again, with its id, if it has one) and saves the configuration.

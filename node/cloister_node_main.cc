@@ -190,8 +190,9 @@ int Main(int argc, char** argv) {
   std::string qemu_dir;
   std::string qemu_templates;
   std::string qemu_accel = "auto";
-  join->add_option("--driver", driver, "Hypervisor driver: sim (simulated VMs) or qemu")
-      ->check(CLI::IsMember({"sim", "qemu"}))
+  join->add_option("--driver", driver,
+                   "Hypervisor driver: sim (simulated VMs), qemu, anka (Anka CLI) or tart")
+      ->check(CLI::IsMember({"sim", "qemu", "anka", "tart"}))
       ->capture_default_str();
   join->add_option("--qemu-dir", qemu_dir, "qemu driver: the VMs' directory (default DATA/qemu)");
   join->add_option("--qemu-templates", qemu_templates,
@@ -201,6 +202,9 @@ int Main(int argc, char** argv) {
                    "qemu driver: tcg, kvm, or auto (kvm only if a probe boot works)")
       ->check(CLI::IsMember({"auto", "tcg", "kvm"}))
       ->capture_default_str();
+  std::string driver_program;
+  join->add_option("--driver-program", driver_program,
+                   "anka/tart: absolute path of the CLI (default: its name on PATH)");
   auto* run = app.add_subcommand("run", "Run the agent with the config join saved");
   auto* status = app.add_subcommand("status", "Show the saved config and the controller's view");
   auto* disjoin = app.add_subcommand("disjoin", "Remove this node from the controller");
@@ -262,6 +266,7 @@ int Main(int argc, char** argv) {
       std::error_code error;
       if (!from->empty()) *to = std::filesystem::absolute(*from, error).lexically_normal();
     }
+    config.driver_program = driver_program;
     config.heartbeat_ms = ParseDurationMs(heartbeat);
     if (config.heartbeat_ms == 0) {
       std::fprintf(stderr, "cloister-node: --heartbeat %s: expected e.g. 5s or 500ms\n",

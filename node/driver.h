@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/vm_enforcement.h"
 #include "log/status.h"
 
 namespace cloister::node {
@@ -71,10 +72,15 @@ struct CloneSpec {
   std::string tag;         // Empty: the template's latest tag.
   uint32_t cpu_cores = 0;  // 0: the template's own setting.
   uint32_t ram_mb = 0;     // 0: the template's own setting.
-  // Drivers that run real guests (qemu) use these; sim ignores them.
+  // Drivers that run real guests (qemu, anka, tart) use these; sim ignores them.
   bool copy = false;     // An independent copy of the template's disk, not a CoW overlay.
-  bool network = false;  // A NIC with outbound networking; off: no NIC unless forwards need one.
-  std::vector<PortForward> port_forwards{};  // host_port 0: a free port chosen at each start.
+  bool network = false;  // The VM asks for a NIC; off: none unless forwards need one (qemu).
+  // Asked; only those the policy allows are made. host_port 0: a free port chosen at each start.
+  std::vector<PortForward> port_forwards{};
+  // What the VM policy lets this VM have (engine/vm_enforcement.h; default: everything). A
+  // driver obeys it or refuses: what it cannot enforce fails Clone (or Start) with
+  // kUnsupported naming the rule, never a VM with less protection than the policy asks.
+  engine::VmEnforcement enforcement{};
 };
 
 // One entry of List.

@@ -404,7 +404,7 @@ void LeaveIntent(Agent* agent, const std::string& id, Step step, bool vm_created
 TEST_CASE("recover: the clone happened before the crash, so it is not cloned again") {
   Agent agent;
   LeaveIntent(&agent, "i1", Step::kClone, false);
-  CloneSpec spec{"cloister-i1", "tmpl", "v1", 4, 8192};
+  CloneSpec spec{"cloister-i1", "tmpl", "v1", 4, 8192, false, false, {}, {}};
   REQUIRE(agent.sim->Clone(spec).ok());  // The call that completed just before the kill.
   agent.Restart();  // Recover().
   CHECK(agent.TakeReports() == Lines{"i1 Started"});
@@ -423,7 +423,7 @@ TEST_CASE("recover: the clone did not happen, so it is made now, once") {
 TEST_CASE("recover: the start happened before the crash, so it is not started again") {
   Agent agent;
   LeaveIntent(&agent, "i1", Step::kStart, true);
-  CloneSpec spec{"cloister-i1", "tmpl", "v1", 4, 8192};
+  CloneSpec spec{"cloister-i1", "tmpl", "v1", 4, 8192, false, false, {}, {}};
   REQUIRE(agent.sim->Clone(spec).ok());
   REQUIRE(agent.sim->Start("cloister-i1").ok());
   agent.Restart();
@@ -435,7 +435,7 @@ TEST_CASE("recover: the start happened before the crash, so it is not started ag
 TEST_CASE("recover: an interrupted startup script is an Error and is not run again") {
   Agent agent;
   LeaveIntent(&agent, "i1", Step::kRunScript, true);
-  CloneSpec spec{"cloister-i1", "tmpl", "v1", 4, 8192};
+  CloneSpec spec{"cloister-i1", "tmpl", "v1", 4, 8192, false, false, {}, {}};
   REQUIRE(agent.sim->Clone(spec).ok());
   REQUIRE(agent.sim->Start("cloister-i1").ok());
   agent.Restart();
