@@ -497,7 +497,7 @@ TEST_CASE("the agent opens the driver node.json names; an unknown name is refuse
   config.driver = "hyperv";
   Result<std::unique_ptr<Driver>> unknown = OpenDriver(dir.path(), config);
   CHECK(unknown.status().code() == StatusCode::kInvalidArgument);
-  CHECK(unknown.status().message() == "unknown driver \"hyperv\" (sim, anka, tart)");
+  CHECK(unknown.status().message() == "unknown driver \"hyperv\" (sim, qemu, anka, tart)");
   // A configured CLI path is used as given: a missing one fails each call, in the CLI's words.
   config.driver = "anka";
   config.driver_program = dir.Sub("no-anka");

@@ -118,13 +118,13 @@ TEST_CASE("join refuses credentials that mix kinds or are incomplete, before any
 TEST_CASE("join --driver offers sim, anka and tart; another name is refused before any request") {
   const Run help = Node({"join", "--help"});
   CHECK(help.exit_code == 0);
-  CHECK(Contains(help.out, "--driver TEXT:{sim,anka,tart}=sim"));
+  CHECK(Contains(help.out, "--driver TEXT:{sim,qemu,anka,tart}=sim"));
   CHECK(Contains(help.out, "--driver-program"));
   TempDir dir;
   const Run run = Node({"join", "http://127.0.0.1:1", "--data", dir.Sub("data"), "--driver",
                         "qemu-typo"});
   CHECK(run.exit_code == 2);
-  CHECK(Contains(run.err, "--driver: qemu-typo not in {sim,anka,tart}"));
+  CHECK(Contains(run.err, "--driver: qemu-typo not in {sim,qemu,anka,tart}"));
   CHECK_FALSE(Contains(run.out, "Testing connection"));
 }
 
