@@ -188,7 +188,9 @@ struct TemplateTag {
   int32_t version = 0;
   std::string description;
   Stamp registered;
-  std::string digest;  // The tag's manifest; empty for a tag registered without content.
+  // The tag's manifest; empty for a tag without content (an older log's TemplateTagRegistered,
+  // or a mirror of such a tag).
+  std::string digest;
 
   bool operator==(const TemplateTag&) const = default;
 };
