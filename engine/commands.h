@@ -293,15 +293,17 @@ struct RequestSaveImage {
   std::string approval = {};
 };
 
-// The node's outcome for a save-image request. On success the tag is registered in the template.
+// The node's outcome for a save-image request. The node pushed the image first (the push
+// recorded the tag, ManifestPushed); the request is done only if the target template (or the
+// one named new_template_name) holds the request's tag with this digest, else error.
 struct FinishSaveImage {
   std::string request_id;
   std::string node_id;  // The reporting node: must be the one holding the instance.
   bool ok = false;
   std::string message;
-  // The manifest the node pushed to the registry as the request's tag (empty: nothing was
-  // pushed, the tag is registered without content). With a digest the push already recorded
-  // the tag (ManifestPushed): ok needs that tag to name this digest.
+  // The manifest the node pushed to the registry as the request's tag. ok without a digest
+  // saved nothing: the request finishes as error and no tag is recorded (the content-less
+  // TemplateTagRegistered of the pre-registry stand-in is no longer made).
   std::string digest = {};
 };
 

@@ -781,6 +781,11 @@ namespace {
 const std::vector<reducers::TemplateTag> kNoTags;
 }  // namespace
 
+// A save finishes on what its node pushed: the agent pushes the image as the request's tag (the
+// push records ManifestPushed) and reports the manifest's digest; the request is done only if
+// the registry holds that tag with that digest. A report of success without a digest saved
+// nothing and finishes the request as error. (Before the registry such a report recorded a tag
+// without content, TemplateTagRegistered; that event and its reducer stay so old logs replay.)
 bool Validation::ValidateCommand(const FinishSaveImage& c) {
   auto it = views_.save_images.requests.find(c.request_id);
   if (it == views_.save_images.requests.end()) {
@@ -801,46 +806,36 @@ bool Validation::ValidateCommand(const FinishSaveImage& c) {
   }
   bool ok = c.ok;
   std::string message = c.message;
-  std::string vmid = request.target_vm_id;
-  if (ok && vmid.empty()) {
-    const reducers::Template* named = TemplateNamed(request.new_template_name);
-    vmid = named != nullptr ? named->template_id : rng_->NewUuid();
-  }
-  const reducers::Template* target = nullptr;
-  bool pushed = false;
-  if (ok) {
-    auto t = views_.templates.templates.find(vmid);
-    target = t == views_.templates.templates.end() ? nullptr : &t->second;
-    const reducers::TemplateTag* tag = nullptr;
-    for (const reducers::TemplateTag& one : target == nullptr ? kNoTags : target->tags) {
-      tag = one.tag == request.tag ? &one : tag;
+  std::string vmid;
+  if (ok && c.digest.empty()) {
+    ok = false;
+    message = "the node reported no pushed manifest: nothing was saved";
+  } else if (ok) {
+    const reducers::Template* target = nullptr;
+    if (request.target_vm_id.empty()) {
+      target = TemplateNamed(request.new_template_name);  // Its first push made it.
+    } else {
+      auto t = views_.templates.templates.find(request.target_vm_id);
+      target = t == views_.templates.templates.end() ? nullptr : &t->second;
     }
-    const bool taken = tag != nullptr;
-    pushed = !c.digest.empty() && taken && tag->digest == c.digest;
-    if (!c.digest.empty() && !pushed) {
+    bool pushed = false;
+    for (const reducers::TemplateTag& one : target == nullptr ? kNoTags : target->tags) {
+      pushed = pushed || (one.tag == request.tag && one.digest == c.digest);
+    }
+    if (pushed) {
+      vmid = target->template_id;
+    } else {
       ok = false;  // The node says it pushed, but the registry holds no such tag.
       message = "the registry holds no tag " + request.tag + " with manifest " +
                 c.digest.substr(0, 80);
-    } else if (taken && !pushed) {
-      ok = false;  // Registered by someone else meanwhile: the save cannot land there.
-      message = "tag " + request.tag + " exists";
     }
   }
   log::DraftBuilder builder;
   Emit(fb::CreateSaveImageFinishedDirect(builder.fbb(), request.instance_id.c_str(), ok,
-                                         message.c_str(), ok ? vmid.c_str() : "",
-                                         request.tag.c_str(), c.request_id.c_str()),
+                                         message.c_str(), vmid.c_str(), request.tag.c_str(),
+                                         c.request_id.c_str()),
        &builder);
   if (ok) {
-    if (!pushed) {
-      const int32_t version = target == nullptr ? 0 : static_cast<int32_t>(target->tags.size());
-      log::DraftBuilder tag_builder;
-      Emit(fb::CreateTemplateTagRegisteredDirect(
-               tag_builder.fbb(), vmid.c_str(),
-               target == nullptr ? request.new_template_name.c_str() : "", request.tag.c_str(),
-               version, request.description.c_str()),
-           &tag_builder);
-    }
     // Clone keeps the policy: the saved template gets the instance's, unless it is a copy.
     const reducers::StoredPolicy* policy =
         vm == views_.vm_instances.instances.end() ? nullptr

@@ -188,7 +188,9 @@ struct TemplateTag {
   int32_t version = 0;
   std::string description;
   Stamp registered;
-  std::string digest;  // The tag's manifest; empty for a tag registered without content.
+  // The tag's manifest; empty for a tag without content (an older log's TemplateTagRegistered,
+  // or a mirror of such a tag).
+  std::string digest;
 
   bool operator==(const TemplateTag&) const = default;
 };
@@ -521,9 +523,10 @@ inline constexpr const char* kViewNames[] = {
 //  * NodeJoined: drain_mode from the event. NodeConfigured: node_name, capacity, capacity_mode,
 //    vcpu_override, ram_override_mb and drain_mode, all of them (the event is the whole config).
 //  * NodeAgentsUpdateRequested: every node's update_seq = seq.
-//  * TemplateTagRegistered (save image without a pushed manifest; in older logs also the removed
-//    admin stand-in, kept so they replay): creates the template (name when non-empty) and
-//    appends the tag; a tag the template already has is replaced in place (its version kept).
+//  * TemplateTagRegistered (only in older logs: a save image finished without a pushed manifest,
+//    and the removed admin stand-in; no longer made, kept so those logs replay): creates the
+//    template (name when non-empty) and appends the tag; a tag the template already has is
+//    replaced in place (its version kept).
 //  * ManifestPushed: creates the template (name when non-empty), stores the manifest under its
 //    digest, and with a tag appends it (version from the event; a tag the template has is
 //    replaced in place, its version kept).

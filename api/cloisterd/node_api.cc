@@ -322,7 +322,7 @@ std::string NodeApi::InstancesBody(const std::string& node_id) const {
     item["changed_seq"] = vm.updated.seq;
     item["restart_seq"] = vm.restart_seq;
     // What to pull before cloning: the tag's manifest in the registry (empty: nothing to pull,
-    // e.g. a template registered without content).
+    // e.g. a tag registered without content in an older log, TemplateTagRegistered).
     const reducers::TemplateTag* tag = ResolveTag(views, vm.vmid, vm.tag, vm.version);
     item["resolved_tag"] = tag == nullptr ? "" : tag->tag;
     item["manifest"] = tag == nullptr ? "" : tag->digest;

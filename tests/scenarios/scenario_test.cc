@@ -284,7 +284,10 @@ std::optional<Command> Script::Parse(const std::vector<std::string>& words, std:
     return save;
   }
   if (verb == "image finish") {
-    return FinishSaveImage{get("id"), get("node"), get("ok") == "true", get("message")};
+    // digest= seeds the digest of the manifest the node reports it pushed, as `template push`'s
+    // does (absent: the node reports none).
+    return FinishSaveImage{get("id"), get("node"), get("ok") == "true", get("message"),
+                           args.contains("digest") ? ScriptDigest(get("digest")) : ""};
   }
   *error = "unknown command " + verb;
   return std::nullopt;

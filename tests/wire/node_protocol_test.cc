@@ -222,30 +222,65 @@ TEST_CASE("restart, agent update, report resends and save-image outcomes over th
   CHECK(RequireOk(Call(d.api, "PUT", "/api/v1/node/update")).is_null());
   CHECK(Heartbeat(d.api, node_id)["update_seq"].get<uint64_t>() > update_before);
 
-  // Save image: pending until the node reports; only the node holding the instance may.
-  const std::string request = RequireOk(Call(d.api, "POST", "/api/v1/image",
-                                             R"({"id":")" + id + R"(","tag":"saved",)"
-                                             R"("target_vm_id":")" + d.t +
-                                                 R"(","description":"d"})"));
+  // Save image: pending until the node reports; only the node holding the instance may. The
+  // node pushes the image as the request's tag, then reports the manifest's digest.
+  auto save = [&](const std::string& tag) {
+    return RequireOk(Call(d.api, "POST", "/api/v1/image",
+                          R"({"id":")" + id + R"(","tag":")" + tag + R"(",)"
+                          R"("target_vm_id":")" + d.t + R"(","description":"d"})"))
+        .get<std::string>();
+  };
+  auto finish = [&](const std::string& request, const std::string& extra) {
+    return Call(d.api, "POST", "/node/v1/save_image",
+                R"({"node_id":")" + node_id + R"(","request_id":")" + request + R"(")" + extra +
+                    "}");
+  };
+  auto versions = [&] {
+    return RequireOk(Call(d.api, "GET", "/api/v1/registry/vm?id=" + d.t))["versions"];
+  };
+  const std::string request = save("saved");
   CHECK(RequireOk(Call(d.api, "GET", "/api/v1/image?id=" + request))["status"] == "pending");
+  const std::string digest = PushImage(d.registry, "macos-t", "saved", "", "d");
   const std::string other = Join(d.api, "mac-2", "[]");
   RequireFail(Call(d.api, "POST", "/node/v1/save_image",
                    R"({"node_id":")" + other + R"(","request_id":")" + request +
-                       R"(","ok":true})"),
+                       R"(","ok":true,"digest":")" + digest + R"("})"),
               200);
-  RequireFail(Call(d.api, "POST", "/node/v1/save_image",
-                   R"({"node_id":")" + node_id + R"(","request_id":")" + request + R"("})"),
-              400);
-  RequireOk(Call(d.api, "POST", "/node/v1/save_image",
-                 R"({"node_id":")" + node_id + R"(","request_id":")" + request +
-                     R"(","ok":true})"));
+  RequireFail(finish(request, ""), 400);  // No ok.
+  CHECK(RequireOk(Call(d.api, "GET", "/api/v1/image?id=" + request))["status"] == "pending");
+  RequireOk(finish(request, R"(,"ok":true,"digest":")" + digest + R"(")"));
   Json done = RequireOk(Call(d.api, "GET", "/api/v1/image?id=" + request));
   CHECK(done["status"] == "done");
   CHECK(done["vmid"] == d.t);
-  Json versions = RequireOk(Call(d.api, "GET", "/api/v1/registry/vm?id=" + d.t))["versions"];
-  REQUIRE(versions.size() == 2);
-  CHECK(versions[1]["tag"] == "saved");
-  CHECK(versions[1]["number"] == 1);
+  Json saved = versions();
+  REQUIRE(saved.size() == 2);
+  CHECK(saved[1]["tag"] == "saved");
+  CHECK(saved[1]["number"] == 1);
+  CHECK(saved[1]["description"] == "d");
+
+  // Success without a digest saved nothing: the request is an error, no tag appears, and the
+  // log gains only the request's finish.
+  const std::string empty = save("unpushed");
+  const size_t events = AuditExportLines(d.dir.Sub("data")).size();
+  RequireOk(finish(empty, R"(,"ok":true)"));
+  Json refused = RequireOk(Call(d.api, "GET", "/api/v1/image?id=" + empty));
+  CHECK(refused["status"] == "error");
+  CHECK(refused["message"] == "the node reported no pushed manifest: nothing was saved");
+  CHECK_FALSE(refused.contains("vmid"));
+  CHECK(versions() == saved);
+  const std::vector<std::string> lines = AuditExportLines(d.dir.Sub("data"));
+  REQUIRE(lines.size() == events + 1);
+  CHECK(Json::parse(lines.back())["type"] == "SaveImageFinished");
+  RequireOk(finish(empty, R"(,"ok":true,"digest":")" + digest + R"(")"));  // Finished: a resend.
+  CHECK(RequireOk(Call(d.api, "GET", "/api/v1/image?id=" + empty))["status"] == "error");
+  CHECK(AuditExportLines(d.dir.Sub("data")).size() == events + 1);
+  // A digest the registry does not hold under the request's tag: an error too.
+  const std::string wrong = save("wrong");
+  RequireOk(finish(wrong, R"(,"ok":true,"digest":")" + digest + R"(")"));
+  Json mismatch = RequireOk(Call(d.api, "GET", "/api/v1/image?id=" + wrong));
+  CHECK(mismatch["status"] == "error");
+  CHECK(mismatch["message"] == "the registry holds no tag wrong with manifest " + digest);
+  CHECK(versions() == saved);
 }
 
 TEST_CASE("node protocol bad input: clear FAILs") {
@@ -295,10 +330,15 @@ TEST_CASE("node protocol bad input: clear FAILs") {
       {"POST", "/node/v1/save_image", "[]", 400, "JSON object"},
       {"POST", "/node/v1/save_image", R"({"node_id":")" + node_id + R"(","ok":"yes"})", 400,
        "ok"},
-      {"POST", "/node/v1/save_image", R"({"node_id":"nope","request_id":"r","ok":true})", 200,
+      {"POST", "/node/v1/save_image",
+       R"({"node_id":")" + node_id + R"(","request_id":"r","ok":true,"digest":7})", 400,
+       "digest"},
+      {"POST", "/node/v1/save_image",
+       R"({"node_id":"nope","request_id":"r","ok":true,"digest":"sha256:00"})", 200,
        "Not found"},
       {"POST", "/node/v1/save_image",
-       R"({"node_id":")" + node_id + R"(","request_id":"nope","ok":true})", 200, "nope"},
+       R"({"node_id":")" + node_id + R"(","request_id":"nope","ok":true,"digest":"sha256:00"})",
+       200, "nope"},
       {"GET", "/node/v1/save_image", "", 405, ""},
   };
   for (const Case& c : cases) {

@@ -170,21 +170,28 @@ TEST_CASE("policies: record, extend, read, decide, attach; forgeries and rewrite
                  R"({"node_id":")" + node_id + R"(","reports":[{"seq":1,"instance_id":")" +
                      instance + R"(","state":"Started"}]})",
                  Root()));
+  // Each save names a new template "saved-<extra's length>"; the node pushes the image as its
+  // tag v1 (the push makes the template) and reports the digest.
+  auto saved_name = [](const std::string& extra) {
+    return "saved-" + std::to_string(extra.size());
+  };
   auto save = [&](const std::string& extra) {
     return Call(api, "POST", "/api/v1/image",
-                R"({"id":")" + instance + R"(","new_template_name":"saved-)" +
-                    std::to_string(extra.size()) + R"(","tag":"v1")" + extra + "}",
+                R"({"id":")" + instance + R"(","new_template_name":")" + saved_name(extra) +
+                    R"(","tag":"v1")" + extra + "}",
                 Root());
   };
-  auto finish = [&](const std::string& request) {
+  auto finish = [&](const std::string& request, const std::string& extra) {
+    const std::string digest = PushImage((*started)->registry(), saved_name(extra), "v1", Root());
     RequireOk(Call(api, "POST", "/node/v1/save_image",
                    R"({"node_id":")" + node_id + R"(","request_id":")" + request +
-                       R"(","ok":true})",
+                       R"(","ok":true,"digest":")" + digest + R"("})",
                    Root()));
-    return RequireOk(Call(api, "GET", "/api/v1/image?id=" + request, "", Root()))["vmid"]
-        .get<std::string>();
+    const Json done = RequireOk(Call(api, "GET", "/api/v1/image?id=" + request, "", Root()));
+    REQUIRE(done["status"] == "done");
+    return done["vmid"].get<std::string>();
   };
-  const std::string kept = finish(RequireOk(save("")).get<std::string>());
+  const std::string kept = finish(RequireOk(save("")).get<std::string>(), "");
   CHECK(RequireOk(Call(api, "GET", "/api/v1/policy?id=secure-ci", "", Root()))["attached_to"] ==
         Sorted({"template/" + kept, "template/" + tmpl}));
   // A pure copy needs a policy administrator's signed approval; root alone is refused.
@@ -201,11 +208,11 @@ TEST_CASE("policies: record, extend, read, decide, attach; forgeries and rewrite
   forged.replace(forged.find("copy: ") + 6, 4, "0000");  // Another instance: the signature fails.
   CHECK(RequireFail(save(R"(,"copy":true,"approval":)" + Json(forged).dump()), 403)
             .find("a copy without the policy needs") == 0);
-  const std::string copy_request =
-      RequireOk(save(R"(,"copy":true,"approval":)" + Json(approval.str()).dump()));
+  const std::string approved_copy = R"(,"copy":true,"approval":)" + Json(approval.str()).dump();
+  const std::string copy_request = RequireOk(save(approved_copy));
   CHECK(RequireOk(Call(api, "GET", "/api/v1/image?id=" + copy_request, "", Root()))["status"] ==
         "pending");
-  const std::string copied = finish(copy_request);
+  const std::string copied = finish(copy_request, approved_copy);
   CHECK(copied != kept);
   CHECK(RequireOk(Call(api, "GET", "/api/v1/policy?id=secure-ci", "", Root()))["attached_to"] ==
         Sorted({"template/" + kept, "template/" + tmpl}));  // The copy keeps no policy.
