@@ -31,7 +31,7 @@ Status CannotEnforce(const std::string& driver, const std::string& rule, const s
   return Status::Unsupported(driver + " cannot enforce " + Runtime(rule) + "=deny (" + what + ")");
 }
 
-Status CheckCommonPolicy(const std::string& driver, const CloneSpec& spec) {
+Status CheckStartAndConfig(const CloneSpec& spec) {
   const engine::VmEnforcement& enforcement = spec.enforcement;
   const std::string prefix = "clone " + spec.name + ": ";
   if (!enforcement.start) {
@@ -48,13 +48,12 @@ Status CheckCommonPolicy(const std::string& driver, const CloneSpec& spec) {
     }
     return Status::InvalidArgument(prefix + "the VM policy denies changing the configuration");
   }
-  for (const std::string& disk : enforcement.extra_disks) {
-    return Status::Unsupported(prefix + driver + " cannot attach drive " + disk);
-  }
-  for (const std::string& module : enforcement.usb_modules) {
-    return Status::Unsupported(prefix + driver + " cannot load USB module " + module);
-  }
-  const engine::NetworkEnforcement& net = enforcement.network;
+  return Status::Ok();
+}
+
+Status CheckNetworkFilters(const std::string& driver, const CloneSpec& spec) {
+  const std::string prefix = "clone " + spec.name + ": ";
+  const engine::NetworkEnforcement& net = spec.enforcement.network;
   if (!net.interface) {
     return Status::Ok();  // No interface: the filters have nothing to filter.
   }
@@ -83,6 +82,20 @@ Status CheckCommonPolicy(const std::string& driver, const CloneSpec& spec) {
     }
   }
   return Status::Ok();
+}
+
+Status CheckCommonPolicy(const std::string& driver, const CloneSpec& spec) {
+  if (Status checked = CheckStartAndConfig(spec); !checked.ok()) {
+    return checked;
+  }
+  const std::string prefix = "clone " + spec.name + ": ";
+  for (const std::string& disk : spec.enforcement.extra_disks) {
+    return Status::Unsupported(prefix + driver + " cannot attach drive " + disk);
+  }
+  for (const std::string& module : spec.enforcement.usb_modules) {
+    return Status::Unsupported(prefix + driver + " cannot load USB module " + module);
+  }
+  return CheckNetworkFilters(driver, spec);
 }
 
 }  // namespace cloister::node

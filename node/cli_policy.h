@@ -1,6 +1,7 @@
-// The VM policy for the CLI drivers (anka, tart): what both map the same way, and the one shape
-// of a refusal. Each driver's own mapping is a pure function next to it (AnkaModifyArgs in
-// anka_driver.h, TartRunFlags in tart_driver.h); docs/cli_drivers.md has the table.
+// The VM policy for the real drivers (anka, tart; qemu uses the start, configuration, forward
+// and network filter checks): what they map the same way, and the one shape of a refusal. Each
+// driver's own mapping is next to it (AnkaModifyArgs in anka_driver.h, TartRunFlags in
+// tart_driver.h, qemu_driver.h); docs/cli_drivers.md and docs/qemu.md have the tables.
 //
 // A CloneSpec's enforcement is EnforceVmPolicy's answer for the VM's user
 // (engine/vm_enforcement.h). The drivers read it so:
@@ -31,7 +32,16 @@ bool ForwardAllowed(const engine::VmEnforcement& enforcement, const PortForward&
 // kUnsupported "<driver> cannot enforce com.veertu.ankahv.<rule>=deny" (<what>).
 Status CannotEnforce(const std::string& driver, const std::string& rule, const std::string& what);
 
-// The checks both drivers share, in this order: start, configuration changes, extra drives and
+// Start denied, or a configuration change (cpu, ram) denied: kInvalidArgument with the refusal's
+// message. Messages start with "clone <name>: ".
+Status CheckStartAndConfig(const CloneSpec& spec);
+
+// The IP protocol filters and outgoing address denials (no driver can drop TCP, UDP, other
+// protocols or chosen addresses per VM yet): kUnsupported naming the first such rule; OK when
+// the VM has no interface. Messages start with "clone <name>: ".
+Status CheckNetworkFilters(const std::string& driver, const CloneSpec& spec);
+
+// The checks both CLI drivers share, in this order: start, configuration changes, extra drives and
 // USB modules (neither CLI driver attaches any: an allowed one asked is kUnsupported), the IP
 // protocol filters and outgoing address denials (neither CLI can drop TCP, UDP, other protocols
 // or chosen addresses per VM; tart's softnet only keeps private ranges out, which is `local`).

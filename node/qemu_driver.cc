@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "log/atomic_file.h"
+#include "node/cli_policy.h"
 #include "node/qmp.h"
 
 namespace cloister::node {
@@ -39,9 +40,17 @@ struct QemuDriver::Config {
   std::string kernel;  // Absolute.
   std::string initrd;  // Absolute.
   std::string append;
-  bool network = false;
-  std::vector<PortForward> port_forwards;
+  bool network = false;        // Asked for and allowed: an unrestricted NIC unless restricted.
+  bool restricted = false;     // local denied: restrict=on (slirp reaches nothing).
+  std::vector<PortForward> port_forwards;  // The allowed subset of those asked.
+  std::vector<std::string> shared_folders;  // Allowed by the policy: -virtfs, read-only.
+  bool usb = false;            // The policy allows USB module "host": a qemu-xhci controller.
+  bool vnc = true;             // Keyboard pass-through allowed: a VNC console.
   std::string vnc_password;
+
+  // A NIC at all: networking, or forwards (which then get a restricted NIC).
+  bool Nic() const { return network || !port_forwards.empty(); }
+  bool Restrict() const { return !network || restricted; }
 };
 
 // What a look at the VM's directory and its QEMU found.
@@ -302,7 +311,11 @@ Result<QemuDriver::Config> LoadConfig(const std::string& dir) {
     c.initrd = j.at("initrd").get<std::string>();
     c.append = j.value("append", "");
     c.network = j.value("network", false);
+    c.restricted = j.value("restricted", false);
     c.port_forwards = ForwardsFrom(j.value("port_forwards", nlohmann::json::array()));
+    c.shared_folders = j.value("shared_folders", std::vector<std::string>{});
+    c.usb = j.value("usb", false);
+    c.vnc = j.value("vnc", true);
     c.vnc_password = j.value("vnc_password", "");
   } catch (const nlohmann::json::exception&) {
     return Status::Corruption(dir + "/config.json: a field is missing or of the wrong type");
@@ -312,7 +325,7 @@ Result<QemuDriver::Config> LoadConfig(const std::string& dir) {
 
 std::string ConfigJson(const QemuDriver::Config& c) {
   nlohmann::json j{{"format", kConfigFormat},
-                   {"version", 1},
+                   {"version", 2},
                    {"name", c.name},
                    {"uuid", c.uuid},
                    {"template_id", c.template_id},
@@ -323,7 +336,11 @@ std::string ConfigJson(const QemuDriver::Config& c) {
                    {"initrd", c.initrd},
                    {"append", c.append},
                    {"network", c.network},
+                   {"restricted", c.restricted},
                    {"port_forwards", ForwardsJson(c.port_forwards)},
+                   {"shared_folders", c.shared_folders},
+                   {"usb", c.usb},
+                   {"vnc", c.vnc},
                    {"vnc_password", c.vnc_password}};
   return j.dump(1) + "\n";
 }
@@ -572,6 +589,58 @@ Status CheckForwards(const std::vector<PortForward>& forwards) {
   return Status::Ok();
 }
 
+// What spec.enforcement lets the VM have, into config (network, restricted, port_forwards,
+// shared_folders, usb, vnc), or the refusal: start or a configuration change denied
+// (kInvalidArgument, the refusal's own message), a rule QEMU's user-mode network cannot enforce,
+// an extra drive or a USB module other than "host" (kUnsupported, by name), a shared folder
+// that is not an absolute path to a directory (kInvalidArgument). Messages start with
+// "clone <name>: ".
+Status ApplyPolicy(const CloneSpec& spec, QemuDriver::Config* config) {
+  const engine::VmEnforcement& enforcement = spec.enforcement;
+  const std::string prefix = "clone " + spec.name + ": ";
+  if (Status checked = CheckStartAndConfig(spec); !checked.ok()) return checked;
+  for (const std::string& disk : enforcement.extra_disks) {
+    return Status::Unsupported(prefix + "qemu cannot attach drive " + disk +
+                               " (extra drives are not supported yet)");
+  }
+  config->usb = false;
+  for (const std::string& module : enforcement.usb_modules) {
+    if (module != "host") {
+      return Status::Unsupported(prefix + "qemu cannot load USB module " + module +
+                                 " (only host: a USB controller)");
+    }
+    config->usb = true;
+  }
+  if (Status checked = CheckNetworkFilters("qemu", spec); !checked.ok()) return checked;
+  for (const std::string& folder : enforcement.shared_folders) {
+    std::error_code error;
+    if (folder.empty() || folder[0] != '/' || !fs::is_directory(folder, error)) {
+      return Status::InvalidArgument(prefix + "shared folder " + folder +
+                                     ": not an absolute path to a directory");
+    }
+  }
+  config->shared_folders = enforcement.shared_folders;
+  const engine::NetworkEnforcement& net = enforcement.network;
+  config->network = spec.network && net.interface;
+  config->restricted = !net.local;
+  config->port_forwards.clear();
+  for (const PortForward& forward : spec.port_forwards) {
+    if (ForwardAllowed(enforcement, forward)) config->port_forwards.push_back(forward);
+  }
+  config->vnc = enforcement.keyboard;  // QEMU's VNC has no view-only mode: no console at all.
+  return Status::Ok();
+}
+
+// QEMU option text: a comma in a value is written twice.
+std::string OptionValue(const std::string& text) {
+  std::string escaped;
+  for (char c : text) {
+    escaped += c;
+    if (c == ',') escaped += ',';
+  }
+  return escaped;
+}
+
 }  // namespace
 
 Status QemuDriver::Clone(const CloneSpec& spec) {
@@ -588,6 +657,8 @@ Status QemuDriver::Clone(const CloneSpec& spec) {
   if (Status checked = CheckForwards(spec.port_forwards); !checked.ok()) {
     return Status::InvalidArgument(op + checked.message());
   }
+  Config config;
+  if (Status allowed = ApplyPolicy(spec, &config); !allowed.ok()) return allowed;
   auto locks = LocksFor(spec.name);
   std::lock_guard<std::mutex> lock(locks->op);
   const std::string final_dir = VmPath(spec.name);
@@ -619,7 +690,6 @@ Status QemuDriver::Clone(const CloneSpec& spec) {
     return fail(Status::IoError("qemu-img: " + made.message()));
   }
   unlink((staging + "/qemu-img.log").c_str());
-  Config config;
   config.name = spec.name;
   config.uuid = NewUuid();
   config.template_id = spec.template_id;
@@ -629,8 +699,6 @@ Status QemuDriver::Clone(const CloneSpec& spec) {
   config.kernel = tpl->kernel;
   config.initrd = tpl->initrd;
   config.append = tpl->append;
-  config.network = spec.network;
-  config.port_forwards = spec.port_forwards;
   config.vnc_password = RandomText(8, "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789");
   if (Status wrote = log::WriteFileAtomic(staging + "/config.json", ConfigJson(config), 0600);
       !wrote.ok()) {
@@ -729,6 +797,103 @@ Result<QemuDriver::Entered> QemuDriver::Enter(const std::string& op, const std::
   return e;
 }
 
+namespace {
+
+constexpr int kPciClassEthernet = 0x0200;
+constexpr int kPciClassUsb = 0x0c03;
+constexpr int kPciVendorVirtio = 0x1af4;
+
+// The devices query-pci lists that the policy governs.
+struct PciCount {
+  int nics = 0;
+  int usb_controllers = 0;
+  int shares = 0;  // virtio-9p (legacy 0x1009, modern 0x1049).
+};
+
+void CountPci(const nlohmann::json& devices, PciCount* count, int depth) {
+  if (!devices.is_array() || depth > 8) return;
+  for (const nlohmann::json& device : devices) {
+    if (!device.is_object()) continue;
+    const nlohmann::json info = device.value("class_info", nlohmann::json::object());
+    const nlohmann::json id = device.value("id", nlohmann::json::object());
+    const int cls = info.value("class", -1);
+    if (cls == kPciClassEthernet) count->nics++;
+    if (cls == kPciClassUsb) count->usb_controllers++;
+    const int product = id.value("device", -1);
+    if (id.value("vendor", -1) == kPciVendorVirtio && (product == 0x1009 || product == 0x1049)) {
+      count->shares++;
+    }
+    if (device.contains("pci_bridge") && device["pci_bridge"].is_object()) {
+      CountPci(device["pci_bridge"].value("devices", nlohmann::json::array()), count,
+               depth + 1);
+    }
+  }
+}
+
+Result<std::string> Hmp(QmpClient* qmp, const std::string& command, Deadline deadline) {
+  auto text = qmp->Execute("human-monitor-command", {{"command-line", command}}, deadline);
+  if (!text.ok()) return text.status();
+  return text->is_string() ? text->get<std::string>() : std::string();
+}
+
+// The running QEMU's devices against what config allows (the policy): a NIC when none is
+// allowed, an unrestricted user network when local is denied, a host forward not allowed, a USB
+// controller when USB is denied, more 9p shares than allowed folders. OK, or kIoError
+// "policy audit: ..." naming the first mismatch.
+Status AuditDevices(QmpClient* qmp, const QemuDriver::Config& config,
+                    const std::vector<PortForward>& forwards, Deadline deadline) {
+  auto pci = qmp->Execute("query-pci", nullptr, deadline);
+  if (!pci.ok()) return Status::IoError("policy audit: query-pci: " + pci.status().message());
+  PciCount count;
+  if (pci->is_array()) {
+    for (const nlohmann::json& bus : *pci) {
+      if (bus.is_object()) CountPci(bus.value("devices", nlohmann::json::array()), &count, 0);
+    }
+  }
+  const auto mismatch = [](const std::string& what) {
+    return Status::IoError("policy audit: " + what);
+  };
+  if (!config.Nic() && count.nics > 0) {
+    return mismatch("a network device is present, the VM policy allows none");
+  }
+  if (!config.usb && count.usb_controllers > 0) {
+    return mismatch("a USB controller is present, the VM policy allows none");
+  }
+  if (count.shares > static_cast<int>(config.shared_folders.size())) {
+    return mismatch(std::to_string(count.shares) + " 9p shared folder device(s) present, the " +
+                    "VM policy allows " + std::to_string(config.shared_folders.size()));
+  }
+  if (count.nics == 0) return Status::Ok();
+  auto network = Hmp(qmp, "info network", deadline);
+  if (!network.ok()) return mismatch("info network: " + network.status().message());
+  std::istringstream lines(*network);
+  for (std::string line; std::getline(lines, line);) {
+    const bool user = line.find("type=user") != std::string::npos;
+    if (user && config.Restrict() && line.find("restrict=on") == std::string::npos) {
+      return mismatch("a user network is not restricted, the VM policy denies local");
+    }
+  }
+  auto usernet = Hmp(qmp, "info usernet", deadline);
+  if (!usernet.ok()) return mismatch("info usernet: " + usernet.status().message());
+  std::istringstream entries(*usernet);
+  for (std::string line; std::getline(entries, line);) {
+    std::istringstream words(line);
+    std::string kind, fd, address, port;
+    words >> kind >> fd >> address >> port;
+    if (kind.find("[HOST_FORWARD]") == std::string::npos) continue;
+    bool allowed = false;
+    for (const PortForward& f : forwards) {
+      allowed = allowed || std::to_string(f.host_port) == port;
+    }
+    if (!allowed) {
+      return mismatch("a port forward from host port " + port + " the VM policy does not allow");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status QemuDriver::Start(const std::string& name) {
   const std::string op = "start " + name + ": ";
   auto entered = Enter(op, name);
@@ -767,7 +932,7 @@ Status QemuDriver::Start(const std::string& name) {
   std::vector<std::string> argv = {
       options_.qemu_binary, "-name", name, "-uuid", config->uuid,
       "-accel", kvm ? "kvm" : "tcg", "-cpu", kvm ? "host" : "max",
-      "-machine", "q35,usb=off", "-m", std::to_string(config->ram_mb),
+      "-machine", config->usb ? "q35" : "q35,usb=off", "-m", std::to_string(config->ram_mb),
       "-smp", std::to_string(config->cpu_cores),
       "-display", "none", "-nodefaults", "-no-user-config", "-no-reboot", "-S",
       "-pidfile", "pid",
@@ -777,13 +942,20 @@ Status QemuDriver::Start(const std::string& name) {
       "-device", "virtio-serial-pci,id=vser0",
       "-chardev", "socket,id=agent,path=agent.sock,server=on,wait=off",
       "-device", std::string("virtserialport,bus=vser0.0,chardev=agent,name=") + kAgentPort,
-      "-drive", "file=disk.qcow2,if=virtio,format=qcow2",
-      "-vnc", "127.0.0.1:0,to=1000,password=on"};
-  if (!config->network && forwards.empty()) {
+      "-drive", "file=disk.qcow2,if=virtio,format=qcow2"};
+  if (config->vnc) argv.insert(argv.end(), {"-vnc", "127.0.0.1:0,to=1000,password=on"});
+  if (config->usb) argv.insert(argv.end(), {"-device", "qemu-xhci,id=usb0"});
+  for (size_t i = 0; i < config->shared_folders.size(); i++) {
+    const std::string tag = "fs" + std::to_string(i);
+    argv.insert(argv.end(), {"-virtfs", "local,path=" + OptionValue(config->shared_folders[i]) +
+                                            ",mount_tag=" + tag + ",security_model=none," +
+                                            "readonly=on,id=" + tag});
+  }
+  if (!config->Nic()) {
     argv.insert(argv.end(), {"-nic", "none"});
   } else {
     std::string netdev = "user,id=n0";
-    if (!config->network) netdev += ",restrict=on";
+    if (config->Restrict()) netdev += ",restrict=on";
     for (const PortForward& f : forwards) {
       netdev += ",hostfwd=" + f.protocol + ":127.0.0.1:" + std::to_string(f.host_port) + "-:" +
                 std::to_string(f.guest_port);
@@ -791,6 +963,7 @@ Status QemuDriver::Start(const std::string& name) {
     argv.insert(argv.end(), {"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"});
   }
   if (resume) argv.insert(argv.end(), {"-incoming", "defer"});
+  argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
   auto spawned = Spawn(argv, dir, dir + "/qemu.log", /*detach=*/true);
   if (!spawned.ok()) return Prefixed(op, spawned.status());
   const int pid = *spawned;
@@ -823,9 +996,11 @@ Status QemuDriver::Start(const std::string& name) {
     std::this_thread::sleep_for(milliseconds(20));
   }
   if (!qmp) return fail(Status::IoError("QEMU did not answer on QMP"));
-  auto password =
-      qmp->Execute("change-vnc-password", {{"password", config->vnc_password}}, deadline);
-  if (!password.ok()) return fail(Status::IoError("setting the VNC password failed"));
+  if (config->vnc) {
+    auto password =
+        qmp->Execute("change-vnc-password", {{"password", config->vnc_password}}, deadline);
+    if (!password.ok()) return fail(Status::IoError("setting the VNC password failed"));
+  }
   if (resume) {
     const std::string uri = "exec:cat " + ShellQuote(dir + "/vm.state");
     auto incoming = qmp->Execute("migrate-incoming", {{"uri", uri}}, deadline);
@@ -833,6 +1008,10 @@ Status QemuDriver::Start(const std::string& name) {
     auto status = WaitStatusLeaves(qmp.get(), "inmigrate", deadline);
     if (!status.ok()) return fail(Status::IoError("resume: " + status.status().message()));
     if (*status == "inmigrate") return fail(Status::IoError("resume: timed out"));
+  }
+  // Before the guest runs a single instruction: a device the policy forbids stops the VM.
+  if (Status audit = AuditDevices(qmp.get(), *config, forwards, deadline); !audit.ok()) {
+    return fail(audit);
   }
   auto cont = qmp->Execute("cont", nullptr, deadline);
   if (!cont.ok()) return fail(cont.status());
@@ -843,7 +1022,7 @@ Status QemuDriver::Start(const std::string& name) {
   }
   auto vnc = qmp->Execute("query-vnc", nullptr, deadline);
   uint16_t vnc_port = 0;
-  if (vnc.ok() && vnc->contains("service") && (*vnc)["service"].is_string()) {
+  if (config->vnc && vnc.ok() && vnc->contains("service") && (*vnc)["service"].is_string()) {
     vnc_port = static_cast<uint16_t>(std::atoi((*vnc)["service"].get<std::string>().c_str()));
   }
   nlohmann::json run{{"accel", QemuAccelName(*accel)},

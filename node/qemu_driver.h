@@ -9,7 +9,8 @@
 //
 // VMs, in DIR (QemuOptions::vm_dir), one directory each, DIR/<name>/:
 //   config.json   what Clone decided (uuid, template, cpu, ram, kernel/initrd paths, network,
-//                 port forwards, VNC password); mode 0600
+//                 the allowed port forwards, shared folders, USB and console, VNC password);
+//                 mode 0600
 //   disk.qcow2    an overlay on the template's disk (absolute backing path), or a copy
 //   pid           QEMU's pidfile; qmp.sock, agent.sock: its QMP and guest-agent sockets
 //   run.json      what the running QEMU got: accelerator, VNC port, forwards' host ports
@@ -37,6 +38,20 @@
 // life). No NIC unless the clone asked for networking or port forwards (forwards without
 // networking get a restricted slirp NIC: forwards work, the guest reaches nothing). Forwards and
 // VNC bind 127.0.0.1 only.
+//
+// The VM policy (CloneSpec::enforcement; docs/qemu.md has the table): Clone decides, config.json
+// keeps the decision, every Start applies it. Start or a configuration change denied: Clone
+// fails with kInvalidArgument and the refusal's message, nothing made. No interface: -nic none
+// and no forwards; local denied: restrict=on (allowed forwards still work); only allowed
+// forwards become hostfwd; only allowed shared folders become -virtfs (read-only, mount tags
+// fs0, fs1, ...); USB: none (-machine usb=off) unless module "host" is allowed (qemu-xhci);
+// keyboard denied: no VNC console (QEMU's VNC has no view-only mode); the clipboard is never
+// shared (no vdagent). What QEMU's user-mode network cannot filter (net.tcp, net.udp,
+// net.other*, net.ip* denials), extra drives and other USB modules: Clone fails with
+// kUnsupported naming it. Before the guest runs (QEMU paused, -S) Start audits the devices over
+// QMP (query-pci, info network, info usernet): a NIC, USB controller, 9p share, unrestricted
+// network or host forward the policy does not allow kills QEMU and fails with kIoError
+// "policy audit: ..." naming the mismatch.
 // Stop: ACPI power button, QMP quit after stop_timeout, SIGKILL after 5 s more. Suspend: stop
 // the vCPUs, migrate to vm.state.tmp, fsync, rename to vm.state, quit.
 //
@@ -77,6 +92,9 @@ struct QemuOptions {
   std::chrono::milliseconds probe_timeout{8'000};    // The KVM probe boot.
   std::chrono::milliseconds agent_timeout{120'000};  // Guest agent first answer (boot).
   uint32_t run_timeout_seconds = 3600;               // One script, in the guest.
+  // Appended to every QEMU command line. For tests only: a device the policy forbids, to prove
+  // the device audit stops the VM.
+  std::vector<std::string> extra_args;
 };
 
 // VM names: 1..128 of [A-Za-z0-9._-], not starting with '.'.
