@@ -868,10 +868,15 @@ void Connection::WriteResponse(Exchange& exchange, bool close) {
   if (body_chunked_) {
     // The source holds this only while the connection holds the source (http_types.h).
     body_source_->SetWake([this] {
-      if (!closing_ && body_source_ != nullptr) {
-        Flush();
-        Settle();
+      // This closure lives in the source: Flush may release the source (its last chunk
+      // written), and with it the closure. Copy what is needed first and hold the source.
+      Connection* self = this;
+      if (self->closing_ || self->body_source_ == nullptr) {
+        return;
       }
+      std::shared_ptr<BodySource> hold = self->body_source_;
+      self->Flush();
+      self->Settle();
     });
   }
   body_last_ = close;

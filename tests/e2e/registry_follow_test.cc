@@ -59,8 +59,16 @@ std::map<std::string, std::vector<std::string>> ControllerTemplates(const WireTa
   std::map<std::string, std::vector<std::string>> out;
   for (const Json& t : Get(api, "/api/v1/registry/vm")) {
     std::vector<std::string> tags;
-    const Json one = Get(api, "/api/v1/registry/vm?id=" + t["id"].get<std::string>());
-    for (const Json& v : one["versions"]) {
+    // The view can follow a deletion between the list and this read: then it is gone.
+    const WireResponse detail =
+        Call(api, "GET", "/api/v1/registry/vm?id=" + t["id"].get<std::string>(), "", Root());
+    const Json one = Json::parse(detail.body, nullptr, false);
+    if (detail.status == 200 && one.is_object() && one.value("status", "") == "FAIL" &&
+        one.value("message", "") == "Not found") {
+      continue;
+    }
+    const Json body = RequireOk(detail);
+    for (const Json& v : body["versions"]) {
       tags.push_back(v["tag"]);
     }
     out[t["id"]] = tags;
