@@ -29,18 +29,11 @@ engine::PolicyRefusal Denied(const std::string& feature, const std::string& rule
   return refusal;
 }
 
-// A port on 127.0.0.1 nobody listens on now (bound and released).
+// A loopback port free now; fails the test if there is none.
 uint16_t FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  const bool bound = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-                     getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  close(fd);
-  REQUIRE(bound);
-  return ntohs(addr.sin_port);
+  const uint16_t port = testing::FreeLoopbackPort();
+  REQUIRE(port != 0);
+  return port;
 }
 
 // Whether a TCP connection to 127.0.0.1:port is refused (nothing listens there).

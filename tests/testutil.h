@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <thread>
 
@@ -22,6 +23,11 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// A TCP port on 127.0.0.1 that nothing listens on right now (bound, read back, released), for a
+// server a test starts with an explicit port; 0 if none could be had. Another process may take
+// it before the server binds: callers that can retry do.
+uint16_t FreeLoopbackPort();
 
 // Polls pred every 100 ms until it holds or timeout_ms have passed; returns its last value.
 // For conditions reached by other processes (an agent's report, a scheduler pass).

@@ -36,19 +36,11 @@ constexpr const char* kHtpasswd =
 constexpr const char* kAuthorization = "Basic b2NpdGVzdDpjbG9pc3Rlci10ZXN0";  // ocitest:...
 constexpr int kStartMs = 20000;
 
-// A port free on 127.0.0.1 when this returns (the registry binds it a moment later).
+// A loopback port free now; fails the test if there is none.
 uint16_t FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof(address);
-  const bool bound = bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-                     getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) == 0;
-  close(fd);
-  REQUIRE(bound);
-  return ntohs(address.sin_port);
+  const uint16_t port = testing::FreeLoopbackPort();
+  REQUIRE(port != 0);
+  return port;
 }
 
 std::string ReadFile(const std::string& path) {
